@@ -1,0 +1,10 @@
+"""CelebA 128x128: one more residual block in G and in D (paper, 3.1)."""
+from jaxinpaint.config import base_config
+
+
+def get_config():
+  c = base_config()
+  c.data.folder = '../shared/data/celeba128/train'
+  c.model.resolution = 128
+  c.model.width = 64
+  return c

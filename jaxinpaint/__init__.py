@@ -1,0 +1,1 @@
+"""jaxinpaint: semantic image completion through an adversarial strategy."""
