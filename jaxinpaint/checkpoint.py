@@ -1,0 +1,94 @@
+"""Checkpoints: orbax over one state pytree, plus the run's config as JSON.
+
+Layout of a model directory (a training work dir or an exported model):
+  DIR/config.json           the ConfigDict that built the networks
+  DIR/checkpoints/<step>/   orbax StandardSave of a pytree whose fields include
+                            g_params, g_stats_eval, d_params (and, in a
+                            training work dir, everything needed to resume)
+"""
+import json
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+CONFIG_FILE = 'config.json'
+CHECKPOINT_DIR = 'checkpoints'
+
+
+def manager(workdir, keep: int = 2, create: bool = True):
+  """An orbax CheckpointManager under DIR/checkpoints."""
+  return ocp.CheckpointManager(
+      os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)),
+      options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=create))
+
+
+def save_config(workdir, config):
+  Path(workdir, CONFIG_FILE).write_text(config.to_json(indent=2))
+
+
+def load_config(workdir) -> ml_collections.ConfigDict:
+  path = Path(workdir, CONFIG_FILE)
+  if not path.is_file():
+    raise FileNotFoundError(
+        f'{workdir}: not a jaxinpaint model directory (no {CONFIG_FILE}); '
+        'expected a training --workdir or an exported model')
+  return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def latest_step(workdir):
+  """The newest complete checkpoint's step, or None."""
+  if not Path(workdir, CHECKPOINT_DIR).is_dir():
+    return None
+  return manager(workdir, create=False).latest_step()
+
+
+def load_inference_variables(model_dir):
+  """(config, variables) for completion from a model directory.
+
+  variables = {'generator': {'params', 'batch_stats'}, 'critic': {'params',
+  ...}, 'patch_critic': ...}, float32, with G's batch statistics taken from
+  the recalibrated `g_stats_eval` (see training.recalibrate_batch_stats).
+  """
+  config = load_config(model_dir)
+  step = latest_step(model_dir)
+  if step is None:
+    raise FileNotFoundError(f'{model_dir}: no checkpoint under '
+                            f'{CHECKPOINT_DIR}/ (has training saved one?)')
+  raw = manager(model_dir, create=False).restore(
+      step, args=ocp.args.StandardRestore())
+  to_f32 = lambda t: jax.tree.map(
+      lambda x: jnp.asarray(np.asarray(x, np.float32)), t)
+  variables = {'generator': {'params': to_f32(raw['g_params']),
+                             'batch_stats': to_f32(raw['g_stats_eval'])}}
+  for name, params in raw['d_params'].items():
+    variables[name] = {'params': to_f32(params)}
+    if raw.get('d_stats', {}).get(name):
+      variables[name]['batch_stats'] = to_f32(raw['d_stats'][name])
+  return config, variables, int(step)
+
+
+def export_inference(model_dir, config, variables, step, dtype=jnp.bfloat16):
+  """Writes the networks alone (no optimizer state) in `dtype`.
+
+  The result loads with `load_inference_variables`, like a training dir.
+  """
+  if Path(model_dir).exists() and any(Path(model_dir).iterdir()):
+    raise FileExistsError(f'{model_dir}: exists and is not empty')
+  cast = lambda t: jax.tree.map(lambda x: jnp.asarray(x, dtype), t)
+  tree = {'step': jnp.asarray(step),
+          'g_params': cast(variables['generator']['params']),
+          'g_stats_eval': cast(variables['generator']['batch_stats']),
+          'd_params': {k: cast(v['params']) for k, v in variables.items()
+                       if k != 'generator'},
+          'd_stats': {k: cast(v['batch_stats']) for k, v in variables.items()
+                      if k != 'generator' and 'batch_stats' in v}}
+  Path(model_dir).mkdir(parents=True, exist_ok=True)
+  save_config(model_dir, config)
+  mgr = manager(model_dir, keep=1)
+  mgr.save(step, args=ocp.args.StandardSave(tree))
+  mgr.wait_until_finished()

@@ -1,0 +1,99 @@
+"""Command-line entry points (`train.py`, `jaxinpaint-train`, ...).
+
+Thin wrappers: parse flags, call the library, turn expected failures into
+one line on stderr and a non-zero exit code.
+"""
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
+
+
+def _fail(message, code=1):
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(code)
+
+
+def _define_train_flags():
+  config_flags.DEFINE_config_file(
+      'config', None,
+      'Training config file, e.g. configs/celeba64.py; any value can be '
+      'overridden, e.g. --config.train.steps=200 --config.model.width=32.',
+      lock_config=True)
+  flags.DEFINE_string('workdir', None,
+                      'Where checkpoints, metrics.jsonl and samples/ go. '
+                      'Rerunning with the same work dir resumes.')
+  flags.DEFINE_bool('summary', False,
+                    'Print the networks and parameter counts, then exit.')
+  flags.DEFINE_string(
+      'coordinator_address', None,
+      'Multi-process: host:port of process 0; with --num_processes and '
+      '--process_id. On a cluster jax.distributed.initialize() can detect '
+      'these itself: set --config.train.multiprocess=True instead.')
+  flags.DEFINE_integer('num_processes', None, 'Multi-process: process count.')
+  flags.DEFINE_integer('process_id', None, 'Multi-process: this process.')
+
+
+def _load_config_flag():
+  try:
+    config = flags.FLAGS.config
+    config.train  # config_flags reports a failed load only on first use
+    return config
+  except OSError as e:
+    path = config_flags.get_config_filename(flags.FLAGS['config'])
+    _fail(f'--config {path}: cannot load it '
+          f'({str(e).strip().splitlines()[-1].strip()})')
+
+
+def _train(argv):
+  del argv
+  import jax  # after flag parsing: --help must not initialize a backend
+  from jaxinpaint import data, models, training
+  FLAGS = flags.FLAGS
+  config = _load_config_flag()
+  if FLAGS.coordinator_address or config.train.multiprocess:
+    kwargs = {}
+    if FLAGS.coordinator_address:
+      kwargs = dict(coordinator_address=FLAGS.coordinator_address,
+                    num_processes=FLAGS.num_processes,
+                    process_id=FLAGS.process_id)
+    jax.distributed.initialize(**kwargs)
+  if FLAGS.summary:
+    print(models.summary(config.model))
+    return
+  if not FLAGS.workdir:
+    _fail('--workdir is required (where checkpoints and samples go)')
+  logging.set_verbosity(logging.WARNING)
+  try:
+    training.train_and_evaluate(config, FLAGS.workdir)
+  except training.StoppedBySignal as e:
+    _fail(str(e), code=130)
+  except training.NonFiniteLossError as e:
+    _fail(str(e))
+  except (*_USER_ERRORS, data.CorruptImageError) as e:
+    _fail(str(e))
+  print(f'done: checkpoints, samples and metrics.jsonl in {FLAGS.workdir}')
+
+
+def _parse_flags(argv):
+  """absl's parser, with one-line errors instead of tracebacks."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:  # ConfigDict: no such key
+    _fail(f'unknown config key {e} in a --config.* override; the keys are '
+          'those of jaxinpaint/config.py')
+  except (flags.Error, ValueError, TypeError) as e:
+    _fail(str(e).splitlines()[0])
+
+
+def train_main():
+  _define_train_flags()
+  flags.mark_flags_as_required(['config'])
+  app.run(_train, flags_parser=_parse_flags)
+
+
+def inpaint_main():
+  from jaxinpaint import inpaint_cli
+  inpaint_cli.main()

@@ -1,0 +1,246 @@
+"""The networks: residual generator G, layer-norm critic D, PatchGAN critic Dp
+(paper, section 3.1) and the DCGAN pair of the Yeh et al. baseline.
+
+All modules take NHWC images in [-1, 1]. Parameters are float32; `dtype` sets
+the activations (bfloat16 on GPUs). Critic scores are returned in float32.
+"""
+import functools
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+
+def _num_doublings(resolution: int, base: int) -> int:
+  n = math.log2(resolution / base)
+  if resolution < 2 * base or n != int(n):
+    raise ValueError(
+        f'--config.model.resolution={resolution}: expected a power of two '
+        f'>= {2 * base} (32, 64, 128, ...)')
+  return int(n)
+
+
+def generator_widths(resolution: int, width: int) -> list[int]:
+  """Output channels of G's up-sampling blocks: ..., 8d, 8d, 4d, 2d, d.
+
+  64x64 has four blocks (8d 4d 2d d after the 8d projection), as in the
+  WGAN-GP ResNet; each doubling of the resolution adds one 8d block in front.
+  """
+  n = _num_doublings(resolution, 4)
+  mults = ([8] * max(n - 3, 0) + [4, 2, 1])[-n:]
+  return [m * width for m in mults]
+
+
+def critic_widths(resolution: int, width: int) -> list[int]:
+  """Output channels of D's down-sampling blocks: 2d, 4d, 8d, 8d, ... ."""
+  n = _num_doublings(resolution, 4)
+  mults = [2, 4, 8] + [8] * max(n - 3, 0)
+  return [m * width for m in mults[:n]]
+
+
+def upsample(x):
+  """Nearest-neighbour 2x up-sampling (as the WGAN-GP ResNet's G)."""
+  return jnp.repeat(jnp.repeat(x, 2, axis=-3), 2, axis=-2)
+
+
+def downsample(x):
+  """2x2 mean pooling."""
+  return nn.avg_pool(x, (2, 2), strides=(2, 2))
+
+
+class UpBlock(nn.Module):
+  """BN → ReLU → up → conv3x3 → BN → ReLU → conv3x3, plus up → conv1x1."""
+  features: int
+  dtype: Dtype = jnp.float32
+  bn_momentum: float = 0.9
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    norm = functools.partial(
+        nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
+        dtype=self.dtype)
+    conv = functools.partial(nn.Conv, dtype=self.dtype)
+    shortcut = conv(self.features, (1, 1))(upsample(x))
+    h = nn.relu(norm()(x))
+    h = conv(self.features, (3, 3))(upsample(h))
+    h = nn.relu(norm()(h))
+    h = conv(self.features, (3, 3))(h)
+    return shortcut + h
+
+
+class DownBlock(nn.Module):
+  """LN → ReLU → conv3x3 → LN → ReLU → conv3x3 → pool, plus pool → conv1x1.
+
+  LayerNorm normalizes each example over (H, W, C): no statistics are shared
+  across the batch, which the per-example gradient penalty needs.
+  """
+  features: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    norm = functools.partial(
+        nn.LayerNorm, reduction_axes=(-3, -2, -1), dtype=self.dtype)
+    conv = functools.partial(nn.Conv, dtype=self.dtype)
+    shortcut = conv(self.features, (1, 1))(downsample(x))
+    h = conv(x.shape[-1], (3, 3))(nn.relu(norm()(x)))
+    h = conv(self.features, (3, 3))(nn.relu(norm()(h)))
+    return shortcut + downsample(h)
+
+
+class Generator(nn.Module):
+  """z (N, z_dim) → image (N, R, R, 3) in [-1, 1]."""
+  resolution: int = 64
+  width: int = 64
+  dtype: Dtype = jnp.float32
+  bn_momentum: float = 0.9
+
+  @nn.compact
+  def __call__(self, z, train: bool = False):
+    widths = generator_widths(self.resolution, self.width)
+    x = nn.Dense(4 * 4 * 8 * self.width, dtype=self.dtype)(z)
+    x = x.reshape(z.shape[:-1] + (4, 4, 8 * self.width))
+    for features in widths:
+      x = UpBlock(features, self.dtype, self.bn_momentum)(x, train)
+    x = nn.BatchNorm(
+        use_running_average=not train, momentum=self.bn_momentum,
+        dtype=self.dtype)(x)
+    x = nn.Conv(3, (3, 3), dtype=self.dtype)(nn.relu(x))
+    return jnp.tanh(x.astype(jnp.float32))
+
+
+class Critic(nn.Module):
+  """The global critic D: image → one score per image, shape (N,)."""
+  resolution: int = 64
+  width: int = 64
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    del train  # no batch statistics in a WGAN-GP critic
+    x = nn.Conv(self.width, (3, 3), dtype=self.dtype)(x.astype(self.dtype))
+    for features in critic_widths(self.resolution, self.width):
+      x = DownBlock(features, self.dtype)(x)
+    x = nn.relu(x).reshape(x.shape[:-3] + (-1,))
+    return nn.Dense(1, dtype=self.dtype)(x)[..., 0].astype(jnp.float32)
+
+
+class PatchCritic(nn.Module):
+  """The PatchGAN critic Dp: one score per patch, an (R/8)x(R/8) map.
+
+  Three down-sampling blocks at every resolution, so a patch covers the same
+  number of pixels (as in pix2pix's PatchGAN) and the map grows with R: 8x8
+  for 64x64 images (DESIGN.md), 16x16 for 128x128.
+
+  `__call__` returns the map's mean (the score used in the losses);
+  `patch_scores` the map itself.
+  """
+  resolution: int = 64
+  width: int = 64
+  dtype: Dtype = jnp.float32
+
+  def setup(self):
+    self.stem = nn.Conv(self.width, (3, 3), dtype=self.dtype)
+    self.blocks = [DownBlock(f, self.dtype) for f in
+                   critic_widths(self.resolution, self.width)[:3]]
+    self.head = nn.Conv(1, (3, 3), dtype=self.dtype)
+
+  def patch_scores(self, x):
+    x = self.stem(x.astype(self.dtype))
+    for block in self.blocks:
+      x = block(x)
+    return self.head(nn.relu(x))[..., 0].astype(jnp.float32)
+
+  def __call__(self, x, train: bool = False):
+    del train
+    return self.patch_scores(x).mean(axis=(-2, -1))
+
+
+class DCGANGenerator(nn.Module):
+  """Radford et al.: z → Dense → (ConvTranspose 4x4/2, BN, ReLU)* → tanh."""
+  resolution: int = 64
+  width: int = 64
+  dtype: Dtype = jnp.float32
+  bn_momentum: float = 0.9
+
+  @nn.compact
+  def __call__(self, z, train: bool = False):
+    norm = functools.partial(
+        nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
+        dtype=self.dtype)
+    n = _num_doublings(self.resolution, 4)
+    x = nn.Dense(4 * 4 * 8 * self.width, dtype=self.dtype)(z)
+    x = nn.relu(norm()(x.reshape(z.shape[:-1] + (4, 4, 8 * self.width))))
+    for i in range(n - 1):
+      features = self.width * 2 ** (n - 2 - i)
+      x = nn.ConvTranspose(features, (4, 4), (2, 2), dtype=self.dtype)(x)
+      x = nn.relu(norm()(x))
+    x = nn.ConvTranspose(3, (4, 4), (2, 2), dtype=self.dtype)(x)
+    return jnp.tanh(x.astype(jnp.float32))
+
+
+class DCGANDiscriminator(nn.Module):
+  """Radford et al.: (Conv 4x4/2, BN, LeakyReLU 0.2)* → Dense → logit (N,)."""
+  resolution: int = 64
+  width: int = 64
+  dtype: Dtype = jnp.float32
+  bn_momentum: float = 0.9
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    n = _num_doublings(self.resolution, 4)
+    x = x.astype(self.dtype)
+    for i in range(n):
+      x = nn.Conv(self.width * 2 ** i, (4, 4), (2, 2), dtype=self.dtype)(x)
+      if i > 0:  # DCGAN: no BN on the first layer
+        x = nn.BatchNorm(
+            use_running_average=not train, momentum=self.bn_momentum,
+            dtype=self.dtype)(x)
+      x = nn.leaky_relu(x, 0.2)
+    x = x.reshape(x.shape[:-3] + (-1,))
+    return nn.Dense(1, dtype=self.dtype)(x)[..., 0].astype(jnp.float32)
+
+
+def build_models(model_config) -> dict[str, nn.Module]:
+  """{'generator': G, 'critic': D} plus 'patch_critic' for the WGAN."""
+  kw = dict(resolution=model_config.resolution, width=model_config.width,
+            dtype=jnp.dtype(model_config.dtype))
+  if model_config.arch == 'wgan':
+    return {'generator': Generator(**kw), 'critic': Critic(**kw),
+            'patch_critic': PatchCritic(**kw)}
+  if model_config.arch == 'dcgan':
+    return {'generator': DCGANGenerator(**kw),
+            'critic': DCGANDiscriminator(**kw)}
+  raise ValueError(f"--config.model.arch={model_config.arch!r}: expected "
+                   "'wgan' or 'dcgan'")
+
+
+def sample_latent(key, shape, arch: str):
+  """Training prior: N(0, 1) for the WGAN (paper), U(-1, 1) for the DCGAN."""
+  if arch == 'dcgan':
+    return jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
+  return jax.random.normal(key, shape)
+
+
+def count_params(tree) -> int:
+  return sum(x.size for x in jax.tree.leaves(tree))
+
+
+def summary(model_config) -> str:
+  """Parameter counts of the networks a model config builds."""
+  nets = build_models(model_config)
+  res = model_config.resolution
+  lines = [f'{model_config.arch} {res}x{res}, width {model_config.width}, '
+           f'z {model_config.z_dim}:']
+  for name, net in nets.items():
+    x = (jnp.zeros((1, model_config.z_dim)) if name == 'generator'
+         else jnp.zeros((1, res, res, 3)))
+    shapes = jax.eval_shape(net.init, jax.random.key(0), x)
+    out = jax.eval_shape(lambda v: net.apply(v, x), shapes)
+    lines.append(f'  {name:13s} {count_params(shapes["params"]):>12,d} '
+                 f'parameters  output {tuple(out.shape[1:])}')
+  return '\n'.join(lines)
