@@ -1,0 +1,403 @@
+"""Tests of jaxinpaint.data: sources, preprocessing, deterministic batches."""
+import gc
+import io
+import pathlib
+import threading
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from jaxinpaint import config as config_lib
+from jaxinpaint import data
+
+SHARED_DATA = (pathlib.Path(__file__).resolve().parents[1].parent / 'shared' /
+               'data')
+
+
+def _data_config(**overrides):
+  c = config_lib.base_config().data
+  c.num_threads = 2
+  c.prefetch_batches = 2
+  c.update(overrides)
+  return c
+
+
+def _batches(it, n):
+  return [next(it) for _ in range(n)]
+
+
+def _to_uint8(x):
+  """[-1, 1] float -> exact uint8 (inverse of the pipeline's scaling)."""
+  return np.rint((x + 1) * 127.5).astype(np.int64)
+
+
+def _write_index_images(folder, n, size=4):
+  """n PNGs whose red channel is the index: any batch decodes to indices."""
+  folder.mkdir(parents=True, exist_ok=True)
+  for i in range(n):
+    pixels = np.zeros((size, size, 3), np.uint8)
+    pixels[..., 0] = i
+    pixels[..., 1] = 255 - i
+    Image.fromarray(pixels).save(folder / f'{i:03d}.png')
+  return folder
+
+
+def _indices(batch):
+  """Image indices of a batch of `_write_index_images` images: (b,)."""
+  red = _to_uint8(batch[..., 0])
+  assert (red == red[:, :1, :1]).all()  # Uniform images survive exactly.
+  return red[:, 0, 0]
+
+
+# ----------------------------------------------------------------------------
+# Folder source and preprocessing.
+
+
+def test_folder_source_mixed_files(tmp_path):
+  rng = np.random.default_rng(0)
+  rgb = lambda h, w: rng.integers(0, 256, (h, w, 3), np.uint8)
+  Image.fromarray(rgb(16, 16)).save(tmp_path / 'a.png')
+  (tmp_path / 'sub').mkdir()
+  Image.fromarray(rgb(20, 20)).save(tmp_path / 'sub' / 'b.jpg')
+  Image.fromarray(rng.integers(0, 256, (16, 16, 4), np.uint8)).save(
+      tmp_path / 'c.png')  # RGBA
+  Image.fromarray(rng.integers(0, 256, (16, 16), np.uint8)).save(
+      tmp_path / 'd.PNG')  # greyscale, upper-case extension
+  Image.fromarray(rgb(16, 24)).save(tmp_path / 'e.jpeg')  # non-square
+  (tmp_path / 'notes.txt').write_text('not an image')
+  Image.fromarray(rgb(8, 8)).save(tmp_path / '.hidden.png')
+
+  names = [pathlib.Path(p).relative_to(tmp_path).as_posix()
+           for p in data.list_image_files(tmp_path)]
+  assert names == ['a.png', 'c.png', 'd.PNG', 'e.jpeg', 'sub/b.jpg']
+  cfg = _data_config(folder=str(tmp_path))
+  assert data.describe_source(cfg) == f'folder {tmp_path} (5 images)'
+  with data.make_batch_iterator(cfg, resolution=8, global_batch_size=5,
+                                seed=0) as it:
+    batch = next(it)
+    assert it.next_batch == 1
+  assert batch.shape == (5, 8, 8, 3) and batch.dtype == np.float32
+  assert batch.min() >= -1 and batch.max() <= 1
+  # One epoch of 5: every file exactly once, so the greyscale image is there.
+  greys = [x for x in batch if np.array_equal(x[..., 0], x[..., 2])]
+  assert len(greys) == 1
+
+
+@pytest.mark.parametrize('size', [(30, 10), (10, 30), (31, 12)])
+def test_center_crop_keeps_the_middle(tmp_path, size):
+  w, h = size
+  pixels = np.zeros((h, w, 3), np.uint8)
+  pixels[...] = (255, 0, 0)  # Red margins must be cropped away...
+  side = min(w, h)
+  top, left = (h - side) // 2, (w - side) // 2
+  pixels[top:top + side, left:left + side] = (0, 255, 0)  # ...green kept.
+  Image.fromarray(pixels).save(tmp_path / 'x.png')
+  images, names = data.load_images(tmp_path / 'x.png', resolution=5)
+  assert names == ['x'] and images.shape == (1, 5, 5, 3)
+  np.testing.assert_array_equal(_to_uint8(images[0]),
+                                np.broadcast_to([0, 255, 0], (5, 5, 3)))
+
+
+def test_center_crop_of_a_large_jpeg_uses_the_middle(tmp_path):
+  # Goes through PIL's JPEG draft (DCT down-scaling) and a bicubic resize.
+  pixels = np.zeros((100, 200, 3), np.uint8)
+  pixels[:, 50:150] = (0, 200, 0)
+  Image.fromarray(pixels).save(tmp_path / 'wide.jpg', quality=95)
+  images, _ = data.load_images([tmp_path / 'wide.jpg'], resolution=16)
+  # The draft decodes at 1/4 scale, where the crop's left edge (x = 50) falls
+  # between two pixels: the crop may be off by half a drafted pixel, i.e.
+  # less than one output pixel, so only the edge columns may mix in black.
+  colour = _to_uint8(images[0, :, 1:-1]).reshape(-1, 3)
+  assert np.abs(colour - [0, 200, 0]).max() <= 8
+  assert _to_uint8(images[0, :, [0, -1], 1]).min() > 100
+
+
+def test_greyscale_and_rgba_become_rgb(tmp_path):
+  Image.new('L', (6, 6), 100).save(tmp_path / 'grey.png')
+  Image.new('RGBA', (6, 6), (10, 20, 30, 0)).save(tmp_path / 'rgba.png')
+  Image.new('P', (6, 6), 3).save(tmp_path / 'palette.png')
+  Image.new('LA', (9, 9), (70, 255)).save(tmp_path / 'la.png')
+  Image.fromarray(np.full((6, 6), 40000, np.uint16)).save(
+      tmp_path / 'sixteen.png')  # 16-bit greyscale.
+  images, names = data.load_images(tmp_path, resolution=6)
+  assert names == ['grey', 'la', 'palette', 'rgba', 'sixteen']
+  got = _to_uint8(images)[:, 0, 0]
+  np.testing.assert_array_equal(got[0], [100, 100, 100])
+  np.testing.assert_array_equal(got[1], [70, 70, 70])  # Resized 9 -> 6.
+  np.testing.assert_array_equal(got[3], [10, 20, 30])
+  np.testing.assert_array_equal(got[4], [40000 >> 8] * 3)
+  assert images.dtype == np.float32 and images.shape == (5, 6, 6, 3)
+
+
+@pytest.mark.parametrize('size,resolution,options', [
+    ((64, 64), 64, {}),
+    ((178, 218), 64, {}),  # DCT scale 2, like CelebA's aligned images.
+    ((300, 257), 32, {'progressive': True}),  # Scale 8, progressive.
+    ((45, 33), 16, {'subsampling': 0}),  # 4:4:4, odd sizes, scale 2.
+    ((20, 20), 32, {}),  # Upsampling.
+    ((1000, 700), 64, {}),  # ~1 MB: more than PIL's 64 KiB read blocks.
+])
+def test_fast_jpeg_path_matches_pil(size, resolution, options):
+  assert data._fast_jpeg_works(), 'fast JPEG path disabled: decoding is slow'
+  rng = np.random.default_rng(1)
+  pixels = rng.integers(0, 256, (size[1], size[0], 3), np.uint8)
+  buf = io.BytesIO()
+  Image.fromarray(pixels).save(buf, 'JPEG', quality=90, **options)
+  fast = data._decode_jpeg_fast(buf.getvalue(), resolution)
+  assert fast is not None
+  with Image.open(io.BytesIO(buf.getvalue())) as img:
+    expected = data._crop_resize(img, resolution)
+  np.testing.assert_array_equal(data._crop_resize(fast, resolution), expected)
+
+
+def test_fast_jpeg_path_declines_other_files(tmp_path):
+  for mode in ('L', 'CMYK'):
+    buf = io.BytesIO()
+    Image.new(mode, (16, 16)).save(buf, 'JPEG')
+    assert data._decode_jpeg_fast(buf.getvalue(), 8) is None
+  buf = io.BytesIO()
+  Image.new('RGB', (16, 16)).save(buf, 'PNG')
+  assert data._decode_jpeg_fast(buf.getvalue(), 8) is None
+  buf = io.BytesIO()
+  Image.new('RGB', (16, 16)).save(buf, 'JPEG')
+  assert data._decode_jpeg_fast(buf.getvalue()[:-30], 8) is None  # Truncated.
+  # Greyscale and CMYK JPEG files still load, through Image.open.
+  Image.new('L', (16, 16), 50).save(tmp_path / 'grey.jpg')
+  Image.new('CMYK', (16, 16), (0, 0, 0, 0)).save(tmp_path / 'cmyk.jpg')
+  images, names = data.load_images(tmp_path, 8)
+  assert names == ['cmyk', 'grey'] and images.shape == (2, 8, 8, 3)
+  np.testing.assert_allclose(_to_uint8(images[1]), 50, atol=2)
+
+
+def test_float_range_is_closed():
+  x = data._to_float(np.array([0, 1, 127, 128, 254, 255], np.uint8))
+  assert x[0] == -1 and x[-1] == 1 and np.all(np.diff(x) > 0)
+
+
+# ----------------------------------------------------------------------------
+# Deterministic batches, resume, epochs, processes.
+
+
+def test_same_seed_same_batches_and_resume(tmp_path):
+  cfg = _data_config(folder=str(_write_index_images(tmp_path, 23)))
+  with data.make_batch_iterator(cfg, 4, 4, seed=7) as it:
+    run = _batches(it, 14)
+  with data.make_batch_iterator(cfg, 4, 4, seed=7) as it:
+    again = _batches(it, 14)
+  with data.make_batch_iterator(cfg, 4, 4, seed=8) as it:
+    other = _batches(it, 14)
+  np.testing.assert_array_equal(np.stack(run), np.stack(again))
+  assert not np.array_equal(np.stack(run), np.stack(other))
+  for k in (1, 5, 6, 11):  # 6: the batch that straddles epochs 0 and 1.
+    with data.make_batch_iterator(cfg, 4, 4, seed=7, start_batch=k) as it:
+      assert it.next_batch == k
+      resumed = _batches(it, 3)
+      assert it.next_batch == k + 3
+    np.testing.assert_array_equal(np.stack(resumed), np.stack(run[k:k + 3]))
+
+
+def test_each_epoch_covers_every_image_once(tmp_path):
+  n, batch_size = 23, 4  # n not a multiple of the batch size.
+  cfg = _data_config(folder=str(_write_index_images(tmp_path, n)))
+  with data.make_batch_iterator(cfg, 4, batch_size, seed=3) as it:
+    stream = np.concatenate([_indices(b) for b in _batches(it, 18)])
+  epochs = [stream[e * n:(e + 1) * n] for e in range(3)]
+  for epoch in epochs:
+    np.testing.assert_array_equal(np.sort(epoch), np.arange(n))
+  assert not np.array_equal(epochs[0], epochs[1])  # Reshuffled each epoch.
+  np.testing.assert_array_equal(
+      stream, data.stream_indices(n, 3, np.arange(len(stream))))
+
+
+@pytest.mark.parametrize('process_count', [2, 3])
+def test_process_slices_make_the_global_batch(tmp_path, process_count):
+  cfg = _data_config(folder=str(_write_index_images(tmp_path, 17)))
+  with data.make_batch_iterator(cfg, 4, 6, seed=1, start_batch=2) as it:
+    single = _batches(it, 4)
+  parts = []
+  for p in range(process_count):
+    with data.make_batch_iterator(cfg, 4, 6, seed=1, start_batch=2,
+                                  process_index=p,
+                                  process_count=process_count) as it:
+      parts.append(_batches(it, 4))
+      assert parts[-1][0].shape == (6 // process_count, 4, 4, 3)
+  for k in range(4):
+    np.testing.assert_array_equal(
+        np.concatenate([part[k] for part in parts]), single[k])
+
+
+def test_bad_batch_arguments(tmp_path):
+  cfg = _data_config(folder=str(_write_index_images(tmp_path, 3)))
+  with pytest.raises(ValueError, match='divisible'):
+    data.make_batch_iterator(cfg, 4, 6, seed=0, process_count=4)
+  with pytest.raises(ValueError, match='process_index'):
+    data.make_batch_iterator(cfg, 4, 6, seed=0, process_index=2,
+                             process_count=2)
+  with pytest.raises(ValueError, match='start_batch'):
+    data.make_batch_iterator(cfg, 4, 6, seed=0, start_batch=-1)
+
+
+def test_close_joins_threads(tmp_path):
+  cfg = _data_config(folder=str(_write_index_images(tmp_path, 5)),
+                     num_threads=3, prefetch_batches=4)
+  it = data.make_batch_iterator(cfg, 4, 2, seed=0)
+  next(it)
+  it.close()
+  it.close()  # Idempotent.
+  assert not [t for t in threading.enumerate()
+              if t.name.startswith('jaxinpaint-data')]
+  with pytest.raises(StopIteration):
+    next(it)
+
+
+def test_dropped_iterator_stops_its_threads(tmp_path):
+  cfg = _data_config(folder=str(_write_index_images(tmp_path, 5)))
+  it = data.make_batch_iterator(cfg, 4, 2, seed=0)
+  next(it)
+  del it
+  gc.collect()
+  for t in threading.enumerate():
+    if t.name.startswith('jaxinpaint-data'):
+      t.join(timeout=10)
+      assert not t.is_alive()
+
+
+# ----------------------------------------------------------------------------
+# npz and tfds sources.
+
+
+def test_npz_source(tmp_path):
+  images = np.random.default_rng(0).integers(0, 256, (10, 12, 16, 3),
+                                             np.uint8)
+  np.savez(tmp_path / 'a.npz', images=images, labels=np.arange(10))
+  cfg = _data_config(npz=str(tmp_path / 'a.npz'))
+  assert data.describe_source(cfg) == (
+      f'npz {tmp_path / "a.npz"} (10 images, 12x16)')
+  with data.make_batch_iterator(cfg, 12, 10, seed=0) as it:
+    batch = next(it)
+  # At the source's size the crop is exact: one epoch = all images.
+  cropped = images[:, :, 2:14]
+  got = _to_uint8(batch)
+  assert sorted(map(bytes, got.astype(np.uint8))) == sorted(map(bytes, cropped))
+  with data.make_batch_iterator(cfg, 8, 4, seed=0) as it:
+    assert next(it).shape == (4, 8, 8, 3)
+
+  np.savez(tmp_path / 'single.npz', x=images)
+  cfg = _data_config(npz=str(tmp_path / 'single.npz'))
+  with data.make_batch_iterator(cfg, 8, 4, seed=0) as it:
+    assert next(it).shape == (4, 8, 8, 3)
+
+  np.savez(tmp_path / 'two.npz', x=images, y=images)
+  with pytest.raises(ValueError, match="'images'"):
+    data.describe_source(_data_config(npz=str(tmp_path / 'two.npz')))
+  np.savez(tmp_path / 'float.npz', images=images.astype(np.float32))
+  with pytest.raises(ValueError, match='uint8'):
+    data.describe_source(_data_config(npz=str(tmp_path / 'float.npz')))
+  with pytest.raises(ValueError, match='missing.npz'):
+    data.describe_source(_data_config(npz=str(tmp_path / 'missing.npz')))
+
+
+@pytest.mark.parametrize('name,resolution', [('svhn_cropped', 32),
+                                             ('celeb_a', 16)])
+def test_tfds_source_on_mock_data(name, resolution):
+  tfds = pytest.importorskip('tensorflow_datasets')
+  # mock_data replaces the reads with random examples that follow the
+  # dataset's features; tfds.data_source needs no TensorFlow for that.
+  with tfds.testing.mock_data(num_examples=10):
+    cfg = _data_config(tfds_name=name, split='train')
+    assert data.describe_source(cfg) == f'tfds {name}:train (10 images)'
+    with data.make_batch_iterator(cfg, resolution, 6, seed=0) as it:
+      batches = _batches(it, 3)
+    with data.make_batch_iterator(cfg, resolution, 6, seed=0,
+                                  start_batch=2) as it:
+      resumed = next(it)
+  assert batches[0].shape == (6, resolution, resolution, 3)
+  assert batches[0].dtype == np.float32
+  assert all(b.min() >= -1 and b.max() <= 1 for b in batches)
+  np.testing.assert_array_equal(resumed, batches[2])
+
+
+# ----------------------------------------------------------------------------
+# Errors.
+
+
+def test_source_selection_errors(tmp_path):
+  with pytest.raises(ValueError, match=r'--config\.data\.folder.*none is set'):
+    data.make_batch_iterator(_data_config(), 8, 4, seed=0)
+  with pytest.raises(ValueError, match=r'got --config\.data\.folder=.* and '
+                     r'--config\.data\.npz='):
+    data.describe_source(_data_config(folder=str(tmp_path), npz='x.npz'))
+
+
+def test_missing_and_empty_folders(tmp_path):
+  missing = tmp_path / 'nope'
+  with pytest.raises(ValueError, match='nope.*does not exist'):
+    data.make_batch_iterator(_data_config(folder=str(missing)), 8, 4, seed=0)
+  (tmp_path / 'empty' / 'sub').mkdir(parents=True)
+  (tmp_path / 'empty' / 'readme.txt').write_text('x')
+  with pytest.raises(ValueError, match='empty.*contains no images'):
+    data.describe_source(_data_config(folder=str(tmp_path / 'empty')))
+
+
+def _folder_with_a_corrupt_file(tmp_path):
+  folder = _write_index_images(tmp_path / 'images', 4)
+  (folder / 'x.jpg').write_bytes(b'definitely not a jpeg' * 10)
+  return folder
+
+
+def test_corrupt_file_is_named(tmp_path):
+  folder = _folder_with_a_corrupt_file(tmp_path)
+  with data.make_batch_iterator(_data_config(folder=str(folder)), 4, 5,
+                                seed=0) as it:
+    with pytest.raises(data.CorruptImageError, match=r'x\.jpg'):
+      next(it)
+  with pytest.raises(data.CorruptImageError, match=r'x\.jpg'):
+    data.load_images(folder, 4)
+  assert issubclass(data.CorruptImageError, ValueError)
+
+
+def test_truncated_jpeg_is_corrupt(tmp_path):
+  Image.new('RGB', (64, 64), (1, 2, 3)).save(tmp_path / 'full.jpg')
+  raw = (tmp_path / 'full.jpg').read_bytes()
+  (tmp_path / 'cut.jpg').write_bytes(raw[:len(raw) // 2])
+  with pytest.raises(data.CorruptImageError, match=r'cut\.jpg'):
+    data.load_images([tmp_path / 'cut.jpg'], 8)
+
+
+def test_skip_corrupt_counts_and_replaces(tmp_path):
+  folder = _folder_with_a_corrupt_file(tmp_path)
+  cfg = _data_config(folder=str(folder), skip_corrupt=True)
+  with data.make_batch_iterator(cfg, 4, 5, seed=0) as it:
+    batch = next(it)
+    assert it.num_skipped == 1
+    next(it)
+    assert it.num_skipped == 1  # Distinct files, not occurrences.
+  assert batch.shape == (5, 4, 4, 3)
+  # x.jpg sorts last: its deterministic replacement wraps around to 000.png.
+  np.testing.assert_array_equal(np.sort(_indices(batch)), [0, 0, 1, 2, 3])
+
+
+def test_skip_corrupt_with_nothing_readable(tmp_path):
+  (tmp_path / 'a.png').write_bytes(b'garbage')
+  (tmp_path / 'b.jpg').write_bytes(b'\xff\xd8 garbage')
+  cfg = _data_config(folder=str(tmp_path), skip_corrupt=True)
+  with data.make_batch_iterator(cfg, 4, 2, seed=0) as it:
+    with pytest.raises(ValueError, match='no image could be read'):
+      next(it)
+
+
+# ----------------------------------------------------------------------------
+# The real data (skipped in a clone without ../shared/data).
+
+
+def test_real_celeba64_batch():
+  folder = SHARED_DATA / 'celeba64' / 'train'
+  if not folder.is_dir():
+    pytest.skip(f'no shared data at {folder}')
+  cfg = _data_config(folder=str(folder))
+  with data.make_batch_iterator(cfg, 32, 64, seed=0) as it:
+    batch = next(it)
+  assert batch.shape == (64, 32, 32, 3) and batch.dtype == np.float32
+  assert batch.min() >= -1 and batch.max() <= 1
+  assert batch.std() > 0.1  # Real faces, not a constant.
