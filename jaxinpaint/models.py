@@ -11,6 +11,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.core import FrozenDict
 
 Dtype = Any
 
@@ -205,16 +206,19 @@ class DCGANDiscriminator(nn.Module):
     return nn.Dense(1, dtype=self.dtype)(x)[..., 0].astype(jnp.float32)
 
 
-def build_models(model_config) -> dict[str, nn.Module]:
-  """{'generator': G, 'critic': D} plus 'patch_critic' for the WGAN."""
+def build_models(model_config) -> FrozenDict:
+  """{'generator': G, 'critic': D} plus 'patch_critic' for the WGAN.
+
+  Frozen, so it can be a static argument of `jax.jit`.
+  """
   kw = dict(resolution=model_config.resolution, width=model_config.width,
             dtype=jnp.dtype(model_config.dtype))
   if model_config.arch == 'wgan':
-    return {'generator': Generator(**kw), 'critic': Critic(**kw),
-            'patch_critic': PatchCritic(**kw)}
+    return FrozenDict(generator=Generator(**kw), critic=Critic(**kw),
+                      patch_critic=PatchCritic(**kw))
   if model_config.arch == 'dcgan':
-    return {'generator': DCGANGenerator(**kw),
-            'critic': DCGANDiscriminator(**kw)}
+    return FrozenDict(generator=DCGANGenerator(**kw),
+                      critic=DCGANDiscriminator(**kw))
   raise ValueError(f"--config.model.arch={model_config.arch!r}: expected "
                    "'wgan' or 'dcgan'")
 
