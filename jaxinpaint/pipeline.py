@@ -1,0 +1,190 @@
+"""Completion of many images: fixed-size batches, host arrays, metrics.
+
+The layer between `completion` (one jitted call on one batch) and the
+`inpaint.py` CLI, importable from a notebook:
+
+  config, variables, _ = checkpoint.load_inference_variables(model_dir)
+  results = pipeline.inpaint_batches(
+      variables, config.model, images, masks, np.arange(len(images)),
+      spec=completion.LOSSES['paper'], options=completion.Options(),
+      batch_size=64, seed=0)
+  per_image, summary = pipeline.evaluate(originals, results, masks)
+
+Every batch has the same shape (the last one is padded), so `complete` is
+compiled once; each image's key comes from (seed, its index), and completion
+is vmapped per image, so results do not depend on the batch size: on CPU
+they are bitwise equal for batch sizes >= 2 (tests/test_pipeline.py). A
+batch of 1 may run other kernels; their rounding differences (~1e-7) can
+grow over many Adam steps, because Adam's update is nearly sign(gradient)
+for small gradients.
+"""
+from typing import Dict, Mapping, Tuple
+
+import jax
+import numpy as np
+import tqdm
+
+from jaxinpaint import completion, metrics, models
+
+# Per-image results that `inpaint_batches` returns (leading axis N).
+RESULT_KEYS = ('generated', 'overlay', 'blended', 'z', 'final_loss',
+               'loss_trace', 'cg_iterations')
+
+
+def _broadcast_rows(name: str, x: np.ndarray, n: int) -> np.ndarray:
+  """(1, ...) or (n, ...) -> (n, ...) without copying."""
+  x = np.asarray(x)
+  if x.shape[0] not in (1, n):
+    raise ValueError(f'{name} has {x.shape[0]} rows; expected 1 (shared by '
+                     f'all images) or one per image ({n})')
+  return np.broadcast_to(x, (n,) + x.shape[1:])
+
+
+def _padded_rows(start: int, n: int, batch_size: int) -> np.ndarray:
+  """Row indices of the batch starting at `start`, padded to `batch_size`.
+
+  A short last batch repeats its own rows cyclically: the padding rows are
+  real (finite) work that is dropped afterwards, and one compiled shape
+  serves every batch.
+  """
+  count = min(batch_size, n - start)
+  return start + np.arange(batch_size) % count
+
+
+def inpaint_batches(variables, model_config, images, masks, indices, *,
+                    spec, options: completion.Options, batch_size: int,
+                    seed: int, progress: bool = True,
+                    reference=None) -> Dict[str, np.ndarray]:
+  """Completes N images with `completion.complete`, `batch_size` at a time.
+
+  Args:
+    variables: networks' variables (`checkpoint.load_inference_variables`).
+    model_config: `config.model` of the checkpoint (builds the nets; its
+      `arch` picks the latent prior).
+    images: (N, H, W, 3) float32 in [-1, 1], the damaged images y (hole
+      pixels are never read). With `reference`, the images y1 to change.
+    masks: (N, H, W, 1) or (1, H, W, 1) float, 1 = known, 0 = hole; one
+      mask broadcasts to all images. With `reference`, 1 = keep from y1.
+    indices: (N,) int, each image's index in its data set; with `seed` it
+      fixes the image's PRNG key (`completion.image_keys`), so results do not
+      depend on `batch_size` or on which images share a batch.
+    spec: `completion.LossSpec` (e.g. `completion.LOSSES['paper']`); with
+      `reference`, a `completion.ConditionalSpec` or None for its default.
+    options: `completion.Options` (steps, restarts, blending, ...).
+    batch_size: images per compiled call, B >= 1. The batch is
+      min(B, N); the last batch is padded to it by repeating its rows.
+    seed: root seed of the latent initializations.
+    progress: show a tqdm bar over batches (on stderr).
+    reference: optional (1 or N, H, W, 3) float32 in [-1, 1], the reference
+      face(s) y2: conditional completion (`completion.complete_conditional`).
+
+  Returns:
+    dict of numpy arrays with leading axis N: 'generated' G(ẑ), 'overlay'
+    M·y + (1 − M)·G(ẑ), 'blended' (Poisson-blended, = overlay when
+    `options.blend` is False), all (N, H, W, 3) float32 in [-1, 1]; 'z'
+    (N, z_dim) in [-1, 1]; 'final_loss' (N, restarts); 'loss_trace'
+    (N, steps) of the kept restart; 'cg_iterations' (N,) int32 (-1 when
+    not blending).
+  """
+  images = np.asarray(images, np.float32)
+  n = images.shape[0]
+  if images.ndim != 4 or n == 0:
+    raise ValueError(f'images must be (N, H, W, C) with N >= 1, got shape '
+                     f'{images.shape}')
+  if batch_size < 1:
+    raise ValueError(f'batch_size must be >= 1, got {batch_size}')
+  masks = _broadcast_rows('masks', np.asarray(masks, np.float32), n)
+  if masks.shape[1:3] != images.shape[1:3] or masks.shape[-1] != 1:
+    raise ValueError(f'masks {masks.shape} do not fit images {images.shape}: '
+                     'expected (N or 1, H, W, 1)')
+  indices = np.asarray(indices)
+  if indices.shape != (n,):
+    raise ValueError(f'indices must have shape ({n},), got {indices.shape}')
+  if reference is not None:
+    reference = _broadcast_rows('reference',
+                                np.asarray(reference, np.float32), n)
+    if reference.shape[1:] != images.shape[1:]:
+      raise ValueError(f'reference {reference.shape} does not fit images '
+                       f'{images.shape}')
+
+  nets = models.build_models(model_config)
+  if reference is None:
+    run = lambda b, keys: completion.complete(
+        variables, images[b], masks[b], keys, nets=nets, spec=spec,
+        options=options, arch=model_config.arch)
+  else:
+    cond_spec = spec if spec is not None else completion.ConditionalSpec()
+    if not isinstance(cond_spec, completion.ConditionalSpec):
+      raise ValueError('conditional completion (reference given) needs a '
+                       f'completion.ConditionalSpec, got {type(spec).__name__}')
+    run = lambda b, keys: completion.complete_conditional(
+        variables, images[b], reference[b], masks[b], keys, nets=nets,
+        spec=cond_spec, options=options)
+
+  batch = min(batch_size, n)
+  starts = range(0, n, batch)
+  pieces = {k: [] for k in RESULT_KEYS}
+  for start in tqdm.tqdm(starts, desc='completing', unit='batch',
+                         disable=not progress, leave=False):
+    rows = _padded_rows(start, n, batch)
+    keys = completion.image_keys(seed, indices[rows])
+    out = run(rows, keys)
+    if out.get('cg_iterations') is None:
+      out = dict(out, cg_iterations=np.full((batch,), -1, np.int32))
+    out = jax.device_get({k: out[k] for k in RESULT_KEYS})
+    keep = min(batch, n - start)  # drop the padding rows
+    for k in RESULT_KEYS:
+      pieces[k].append(np.asarray(out[k])[:keep])
+  return {k: np.concatenate(v) for k, v in pieces.items()}
+
+
+def evaluate(originals, results, masks) -> Tuple[Dict[str, np.ndarray],
+                                                 Dict[str, float]]:
+  """The paper's metrics of completed images against the originals.
+
+  Both sides are first rounded to uint8 values with `metrics.to_uint8`, so
+  the numbers describe the PNG files that are written, on [0, 255].
+
+  Args:
+    originals: (N, H, W, 3) float in [-1, 1], the undamaged images.
+    results: the dict of `inpaint_batches` (its 'blended' is used) or the
+      completed images themselves, (N, H, W, 3) float in [-1, 1].
+    masks: (N or 1, H, W, 1), 1 = known, 0 = hole (for hole_mse).
+
+  Returns:
+    (per_image, summary): per_image = {'mse', 'psnr', 'ssim', 'hole_mse'},
+    each a float64 numpy array (N,); summary = `metrics.summarize(...)`:
+    {'mse', 'psnr' (10·log10(255²/mean MSE)), 'psnr_mean', 'ssim',
+    'hole_mse', 'n_images'}.
+  """
+  completed = results['blended'] if isinstance(results, Mapping) else results
+  a = metrics.to_uint8(completed).astype(np.float32)
+  b = metrics.to_uint8(originals).astype(np.float32)
+  if a.shape != b.shape or a.ndim != 4:
+    raise ValueError(f'completed images {a.shape} and originals {b.shape} '
+                     'must be the same (N, H, W, C)')
+  n = len(a)
+  masks = _broadcast_rows('masks', np.asarray(masks, np.float32), n)
+  # Fixed-size chunks, the last one padded: one compile whatever N is (eager
+  # metrics would compile every primitive again for each new N).
+  chunk = _METRICS_CHUNK
+  pieces = []
+  for start in range(0, n, chunk):
+    rows = _padded_rows(start, n, chunk)
+    values = jax.device_get(_image_metrics(a[rows], b[rows], masks[rows]))
+    pieces.append({k: v[:min(chunk, n - start)] for k, v in values.items()})
+  per_image = {k: np.concatenate([p[k] for p in pieces]).astype(np.float64)
+               for k in pieces[0]}
+  summary = metrics.summarize(per_image['mse'], per_image['psnr'],
+                              per_image['ssim'], per_image['hole_mse'])
+  return per_image, summary
+
+
+_METRICS_CHUNK = 64
+
+
+@jax.jit
+def _image_metrics(a, b, masks):
+  """Per-image metrics of uint8-valued float images (N, H, W, C)."""
+  return {'mse': metrics.mse(a, b), 'psnr': metrics.psnr(a, b),
+          'ssim': metrics.ssim(a, b), 'hole_mse': metrics.hole_mse(a, b, masks)}

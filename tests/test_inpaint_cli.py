@@ -1,0 +1,306 @@
+"""End-to-end tests of the inpaint CLI (jaxinpaint.inpaint_cli, inpaint.py).
+
+A width-4, 64x64 model with random weights, exported like a real one. The
+CLI runs in-process (`inpaint_cli.main(argv)`), and every run completes
+batches of 2 images with the same options, so `complete` compiles once for
+the whole file (and `complete_conditional` once).
+"""
+import csv
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxinpaint import checkpoint, config as config_lib, data, inpaint_cli
+from jaxinpaint import models
+
+ROOT = Path(__file__).resolve().parents[1]
+CELEBA_TEST = ROOT.parent / 'shared' / 'data' / 'celeba64' / 'test'
+RES = 64
+FAST = ['--steps', '2', '--batch-size', '2']  # same for every run: one compile
+
+
+def random_variables(model_config, seed=0):
+  """Random variables without running (or compiling) Flax's init: shapes
+  from `jax.eval_shape`, kernels ~ N(0, 1/fan_in), scales and running
+  variances 1, biases and running means 0."""
+  nets = models.build_models(model_config)
+  rng = np.random.default_rng(seed)
+  res = model_config.resolution
+  inputs = {name: jax.ShapeDtypeStruct((1, res, res, 3), np.float32)
+            for name in nets}
+  inputs['generator'] = jax.ShapeDtypeStruct((1, model_config.z_dim),
+                                             np.float32)
+
+  def fill(path, leaf):
+    name = path[-1].key
+    if name == 'kernel':
+      fan_in = int(np.prod(leaf.shape[:-1]))
+      return rng.normal(0, fan_in**-0.5, leaf.shape).astype(np.float32)
+    value = 1.0 if name in ('scale', 'var') else 0.0
+    return np.full(leaf.shape, value, np.float32)
+
+  return {name: jax.tree_util.tree_map_with_path(
+      fill, jax.eval_shape(net.init, jax.random.key(0), inputs[name]))
+          for name, net in nets.items()}
+
+
+@pytest.fixture(scope='module')
+def ckpt(tmp_path_factory):
+  c = config_lib.base_config()
+  c.model.resolution, c.model.width, c.model.z_dim = RES, 4, 16
+  model_dir = tmp_path_factory.mktemp('model') / 'tiny64'
+  checkpoint.export_inference(model_dir, c, random_variables(c.model), 7)
+  return str(model_dir)
+
+
+def write_image(path, size=RES, mode='RGB', seed=0, fill=None):
+  """A smooth random image (or a constant `fill`) of the given PIL mode."""
+  rng = np.random.default_rng(seed)
+  channels = {'RGB': 3, 'RGBA': 4, 'L': 1}[mode]
+  if fill is None:
+    coarse = rng.integers(0, 256, (8, 8, channels), dtype=np.uint8)
+    img = Image.fromarray(coarse.squeeze(-1) if channels == 1 else coarse)
+    img = img.resize((size, size), Image.Resampling.BILINEAR)
+  else:
+    img = Image.new(mode, (size, size), fill)
+  Path(path).parent.mkdir(parents=True, exist_ok=True)
+  img.save(path)
+  return np.asarray(img)
+
+
+def cli(argv, capsys):
+  """Runs the CLI in-process: (exit code, summary or None, stdout, stderr)."""
+  try:
+    summary, code = inpaint_cli.main([str(a) for a in argv]), 0
+  except SystemExit as e:
+    summary, code = None, e.code
+  out, err = capsys.readouterr()
+  return code, summary, out, err
+
+
+def read_png(path):
+  with Image.open(path) as img:
+    return np.asarray(img)
+
+
+def test_help_says_white_is_known(capsys):
+  with pytest.raises(SystemExit) as e:
+    inpaint_cli.main(['--help'])
+  assert e.value.code == 0
+  text = capsys.readouterr().out.lower()
+  assert 'white = known' in text and 'black = hole' in text
+  for flag in ('--checkpoint', '--input', '--mask', '--reference', '--steps',
+               '--restarts', '--batch-size', '--loss', '--seed', '--out',
+               '--evaluate', '--overwrite', '--limit', '--no-blend'):
+    assert flag in text
+
+
+def test_evaluate_celeba(ckpt, tmp_path, capsys):
+  if not CELEBA_TEST.is_dir():
+    pytest.skip(f'{CELEBA_TEST} is absent (../shared/data ships with the '
+                'development checkout only)')
+  out = tmp_path / 'out'
+  code, summary, stdout, err = cli(
+      ['--checkpoint', ckpt, '--input', CELEBA_TEST, '--limit', 3,
+       '--evaluate', '--out', out, '--mask', 'center', *FAST], capsys)
+  assert code == 0, err
+  paths = data.list_image_files(CELEBA_TEST)[:3]
+  originals, names = data.load_images(paths, RES)
+  for name in names:
+    for f in (out / f'{name}.png', out / 'raw' / f'{name}.png'):
+      image = read_png(f)
+      assert image.shape == (RES, RES, 3) and image.dtype == np.uint8
+  # Grid: 3 rows of masked | G(z) | blended | original, 64 px + 2 px pad.
+  assert read_png(out / 'grid.png').shape == (3 * 66 + 2, 4 * 66 + 2, 3)
+
+  on_disk = json.loads((out / 'summary.json').read_text())
+  for key in ('mse', 'psnr', 'psnr_mean', 'ssim', 'hole_mse', 'n_images',
+              'method', 'loss', 'steps', 'restarts', 'checkpoint',
+              'checkpoint_step'):
+    assert key in on_disk, key
+  assert on_disk['n_images'] == 3 and on_disk['steps'] == 2
+  assert on_disk['loss'] == 'paper' and on_disk['checkpoint_step'] == 7
+  assert on_disk == json.loads(json.dumps(summary))
+  assert 0 < on_disk['mse'] and -1 <= on_disk['ssim'] <= 1
+  # The hole is a quarter of the image and holds all the error.
+  np.testing.assert_allclose(on_disk['hole_mse'], 4 * on_disk['mse'],
+                             rtol=1e-4)
+  with open(out / 'metrics.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert [r['name'] for r in rows] == names
+  assert set(rows[0]) == {'name', 'mse', 'psnr', 'ssim', 'hole_mse'}
+
+  # The metrics describe the PNGs on disk; known pixels are the originals'.
+  u8 = np.round((originals + 1) * 127.5)
+  for row, name, orig in zip(rows, names, u8):
+    written = read_png(out / f'{name}.png').astype(np.float64)
+    np.testing.assert_allclose(float(row['mse']),
+                               np.mean((written - orig)**2), rtol=1e-5)
+    np.testing.assert_array_equal(written[:16], orig[:16])
+  assert f'wrote 3 completed images to {out}' in stdout
+
+
+def test_overwrite(ckpt, tmp_path, capsys):
+  for i, name in enumerate(('a', 'b')):
+    write_image(tmp_path / 'in' / f'{name}.png', seed=i)
+  out = tmp_path / 'out'
+  argv = ['--checkpoint', ckpt, '--input', tmp_path / 'in', '--out', out,
+          *FAST]
+  assert cli(argv, capsys)[0] == 0
+  written = sorted(p.relative_to(out) for p in out.rglob('*.png'))
+  assert [str(p) for p in written] == ['a.png', 'b.png', 'grid.png',
+                                       'raw/a.png', 'raw/b.png']
+  stamp = (out / 'a.png').stat().st_mtime_ns
+  code, _, _, err = cli(argv, capsys)
+  assert code == 2
+  assert err.strip() == (f'error: {out / "a.png"} already exists; pass '
+                         '--overwrite to replace it, or choose another --out')
+  assert (out / 'a.png').stat().st_mtime_ns == stamp
+  code, _, _, err = cli(argv + ['--overwrite'], capsys)
+  assert code == 0, err
+  assert (out / 'a.png').stat().st_mtime_ns != stamp
+
+
+def test_bad_inputs_write_nothing(ckpt, tmp_path, capsys, monkeypatch):
+  good = tmp_path / 'good'
+  write_image(good / 'face.png')
+  corrupt = tmp_path / 'corrupt'
+  write_image(corrupt / 'a.png')
+  (corrupt / 'b.png').write_bytes(b'not an image at all')
+  truncated = tmp_path / 'truncated'
+  write_image(truncated / 'a.png')
+  data_bytes = (truncated / 'a.png').read_bytes()
+  (truncated / 'a.png').write_bytes(data_bytes[:len(data_bytes) // 2])
+  small = tmp_path / 'small.png'
+  write_image(small, size=32)
+  small_mask = tmp_path / 'mask32.png'
+  write_image(small_mask, size=32, mode='L', fill=255)
+  mask_dir = tmp_path / 'masks'
+  write_image(mask_dir / 'other.png', mode='L', fill=255)
+  not_a_model = tmp_path / 'empty_model'
+  not_a_model.mkdir()
+  out = tmp_path / 'out'
+  base = ['--checkpoint', ckpt, '--out', out, *FAST]
+
+  cases = [
+      (['--input', corrupt], ['b.png', 'cannot read image']),
+      (['--input', truncated], ['a.png', 'cannot read image']),
+      (['--input', tmp_path / 'missing'], ['missing', 'no such file']),
+      (['--input', small], ['small.png', '32x32', '64x64']),
+      (['--input', good, '--mask', small_mask], ['mask32.png', '32x32',
+                                                 '64x64']),
+      (['--input', good, '--mask', mask_dir], ["'face'", 'masks']),
+      (['--input', good, '--mask', 'circle'], ['circle', 'center']),
+      (['--input', good, '--checkpoint', tmp_path / 'nope'],
+       ['nope', 'no such directory']),
+      (['--input', good, '--checkpoint', not_a_model],
+       ['empty_model', 'not a jaxinpaint model']),
+      (['--input', good, '--evaluate', '--reference', good / 'face.png'],
+       ['--evaluate', '--reference']),
+      (['--input', good, '--steps', '0'], ['--steps must be >= 1']),
+  ]
+  for extra, fragments in cases:
+    code, _, stdout, err = cli(base + extra, capsys)
+    assert code == 2, (extra, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: '), err
+    for fragment in fragments:
+      assert fragment in lines[0], (fragment, lines[0])
+    assert not out.exists(), extra
+
+  # No --checkpoint and no shipped model.
+  monkeypatch.setattr(inpaint_cli, 'DEFAULT_CHECKPOINT', tmp_path / 'none')
+  code, _, _, err = cli(['--input', good, '--out', out], capsys)
+  assert code == 2 and 'no shipped model is installed' in err
+  assert '--checkpoint' in err and len(err.strip().splitlines()) == 1
+
+
+def test_colour_modes_and_degenerate_masks(ckpt, tmp_path, capsys):
+  rgba = write_image(tmp_path / 'in' / 'rgba.png', mode='RGBA', seed=1)
+  write_image(tmp_path / 'in' / 'grey.png', mode='L', seed=2)
+  # Per-image masks by stem: nothing to fill in rgba, no context in grey.
+  write_image(tmp_path / 'masks' / 'rgba.png', mode='L', fill=255)
+  write_image(tmp_path / 'masks' / 'grey.png', mode='L', fill=0)
+  out = tmp_path / 'out'
+  code, _, _, err = cli(['--checkpoint', ckpt, '--input', tmp_path / 'in',
+                         '--mask', tmp_path / 'masks', '--out', out, *FAST],
+                        capsys)
+  assert code == 0, err
+  assert 'RGBA to RGB (alpha channel dropped): rgba.png' in err
+  assert 'greyscale (L) to RGB: grey.png' in err
+  assert 'rgba: the mask has no hole' in err
+  assert 'output equals the input' in err
+  assert 'grey: the mask has no known pixel' in err and 'pure generation' in err
+  np.testing.assert_array_equal(read_png(out / 'rgba.png'), rgba[..., :3])
+  np.testing.assert_array_equal(read_png(out / 'raw' / 'rgba.png'),
+                                rgba[..., :3])
+  assert read_png(out / 'grey.png').shape == (RES, RES, 3)
+
+
+def test_reference_conditional_completion(ckpt, tmp_path, capsys):
+  inputs = [write_image(tmp_path / 'in' / f'{n}.png', seed=i)
+            for i, n in enumerate(('x', 'y'))]
+  write_image(tmp_path / 'ref.jpg', seed=5)
+  out = tmp_path / 'out'
+  code, summary, _, err = cli(
+      ['--checkpoint', ckpt, '--input', tmp_path / 'in', '--reference',
+       tmp_path / 'ref.jpg', '--mask', 'center', '--out', out, *FAST],
+      capsys)
+  assert code == 0, err
+  assert summary['method'] == 'conditional'
+  # masked | reference | G(z) | blended
+  assert read_png(out / 'grid.png').shape == (2 * 66 + 2, 4 * 66 + 2, 3)
+  for name, original in zip(('x', 'y'), inputs):
+    written = read_png(out / f'{name}.png')
+    assert read_png(out / 'raw' / f'{name}.png').shape == (RES, RES, 3)
+    # Outside the center square the face is kept from the input exactly.
+    np.testing.assert_array_equal(written[:16], original[:16])
+  assert not (out / 'metrics.csv').exists()
+
+
+def test_tfds_input(monkeypatch):
+  rng = np.random.default_rng(0)
+  examples = [{'image': rng.integers(0, 256, (80, 100, 3), dtype=np.uint8)}
+              for _ in range(5)]
+  calls = []
+
+  def data_source(name, split):
+    calls.append((name, split))
+    return examples
+
+  monkeypatch.setitem(sys.modules, 'tensorflow_datasets',
+                      types.SimpleNamespace(data_source=data_source))
+  images, names = inpaint_cli._load_inputs('tfds:faces:test[:4]', RES, 3)
+  assert calls == [('faces', 'test[:4]')]
+  assert images.shape == (3, RES, RES, 3) and images.dtype == np.float32
+  assert names == ['faces_test_4__00000', 'faces_test_4__00001',
+                   'faces_test_4__00002']
+  want = data._crop_resize_array(examples[1]['image'], RES) / 127.5 - 1
+  np.testing.assert_allclose(images[1], want, atol=1e-6)
+  with pytest.raises(inpaint_cli.UserError, match='tfds:NAME:SPLIT'):
+    inpaint_cli._load_inputs('tfds:faces', RES, None)
+
+
+def test_script_entry_point(ckpt, tmp_path):
+  """inpaint.py as a user runs it: a one-line error and exit code 2."""
+  small = tmp_path / 'small.png'
+  write_image(small, size=32)
+  proc = subprocess.run(
+      [sys.executable, str(ROOT / 'inpaint.py'), '--checkpoint', ckpt,
+       '--input', str(small), '--out', str(tmp_path / 'out')],
+      capture_output=True, text=True, cwd=tmp_path, timeout=120,
+      env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  assert proc.returncode == 2, proc.stderr
+  assert proc.stderr.strip().splitlines()[-1] == (
+      f'error: image {small} is 32x32 but the model works at 64x64; crop or '
+      'resize it to 64x64 first (inpaint.py never resizes, so outputs stay '
+      'aligned with inputs and masks)')
+  assert not (tmp_path / 'out').exists()

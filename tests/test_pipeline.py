@@ -1,0 +1,156 @@
+"""Tests for jaxinpaint.pipeline: batching, padding, keys, evaluation.
+
+A width-4, 32x32 model with random weights: the outputs are meaningless
+images, but batching must not change them by a single bit.
+"""
+import jax
+import numpy as np
+import pytest
+
+from jaxinpaint import completion, config as config_lib, masks, metrics
+from jaxinpaint import models, pipeline
+
+RES, Z_DIM = 32, 16
+OPTIONS = completion.Options(steps=3)
+SPEC = completion.LOSSES['paper']
+
+
+def random_variables(model_config, seed=0):
+  """Random variables without running (or compiling) Flax's init: shapes
+  from `jax.eval_shape`, kernels ~ N(0, 1/fan_in), scales and running
+  variances 1, biases and running means 0."""
+  nets = models.build_models(model_config)
+  rng = np.random.default_rng(seed)
+  image = jax.ShapeDtypeStruct((1, RES, RES, 3), np.float32)
+  inputs = {name: image for name in nets}
+  inputs['generator'] = jax.ShapeDtypeStruct((1, model_config.z_dim),
+                                             np.float32)
+
+  def fill(path, leaf):
+    name = path[-1].key
+    if name == 'kernel':
+      fan_in = int(np.prod(leaf.shape[:-1]))
+      return rng.normal(0, fan_in**-0.5, leaf.shape).astype(np.float32)
+    value = 1.0 if name in ('scale', 'var') else 0.0
+    return np.full(leaf.shape, value, np.float32)
+
+  return {name: jax.tree_util.tree_map_with_path(
+      fill, jax.eval_shape(net.init, jax.random.key(0), inputs[name]))
+          for name, net in nets.items()}
+
+
+@pytest.fixture(scope='module')
+def model():
+  c = config_lib.base_config()
+  c.model.resolution, c.model.width, c.model.z_dim = RES, 4, Z_DIM
+  return c.model, random_variables(c.model)
+
+
+@pytest.fixture(scope='module')
+def images():
+  return np.random.default_rng(1).uniform(-1, 1, (4, RES, RES, 3)).astype(
+      np.float32)
+
+
+def test_padded_rows():
+  np.testing.assert_array_equal(pipeline._padded_rows(0, 4, 3), [0, 1, 2])
+  np.testing.assert_array_equal(pipeline._padded_rows(3, 4, 3), [3, 3, 3])
+  np.testing.assert_array_equal(pipeline._padded_rows(4, 7, 4), [4, 5, 6, 4])
+
+
+def test_batch_size_independence_and_padding(model, images, monkeypatch):
+  model_config, variables = model
+  calls = []
+  complete = completion.complete
+
+  def spy(variables, y, mask, keys, **kw):
+    calls.append((y.shape, np.asarray(jax.random.key_data(keys))))
+    return complete(variables, y, mask, keys, **kw)
+
+  monkeypatch.setattr(completion, 'complete', spy)
+  mask = masks.center_mask(1, RES, RES)
+  indices = np.array([10, 11, 12, 13])  # keys follow indices, not positions
+  run = lambda bs: pipeline.inpaint_batches(
+      variables, model_config, images, mask, indices, spec=SPEC,
+      options=OPTIONS, batch_size=bs, seed=0, progress=False)
+  by_2, by_3 = run(2), run(3)
+
+  # Every call has the full batch shape (one compile per batch size); the
+  # last batch of 3 holds image 13 three times and its padding is dropped.
+  assert [c[0][0] for c in calls] == [2, 2, 3, 3]
+  want = np.asarray(jax.random.key_data(completion.image_keys(0, [13] * 3)))
+  np.testing.assert_array_equal(calls[-1][1], want)
+  for key in pipeline.RESULT_KEYS:
+    assert by_2[key].shape[0] == 4, key
+    np.testing.assert_array_equal(by_2[key], by_3[key], err_msg=key)
+  assert by_2['blended'].shape == (4, RES, RES, 3)
+  assert by_2['loss_trace'].shape == (4, OPTIONS.steps)
+  assert np.all(np.abs(by_2['z']) <= 1)
+  # Known pixels are y's, exactly (Poisson blending keeps them).
+  known = np.broadcast_to(mask > 0.5, images.shape)
+  np.testing.assert_array_equal(by_2['blended'][known], images[known])
+
+  # A (1, H, W, 1) mask is the same as one copy per image.
+  tiled = pipeline.inpaint_batches(
+      variables, model_config, images, np.repeat(mask, 4, 0), indices,
+      spec=SPEC, options=OPTIONS, batch_size=2, seed=0, progress=False)
+  np.testing.assert_array_equal(tiled['blended'], by_2['blended'])
+
+
+def test_bad_arguments(model, images):
+  model_config, variables = model
+  kw = dict(spec=SPEC, options=OPTIONS, batch_size=2, seed=0, progress=False)
+  mask = masks.center_mask(1, RES, RES)
+  with pytest.raises(ValueError, match='masks has 3 rows'):
+    pipeline.inpaint_batches(variables, model_config, images,
+                             np.repeat(mask, 3, 0), np.arange(4), **kw)
+  with pytest.raises(ValueError, match='indices'):
+    pipeline.inpaint_batches(variables, model_config, images, mask,
+                             np.arange(3), **kw)
+  with pytest.raises(ValueError, match='ConditionalSpec'):
+    pipeline.inpaint_batches(variables, model_config, images, mask,
+                             np.arange(4), reference=images[:1], **kw)
+
+
+def test_evaluate_matches_numpy():
+  rng = np.random.default_rng(2)
+  originals = rng.integers(0, 256, (3, RES, RES, 3)).astype(np.float32)
+  originals = originals / 127.5 - 1  # as data.load_images gives them
+  # Not on the uint8 grid: evaluate must round like the PNG writer.
+  completed = np.clip(originals + rng.normal(0, 0.1, originals.shape), -1.2,
+                      1.2).astype(np.float32)
+  mask = masks.center_mask(1, RES, RES)
+  per_image, summary = pipeline.evaluate(originals, {'blended': completed},
+                                         mask)
+
+  a = np.round((np.clip(completed, -1, 1) + 1) * 127.5).astype(np.float64)
+  b = np.round((originals + 1) * 127.5).astype(np.float64)
+  np.testing.assert_array_equal(a, metrics.to_uint8(completed))
+  sq = (a - b)**2
+  mse = sq.mean(axis=(1, 2, 3))
+  hole = np.broadcast_to(mask[..., 0] < 0.5, sq.shape[:3])
+  hole_mse = np.array([s[h].mean() for s, h in zip(sq, hole)])
+  np.testing.assert_allclose(per_image['mse'], mse, rtol=1e-6)
+  np.testing.assert_allclose(per_image['psnr'], 10 * np.log10(255**2 / mse),
+                             rtol=1e-5)
+  np.testing.assert_allclose(per_image['hole_mse'], hole_mse, rtol=1e-6)
+  skm = pytest.importorskip('skimage.metrics')
+  ssim = [skm.structural_similarity(x, y, gaussian_weights=True, sigma=1.5,
+                                    use_sample_covariance=False,
+                                    data_range=255, channel_axis=-1)
+          for x, y in zip(a, b)]
+  np.testing.assert_allclose(per_image['ssim'], ssim, atol=1e-5)
+
+  assert summary['n_images'] == 3
+  np.testing.assert_allclose(summary['mse'], mse.mean(), rtol=1e-6)
+  np.testing.assert_allclose(summary['psnr'],
+                             10 * np.log10(255**2 / mse.mean()), rtol=1e-6)
+  np.testing.assert_allclose(summary['psnr_mean'],
+                             np.mean(10 * np.log10(255**2 / mse)), rtol=1e-5)
+  np.testing.assert_allclose(summary['ssim'], np.mean(ssim), atol=1e-5)
+  np.testing.assert_allclose(summary['hole_mse'], hole_mse.mean(), rtol=1e-6)
+  # More images than one metrics chunk, and the bare array form.
+  tile = lambda x: np.tile(x, (24, 1, 1, 1))[:70]
+  per_many, _ = pipeline.evaluate(tile(originals), tile(completed), mask)
+  np.testing.assert_allclose(per_many['mse'][:3], mse, rtol=1e-6)
+  assert per_many['mse'].shape == (70,)
