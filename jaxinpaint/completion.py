@@ -95,14 +95,27 @@ def weighted_l1(weights, a, b):
   return jnp.sum(weights * jnp.abs(a - b))
 
 
+def _known_only(image, mask):
+  """`image` with its pixels of mask 0 set to 0.
+
+  Multiplying by M alone is not enough to ignore them: 0 · NaN = NaN, and a
+  damaged image may hold anything (NaN included) in its hole. Pixels with
+  M > 0 are untouched, so M · result = M · image whenever the latter is
+  finite.
+  """
+  return jnp.where(mask > 0, image, jnp.zeros_like(image))
+
+
 def inpainting_loss(z, y, mask, weights, nets, variables, spec: LossSpec,
                     arch: str):
   """Eq. 5-8 for one latent and one image: (loss, G(z)).
 
   y (H, W, C) in [-1, 1], mask (H, W, 1), weights = W of eq. 7 (H, W, 1).
   The gradients of G(z) and y use the same mask, so they are comparable.
+  y's hole pixels are never read: they may hold anything, NaN included.
   """
   image = _render(nets, variables, z)
+  y = _known_only(y, mask)
   loss = spec.alpha * weighted_l1(weights, mask * image, mask * y)
   if spec.beta:
     g_image = image_ops.masked_gradients(image, mask)
@@ -126,17 +139,27 @@ class ConditionalSpec:
 
 def conditional_loss(z, y1, y2, mask, nets, variables, spec: ConditionalSpec,
                      window: int):
-  """Eq. 10-15 for one latent: keep y1 where M = 1, y2's structure elsewhere."""
+  """Eq. 10-15 for one latent: keep y1 where M = 1, y2's structure elsewhere.
+
+  Both contextual terms are those of section 3.2 on complementary regions,
+  so their gradients follow its masked rule with their own mask: M for the
+  y1 terms (eq. 11) and 1 − M for the y2 term (eq. 12), applied alike to
+  G(z) and to the reference. Hence y1 is read only where M = 1 and y2 only
+  where M = 0, and the differences at a region's edge are one-sided instead
+  of reaching into the other image's region.
+  """
   image = _render(nets, variables, z)
+  keep, swap = mask, 1.0 - mask
+  y1 = _known_only(y1, keep)
+  y2 = _known_only(y2, swap)
   w1 = image_ops.window_weights(mask, window)
   w2 = image_ops.complement_window_weights(mask, window)
-  keep, swap = mask, 1.0 - mask
   loss = spec.alpha1 * weighted_l1(w1, keep * image, keep * y1)
-  grads_image = image_ops.masked_gradients(image, jnp.ones_like(mask))
-  grads_y1 = image_ops.masked_gradients(y1, jnp.ones_like(mask))
-  grads_y2 = image_ops.masked_gradients(y2, jnp.ones_like(mask))
-  for g, g1, g2 in zip(grads_image, grads_y1, grads_y2):
+  for g, g1 in zip(image_ops.masked_gradients(image, keep),
+                   image_ops.masked_gradients(y1, keep)):
     loss += spec.alpha2 * weighted_l1(w1, keep * g, keep * g1)
+  for g, g2 in zip(image_ops.masked_gradients(image, swap),
+                   image_ops.masked_gradients(y2, swap)):
     loss += spec.alpha3 * weighted_l1(w2, swap * g, swap * g2)
   x = image[None]
   loss += spec.beta * -nets['critic'].apply(variables['critic'], x)[0]
@@ -180,7 +203,7 @@ def _best_restart(loss_fn_for_image, key, options, z_dim, arch):
 
 def _finish(nets, variables, z_hat, y, mask, options):
   generated = jax.vmap(lambda z: _render(nets, variables, z))(z_hat)
-  overlay = mask * y + (1.0 - mask) * generated
+  overlay = mask * _known_only(y, mask) + (1.0 - mask) * generated
   if options.blend:
     blended, cg_info = poisson.poisson_blend(
         y, generated, mask, tol=options.cg_tol, max_iters=options.cg_max_iters)
@@ -233,6 +256,7 @@ def complete_conditional(variables, y1, y2, mask, keys, *, nets,
   where M = 0 (eyes, mouth, ...) follow the reference y2.
 
   y1, y2: (N, H, W, C) in [-1, 1]; mask (N, H, W, 1), 1 = keep from y1.
+  y1 is read only where M = 1 and y2 only where M = 0.
   Returns the same dict as `complete`; `blended` Poisson-blends G(ẑ) into y1
   outside the kept region.
   """

@@ -1,0 +1,593 @@
+"""Latent-search completion (paper 3.2-3.3) against independent references.
+
+The losses are checked against plain-numpy loop implementations of eq. 5-8
+and 10-15 written here from the paper (not from image_ops), the optimizer
+against a hand-written Adam, and the batched driver against itself run one
+image at a time. The networks are tiny and randomly initialized: what is
+tested is the search, not the quality of a trained model.
+
+Compiling `complete` dominates the run time (~15 s per distinct program on a
+loaded 2-core CPU), so the runs live in module-scoped fixtures and each test
+reads the ones it needs.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxinpaint import completion, config, models
+
+RES, WIDTH, Z_DIM = 32, 4, 16
+SEED = 3
+# Short searches: enough to show descent on a random net, and short enough
+# that round-off differences between programs stay small (see
+# test_batch_independence).
+STEPS = 10
+RESTARTS = 3
+LONG_STEPS = 20
+
+
+# ---------------------------------------------------------------------------
+# Independent numpy references (paper eq. 5-8, 10-15; DESIGN.md "Completion")
+# ---------------------------------------------------------------------------
+
+def np_window_fraction(mask, value, window=7):
+  """Fraction of in-image pixels j of the window at i with mask[j] == value."""
+  h, w = mask.shape
+  r = window // 2
+  out = np.zeros((h, w))
+  for i in range(h):
+    for j in range(w):
+      count = hits = 0
+      for a in range(i - r, i + r + 1):
+        for b in range(j - r, j + r + 1):
+          if 0 <= a < h and 0 <= b < w:  # |N_i| counts in-image pixels only
+            count += 1
+            hits += mask[a, b] == value
+      out[i, j] = hits / count
+  return out
+
+
+def np_weights(mask):
+  """Eq. 7 / 14: W(i) = M(i) · #holes in the window / |N_i|."""
+  return np.where(mask == 1, np_window_fraction(mask, 0), 0.0)
+
+
+def np_complement_weights(mask):
+  """Eq. 15: W2(i) = (1 − M(i)) · (1 − #known in the window / |N_i|)."""
+  return np.where(mask == 0, 1.0 - np_window_fraction(mask, 1), 0.0)
+
+
+def np_masked_gradients(x, known):
+  """(gy, gx) by the paper's rule, reading x only where the rule allows.
+
+  Along each axis, at pixel i with neighbours p = i − 1, n = i + 1 (outside
+  the image = unknown): central if p and n known, else forward if i and n
+  known, else backward if i and p known, else 0.
+  """
+  h, w, _ = x.shape
+  inside = lambda a, b: 0 <= a < h and 0 <= b < w
+  is_known = lambda a, b: inside(a, b) and known[a, b]
+  grads = []
+  for da, db in ((1, 0), (0, 1)):
+    g = np.zeros(x.shape)
+    for i in range(h):
+      for j in range(w):
+        p, n = (i - da, j - db), (i + da, j + db)
+        if is_known(*p) and is_known(*n):
+          g[i, j] = (x[n] - x[p]) / 2
+        elif known[i, j] and is_known(*n):
+          g[i, j] = x[n] - x[i, j]
+        elif known[i, j] and is_known(*p):
+          g[i, j] = x[i, j] - x[p]
+    grads.append(g)
+  return grads
+
+
+def np_region_l1(weights, region, a, b):
+  """Σ_i W(i)·|a(i) − b(i)| over pixels of the region (a, b outside it are
+  never looked at: they may be NaN)."""
+  sel = region.astype(bool)
+  return float(np.sum(weights[sel][:, None] * np.abs(a[sel] - b[sel])))
+
+
+def np_contextual_terms(image, y, mask):
+  """(value term, gradient term) of eq. 6 with W of eq. 7."""
+  weights = np_weights(mask)
+  known = mask == 1
+  value = np_region_l1(weights, known, image, y)
+  grad = sum(np_region_l1(weights, known, gi, gy) for gi, gy in
+             zip(np_masked_gradients(image, known),
+                 np_masked_gradients(y, known)))
+  return value, grad
+
+
+def np_adam_clip(grad_fn, z0, steps, lr=0.03, b1=0.9, b2=0.999, eps=1e-8):
+  """Kingma & Ba with bias correction, then clip to [-1, 1] (paper, sec. 4)."""
+  z = np.asarray(z0, np.float64)
+  m, v = np.zeros_like(z), np.zeros_like(z)
+  zs = [z]
+  for t in range(1, steps + 1):
+    g = grad_fn(z)
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+    z = np.clip(z - lr * m_hat / (np.sqrt(v_hat) + eps), -1.0, 1.0)
+    zs.append(z)
+  return zs
+
+
+# ---------------------------------------------------------------------------
+# Inputs and models
+# ---------------------------------------------------------------------------
+
+def model_config(arch):
+  c = config.base_config().model
+  c.arch, c.resolution, c.width, c.z_dim = arch, RES, WIDTH, Z_DIM
+  return c
+
+
+def init_variables(nets):
+  """Each net's `.init`, all in one jitted program.
+
+  An RBG key, not the default threefry: Flax's initializers drawn with
+  threefry take about a minute to compile on a loaded 2-core CPU, the RBG
+  generator a few seconds, and any random values do for these tests.
+  """
+  z = jnp.zeros((1, Z_DIM))
+  x = jnp.zeros((1, RES, RES, 3))
+
+  @jax.jit
+  def init(key):
+    return {name: net.init(jax.random.fold_in(key, i),
+                           z if name == 'generator' else x)
+            for i, (name, net) in enumerate(nets.items())}
+
+  return init(jax.random.key(0, impl='rbg'))
+
+
+def inpainting_mask(rng):
+  """Square hole, a hole on the image border, scattered one-pixel holes and
+  a known pixel alone inside the hole: every case of the gradient rule."""
+  m = (rng.random((RES, RES)) > 0.08).astype(np.float32)
+  m[10:22, 12:26] = 0
+  m[0:5, 0:8] = 0
+  m[15, 18] = 1  # isolated known pixel: 0 gradient along both axes
+  m[16, 12] = 1  # on the hole's edge: one-sided differences
+  return m
+
+
+def face_mask():
+  """Conditional completion: take the 'eyes' and 'mouth' boxes from y2."""
+  m = np.ones((RES, RES), np.float32)
+  m[8:13, 5:14] = 0
+  m[8:13, 18:27] = 0
+  m[20:26, 9:23] = 0
+  return m
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_program(nets):
+  def forward(variables, z):
+    image = nets['generator'].apply(variables['generator'], z)
+    scores = {name: nets[name].apply(variables[name], image)
+              for name in nets if name != 'generator'}
+    return image, scores
+  return jax.jit(forward)
+
+
+def forward(net, z):
+  """G(z) and every critic's score of it, for up to 2 latents.
+
+  Jitted, and always on a batch of 2 so each model compiles once: eager
+  Flax costs seconds per call on a loaded CPU.
+  """
+  nets, variables = net
+  z = np.atleast_2d(np.asarray(z, np.float32))
+  n = len(z)
+  padded = np.concatenate([z, np.zeros((2 - n, Z_DIM), np.float32)])
+  image, scores = _forward_program(nets)(variables, padded)
+  return (np.asarray(image)[:n],
+          {name: np.asarray(s)[:n] for name, s in scores.items()})
+
+
+_inpainting_loss = jax.jit(completion.inpainting_loss,
+                           static_argnames=('nets', 'spec', 'arch'))
+
+
+def eval_loss(net, z, y, mask, spec, arch='wgan'):
+  nets, variables = net
+  w = completion.image_ops.window_weights(jnp.asarray(mask), 7)
+  loss, image = _inpainting_loss(
+      jnp.asarray(z), jnp.asarray(y), jnp.asarray(mask), w, nets=nets,
+      variables=variables, spec=spec, arch=arch)
+  return float(loss), np.asarray(image)
+
+
+@pytest.fixture(scope='module')
+def wgan():
+  nets = models.build_models(model_config('wgan'))
+  return nets, init_variables(nets)
+
+
+@pytest.fixture(scope='module')
+def dcgan():
+  nets = models.build_models(model_config('dcgan'))
+  return nets, init_variables(nets)
+
+
+@pytest.fixture(scope='module')
+def damaged(wgan):
+  """Two images G(z*) with holes; the hole holds noise (finite) or NaN."""
+  rng = np.random.default_rng(0)
+  y, _ = forward(wgan, jax.random.normal(jax.random.key(7), (2, Z_DIM)))
+  mask = np.stack([inpainting_mask(rng), inpainting_mask(rng)])[..., None]
+  noise = rng.uniform(-1, 1, y.shape).astype(np.float32)
+  y_noise = np.where(mask == 1, y, noise)
+  y_nan = np.where(mask == 1, y, np.nan).astype(np.float32)
+  return y_noise, y_nan, mask
+
+
+PAPER_OPTIONS = completion.Options(steps=STEPS, restarts=RESTARTS)
+
+
+def run_complete(net, y, mask, indices, options=PAPER_OPTIONS,
+                 spec=completion.LOSSES['paper'], arch='wgan'):
+  nets, variables = net
+  out = completion.complete(
+      variables, jnp.asarray(y), jnp.asarray(mask),
+      completion.image_keys(SEED, indices), nets=nets, spec=spec,
+      options=options, arch=arch)
+  return jax.tree.map(np.asarray, out)
+
+
+@pytest.fixture(scope='module')
+def paper_run(wgan, damaged):
+  y_noise, _, mask = damaged
+  return run_complete(wgan, y_noise, mask, [0, 1])
+
+
+# ---------------------------------------------------------------------------
+# 1. The search lowers the loss, clips z and keeps the best restart
+# ---------------------------------------------------------------------------
+
+def test_completion_lowers_loss_and_keeps_best_restart(wgan, damaged,
+                                                       paper_run):
+  y, _, mask = damaged
+  out = paper_run
+  spec = completion.LOSSES['paper']
+  assert out['z'].shape == (2, Z_DIM)
+  assert out['final_loss'].shape == (2, RESTARTS)
+  assert out['loss_trace'].shape == (2, STEPS)
+  assert np.all(np.isfinite(out['loss_trace']))
+  assert np.all(out['loss_trace'][:, -1] < out['loss_trace'][:, 0])
+  best = np.argmin(out['final_loss'], axis=1)
+  kept_final = out['final_loss'][np.arange(2), best]
+  assert np.all(kept_final <= out['loss_trace'][:, 0])
+  assert np.all(np.abs(out['z']) <= 1.0)
+
+  keys = completion.image_keys(SEED, [0, 1])
+  for i in range(2):
+    # Restarts really differ, so picking one is a real choice.
+    assert len(np.unique(out['final_loss'][i])) == RESTARTS
+    # The returned ẑ is the kept restart's: its loss is min(final_loss) ...
+    loss_at_z, image = eval_loss(wgan, out['z'][i], y[i], mask[i], spec)
+    np.testing.assert_allclose(loss_at_z, kept_final[i], rtol=1e-5)
+    np.testing.assert_allclose(out['generated'][i], image, atol=1e-6)
+    # ... and the kept trace starts at that restart's initial latent, drawn
+    # N(0, 1) from the image's own key (so unclipped at first).
+    z0 = np.asarray(completion.initial_latents(keys[i], RESTARTS, Z_DIM,
+                                               'wgan'))
+    assert np.abs(z0).max() > 1.0
+    loss_at_z0, _ = eval_loss(wgan, z0[best[i]], y[i], mask[i], spec)
+    np.testing.assert_allclose(out['loss_trace'][i, 0], loss_at_z0,
+                               rtol=1e-5)
+
+
+def test_best_restart_is_argmin_of_independent_runs():
+  # A non-convex loss with many local minima, so restarts end apart. Each
+  # restart is re-run on its own and the kept one must be the argmin.
+  def loss_fn(z):
+    return jnp.sum(jnp.cos(4.0 * z) + 0.3 * z), None
+
+  options = completion.Options(steps=15, restarts=6, learning_rate=0.1)
+  key = jax.random.key(11)
+  z, final, trace = jax.jit(lambda k: completion._best_restart(
+      loss_fn, k, options, 5, 'wgan'))(key)
+  z0 = completion.initial_latents(key, 6, 5, 'wgan')
+  one = jax.jit(lambda z: completion._optimize_one(loss_fn, z, options))
+  runs = [one(z0[k]) for k in range(6)]
+  finals = np.array([float(r[1]) for r in runs])
+  assert len(np.unique(np.round(finals, 4))) > 1
+  best = int(np.argmin(finals))
+  np.testing.assert_allclose(final, finals, rtol=1e-6)
+  np.testing.assert_allclose(z, runs[best][0], atol=1e-6)
+  np.testing.assert_allclose(trace, runs[best][2], rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# 2. An image's result does not depend on its batch; hole pixels are unread
+# ---------------------------------------------------------------------------
+
+def test_batchmates_do_not_matter(wgan, damaged, paper_run):
+  # Same compiled program, so exact: image a's result must not move by one
+  # bit when its batchmate (image, mask and key) and its position change.
+  y, _, mask = damaged
+  other = y[1, ::-1]
+  other_mask = mask[0, :, ::-1]
+  out = run_complete(wgan, np.stack([other, y[0]]),
+                     np.stack([other_mask, mask[0]]), [5, 0])
+  for name in ('z', 'generated', 'overlay', 'blended', 'final_loss',
+               'loss_trace'):
+    np.testing.assert_array_equal(out[name][1], paper_run[name][0],
+                                  err_msg=name)
+
+
+def test_batch_independence(wgan, damaged, paper_run):
+  """Each image completed alone, with its own key, matches the pair.
+
+  A batch of one is a different XLA program: its convolutions round
+  differently in the last bit (~1e-7), and Adam amplifies such differences
+  along a trajectory (about 2x per step on this random net, where
+  m/sqrt(v) of a coordinate near a sign change of its gradient is decided by
+  round-off). The losses, sums over the whole image, stay within 1e-5; the
+  latent of one image drifted to 1.2e-4 after 10 steps (4e-3 after 20), so
+  z and the images get 1e-3. A real coupling between images (batch
+  statistics, a shared optimizer normalization, the wrong key) is off by
+  orders of magnitude more from step 0, and is tested exactly above.
+  """
+  y, _, mask = damaged
+  pair = completion.image_keys(SEED, [0, 1])
+  for i in range(2):
+    assert np.array_equal(jax.random.key_data(pair[i]),
+                          jax.random.key_data(
+                              completion.image_keys(SEED, [i])[0]))
+    alone = run_complete(wgan, y[i:i + 1], mask[i:i + 1], [i])
+    for name in ('final_loss', 'loss_trace'):
+      np.testing.assert_allclose(alone[name][0], paper_run[name][i],
+                                 rtol=1e-5, err_msg=name)
+    for name in ('z', 'generated', 'overlay', 'blended'):
+      np.testing.assert_allclose(alone[name][0], paper_run[name][i],
+                                 atol=1e-3, err_msg=name)
+
+
+def test_hole_pixels_of_y_are_never_read(wgan, damaged, paper_run):
+  # Same program, only the hole's content changes (noise → NaN): a NaN that
+  # leaked into the loss, the overlay or the blend would show up here.
+  _, y_nan, mask = damaged
+  out = run_complete(wgan, y_nan, mask, [0, 1])
+  for name in ('z', 'final_loss', 'loss_trace', 'overlay', 'blended'):
+    np.testing.assert_array_equal(out[name], paper_run[name], err_msg=name)
+
+
+# ---------------------------------------------------------------------------
+# 3. inpainting_loss = eq. 5-8, in numpy
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize('name', ['paper', 'yeh', 'yeh_gradient'])
+def test_inpainting_loss_matches_numpy(wgan, damaged, name):
+  _, y_nan, mask = damaged
+  y, m = y_nan[0], mask[0, ..., 0]
+  z = np.asarray(jax.random.uniform(jax.random.key(5), (Z_DIM,), minval=-1,
+                                    maxval=1))
+  spec = completion.LOSSES[name]
+  # `complete` computes W itself; here it is an input, so check it first.
+  np.testing.assert_allclose(
+      completion.image_ops.window_weights(jnp.asarray(mask[0]), 7)[..., 0],
+      np_weights(m), atol=1e-6)
+  loss, image = eval_loss(wgan, z, y, mask[0], spec)
+  g, scores = forward(wgan, z)
+  np.testing.assert_allclose(image, g[0], atol=1e-6)
+
+  value, grad = np_contextual_terms(image.astype(np.float64),
+                                    y.astype(np.float64), m)
+  assert value > 0 and grad > 0
+  d, dp = scores['critic'][0], scores['patch_critic'][0]
+  prior = -d - dp if spec.prior == 'critics' else -d  # WGAN Yeh prior: −D
+  expected = spec.alpha * value + spec.beta * grad + spec.eta * prior
+  np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize('alpha, beta', [(1.0, 0.0), (0.0, 1.0)])
+def test_contextual_terms_separately(wgan, damaged, alpha, beta):
+  # Each term alone, so one cannot hide an error in the other.
+  _, y_nan, mask = damaged
+  z = np.linspace(-1, 1, Z_DIM).astype(np.float32)
+  loss, image = eval_loss(wgan, z, y_nan[1], mask[1],
+                          completion.LossSpec(alpha, beta, 0.0))
+  value, grad = np_contextual_terms(image.astype(np.float64),
+                                    y_nan[1].astype(np.float64),
+                                    mask[1, ..., 0])
+  np.testing.assert_allclose(loss, alpha * value + beta * grad, rtol=1e-5)
+
+
+def test_priors(wgan, dcgan):
+  z = np.linspace(-1, 1, Z_DIM).astype(np.float32)
+  y = np.zeros((RES, RES, 3), np.float32)
+  mask = np.ones((RES, RES, 1), np.float32)
+  prior_only = lambda prior: completion.LossSpec(0.0, 0.0, 1.0, prior)
+
+  loss, _ = eval_loss(wgan, z, y, mask, prior_only('critics'))
+  _, scores = forward(wgan, z)
+  expected = -scores['critic'][0] - scores['patch_critic'][0]
+  np.testing.assert_allclose(loss, expected, rtol=1e-5, atol=1e-6)
+
+  # Yeh et al.: log(1 − σ(D)) = −softplus(D) on the DCGAN logit.
+  loss, _ = eval_loss(dcgan, z, y, mask, prior_only('yeh'), arch='dcgan')
+  _, scores = forward(dcgan, z)
+  logit = float(scores['critic'][0])
+  np.testing.assert_allclose(loss, -np.logaddexp(0.0, logit), rtol=1e-5,
+                             atol=1e-6)
+  np.testing.assert_allclose(loss, np.log(1 - 1 / (1 + np.exp(-logit))),
+                             rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------
+# 4. Adam + clip step = hand-written Adam
+# ---------------------------------------------------------------------------
+
+def test_adam_clip_matches_numpy():
+  # A quadratic whose minimum lies partly outside [-1, 1], so the clip
+  # engages and Adam must go on from the clipped point.
+  a = np.array([1.0, 2.0, 0.5, 3.0, 1.5, 0.2])
+  target = np.array([1.5, -2.0, 0.3, -0.4, 0.9, -1.2])
+  z0 = np.array([0.9, -0.7, 0.0, 0.5, -0.2, -0.98], np.float32)
+  steps = 12
+  options = completion.Options(steps=steps, learning_rate=0.03)
+
+  def loss_fn(z):
+    return 0.5 * jnp.sum(a * (z - target) ** 2), z
+
+  z, final, trace = jax.jit(
+      lambda z: completion._optimize_one(loss_fn, z, options))(z0)
+  zs = np_adam_clip(lambda z: a * (z - target), z0, steps)
+  np_loss = lambda z: 0.5 * np.sum(a * (z - target) ** 2)
+  np.testing.assert_allclose(z, zs[-1], atol=1e-5)
+  np.testing.assert_allclose(trace, [np_loss(z) for z in zs[:-1]], rtol=1e-5)
+  np.testing.assert_allclose(final, np_loss(zs[-1]), rtol=1e-5)
+  assert np.asarray(z)[0] == 1.0 and np.asarray(z)[1] == -1.0  # clipped
+
+  # A large step: the clip is hit on the first update.
+  big = completion.Options(steps=3, learning_rate=0.5)
+  z, _, _ = jax.jit(lambda z: completion._optimize_one(loss_fn, z, big))(z0)
+  np.testing.assert_allclose(
+      z, np_adam_clip(lambda z: a * (z - target), z0, 3, lr=0.5)[-1],
+      atol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# 5. overlay and blend
+# ---------------------------------------------------------------------------
+
+def test_overlay_and_blend(damaged, paper_run):
+  y, _, mask = damaged
+  out = paper_run
+  known = np.broadcast_to(mask == 1, y.shape)
+  np.testing.assert_array_equal(out['blended'][known], y[known])
+  np.testing.assert_array_equal(
+      out['overlay'], mask * y + (1 - mask) * out['generated'])
+  # The blend did move the hole (Poisson, not a copy of the overlay).
+  assert np.all(np.isfinite(out['blended']))
+  assert np.abs(out['blended'] - out['overlay'])[~known].max() > 1e-3
+  assert np.all(out['cg_iterations'] > 0)
+
+
+# ---------------------------------------------------------------------------
+# 6. Conditional completion (eq. 10-15)
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def faces(wgan):
+  """y1 known where M = 1 (NaN elsewhere), y2 known where M = 0."""
+  faces, _ = forward(wgan, jax.random.normal(jax.random.key(9), (2, Z_DIM)))
+  refs, _ = forward(wgan, jax.random.normal(jax.random.key(10), (2, Z_DIM)))
+  mask = np.broadcast_to(face_mask()[None, ..., None], (2, RES, RES, 1))
+  y1 = np.where(mask == 1, faces, np.nan).astype(np.float32)
+  y2 = np.where(mask == 0, refs, np.nan).astype(np.float32)
+  return y1, y2, np.ascontiguousarray(mask)
+
+
+# Three different α, so a term weighted by the wrong one would show.
+COND_SPEC = completion.ConditionalSpec(alpha1=0.3, alpha2=0.9, alpha3=0.7,
+                                       beta=0.5)
+_conditional_loss = jax.jit(completion.conditional_loss,
+                            static_argnames=('nets', 'spec', 'window'))
+
+
+def eval_conditional_loss(net, z, y1, y2, mask):
+  nets, variables = net
+  loss, image = _conditional_loss(
+      jnp.asarray(z), jnp.asarray(y1), jnp.asarray(y2), jnp.asarray(mask),
+      nets=nets, variables=variables, spec=COND_SPEC, window=7)
+  return float(loss), np.asarray(image)
+
+
+def test_conditional_loss_matches_numpy(wgan, faces):
+  y1, y2, mask = faces
+  spec = COND_SPEC
+  z = np.asarray(jax.random.uniform(jax.random.key(4), (Z_DIM,), minval=-1,
+                                    maxval=1))
+  loss, image = eval_conditional_loss(wgan, z, y1[0], y2[0], mask[0])
+
+  m = mask[0, ..., 0]
+  keep, swap = m == 1, m == 0
+  image = np.asarray(image, np.float64)
+  a, b = y1[0].astype(np.float64), y2[0].astype(np.float64)
+  w1, w2 = np_weights(m), np_complement_weights(m)
+  assert w2[swap].min() > 0 and w2[keep].max() == 0
+  value = np_region_l1(w1, keep, image, a)
+  grad1 = sum(np_region_l1(w1, keep, g, ga) for g, ga in
+              zip(np_masked_gradients(image, keep),
+                  np_masked_gradients(a, keep)))
+  grad2 = sum(np_region_l1(w2, swap, g, gb) for g, gb in
+              zip(np_masked_gradients(image, swap),
+                  np_masked_gradients(b, swap)))
+  assert value > 0 and grad1 > 0 and grad2 > 0
+  g, scores = forward(wgan, z)
+  np.testing.assert_allclose(image, g[0], atol=1e-6)
+  d = scores['critic'][0]
+  expected = (spec.alpha1 * value + spec.alpha2 * grad1 + spec.alpha3 * grad2
+              - spec.beta * d)
+  np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+def test_complete_conditional_lowers_loss(wgan, faces):
+  nets, variables = wgan
+  y1, y2, mask = faces
+  options = completion.Options(steps=LONG_STEPS, restarts=2)
+  out = jax.tree.map(np.asarray, completion.complete_conditional(
+      variables, jnp.asarray(y1), jnp.asarray(y2), jnp.asarray(mask),
+      completion.image_keys(SEED, [0, 1]), nets=nets, spec=COND_SPEC,
+      options=options))
+  assert np.all(np.isfinite(out['loss_trace']))
+  assert np.all(out['loss_trace'][:, -1] < out['loss_trace'][:, 0])
+  assert np.all(np.abs(out['z']) <= 1.0)
+  for i in range(2):
+    loss, _ = eval_conditional_loss(wgan, out['z'][i], y1[i], y2[i], mask[i])
+    np.testing.assert_allclose(loss, out['final_loss'][i].min(), rtol=1e-5)
+  keep = np.broadcast_to(mask == 1, y1.shape)
+  np.testing.assert_array_equal(out['blended'][keep], y1[keep])
+  np.testing.assert_array_equal(out['overlay'][~keep],
+                                out['generated'][~keep])
+  assert np.all(np.isfinite(out['blended']))
+
+
+# ---------------------------------------------------------------------------
+# 7. The DCGAN (Yeh et al.) path
+# ---------------------------------------------------------------------------
+
+def test_dcgan_path(dcgan, damaged):
+  _, _, mask = damaged
+  # Targets from latents outside the box: the contextual optimum lies beyond
+  # [-1, 1], so the search must push into the walls and the clip must hold.
+  z_star = 3.0 * jnp.sign(jax.random.normal(jax.random.key(2), (2, Z_DIM)))
+  y, _ = forward(dcgan, z_star)
+  keys = completion.image_keys(SEED, [0, 1])
+  z0 = np.stack([completion.initial_latents(k, 2, Z_DIM, 'dcgan')
+                 for k in keys])
+  assert np.abs(z0).max() <= 1.0 and np.abs(z0).max() > 0.5
+  assert not np.allclose(z0[:, 0], z0[:, 1])
+
+  # A large learning rate drives coordinates into the box walls; blend off.
+  options = completion.Options(steps=LONG_STEPS, restarts=2,
+                               learning_rate=0.3, blend=False)
+  spec = completion.LOSSES['yeh']
+  out = run_complete(dcgan, y, mask, [0, 1], options=options, spec=spec,
+                     arch='dcgan')
+  assert np.all(np.isfinite(out['loss_trace']))
+  assert np.all(out['loss_trace'][:, -1] < out['loss_trace'][:, 0])
+  assert np.all(np.abs(out['z']) <= 1.0)
+  assert np.any(np.abs(out['z']) == 1.0)  # the clip really acted
+  # U(-1, 1) starts never sit exactly on the wall: that was the clip.
+  assert not np.any(np.abs(z0) == 1.0)
+  np.testing.assert_array_equal(out['blended'], out['overlay'])
+  assert out['cg_iterations'] is None
+  best = np.argmin(out['final_loss'], axis=1)
+  for i in range(2):
+    loss_at_z0, _ = eval_loss(dcgan, z0[i, best[i]], y[i], mask[i], spec,
+                              arch='dcgan')
+    np.testing.assert_allclose(out['loss_trace'][i, 0], loss_at_z0,
+                               rtol=1e-5)
