@@ -47,6 +47,22 @@ def latest_step(workdir):
   return manager(workdir, create=False).latest_step()
 
 
+def restore_raw(workdir, step=None):
+  """The saved pytree as nested dicts of arrays on this host's first device.
+
+  Needs no target structure, and loads checkpoints written by any number of
+  devices or processes (their shardings are replaced by one device).
+  """
+  mgr = manager(workdir, create=False)
+  step = mgr.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f'{workdir}: no checkpoint under '
+                            f'{CHECKPOINT_DIR}/ (has training saved one?)')
+  fallback = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return mgr.restore(step, args=ocp.args.StandardRestore(
+      fallback_sharding=fallback)), int(step)
+
+
 def load_inference_variables(model_dir):
   """(config, variables) for completion from a model directory.
 
@@ -55,12 +71,7 @@ def load_inference_variables(model_dir):
   the recalibrated `g_stats_eval` (see training.recalibrate_batch_stats).
   """
   config = load_config(model_dir)
-  step = latest_step(model_dir)
-  if step is None:
-    raise FileNotFoundError(f'{model_dir}: no checkpoint under '
-                            f'{CHECKPOINT_DIR}/ (has training saved one?)')
-  raw = manager(model_dir, create=False).restore(
-      step, args=ocp.args.StandardRestore())
+  raw, step = restore_raw(model_dir)
   to_f32 = lambda t: jax.tree.map(
       lambda x: jnp.asarray(np.asarray(x, np.float32)), t)
   variables = {'generator': {'params': to_f32(raw['g_params']),
@@ -69,7 +80,7 @@ def load_inference_variables(model_dir):
     variables[name] = {'params': to_f32(params)}
     if raw.get('d_stats', {}).get(name):
       variables[name]['batch_stats'] = to_f32(raw['d_stats'][name])
-  return config, variables, int(step)
+  return config, variables, step
 
 
 def export_inference(model_dir, config, variables, step, dtype=jnp.bfloat16):

@@ -158,7 +158,7 @@ def train_step(state: TrainState, real, *, nets, config, batch_sharding=None):
     updates, d_opt_state = opt.update(grads, d_opt_state, d_params)
     d_params = optax.apply_updates(d_params, updates)
     d_stats = new_stats or d_stats
-  critic_metrics['d_grad_norm'] = optax.global_norm(grads)
+  critic_metrics['d_grad_norm'] = optax.tree.norm(grads)
   state = state.replace(d_params=d_params, d_stats=d_stats,
                         d_opt_state=d_opt_state)
 
@@ -172,7 +172,7 @@ def train_step(state: TrainState, real, *, nets, config, batch_sharding=None):
   # The last critic iteration's metrics: they describe the critic the
   # generator was just trained against.
   metrics = dict(critic_metrics)
-  metrics.update(g_loss=g_loss, g_grad_norm=optax.global_norm(grads))
+  metrics.update(g_loss=g_loss, g_grad_norm=optax.tree.norm(grads))
   return state, metrics
 
 
@@ -226,6 +226,8 @@ def check_workdir(workdir):
   if path.exists() and not path.is_dir():
     raise ValueError(f'--workdir {workdir}: exists and is not a directory')
   existing = next(p for p in (path, *path.parents) if p.exists())
+  if not existing.is_dir():
+    raise ValueError(f'--workdir {workdir}: {existing} is not a directory')
   if not os.access(existing, os.W_OK | os.X_OK):
     raise ValueError(f'--workdir {workdir}: {existing} is not writable')
 
@@ -393,9 +395,11 @@ def train_and_evaluate(config, workdir):
     pending.clear()
     bad = _first_non_finite(pulled)
     if bad:
+      kept = (f'the last good checkpoint (step {files.last_saved}) is kept '
+              f'in {workdir}' if files.last_saved is not None
+              else 'no checkpoint had been saved')
       raise NonFiniteLossError(
-          f'{bad[1]} is NaN/Inf at step {bad[0]}; training stopped; the last '
-          f'good checkpoint (step {files.last_saved}) is kept in {workdir}')
+          f'{bad[1]} is NaN/Inf at step {bad[0]}; training stopped; {kept}')
     if pulled:
       now = time.time()
       files.log([{'step': s, 'time': now, **m} for s, m in pulled])
@@ -404,6 +408,9 @@ def train_and_evaluate(config, workdir):
                       g=f"{last['g_loss']:.3f}",
                       w=f"{last.get('wasserstein', 0.0):.3f}")
 
+  # Forced CPU devices can deadlock in collectives when steps queue up
+  # behind each other on a small machine; real accelerators need no sync.
+  sync_each_step = jax.devices()[0].platform == 'cpu' and len(jax.devices()) > 1
   step = start
   try:
     with _StopRequest() as stop:
@@ -412,6 +419,8 @@ def train_and_evaluate(config, workdir):
         real = jax.make_array_from_process_local_data(
             real_sharding, local, global_shape)
         state, metrics = step_fn(state, real)
+        if sync_each_step:
+          jax.block_until_ready(state)
         step += 1
         pending.append((step, metrics))
         bar.update(1)

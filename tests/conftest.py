@@ -1,0 +1,20 @@
+"""Shared test set-up: a persistent XLA compilation cache for the session.
+
+The training tests start several processes that compile the same tiny
+programs; the on-disk cache makes each program compile once per session.
+"""
+import os
+import tempfile
+
+_CACHE = tempfile.mkdtemp(prefix='jaxinpaint-xla-cache-')
+# Environment first, so subprocesses started by tests inherit it.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', _CACHE)
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
+
+import jax  # noqa: E402  (after the environment is set)
+
+jax.config.update('jax_compilation_cache_dir',
+                  os.environ['JAX_COMPILATION_CACHE_DIR'])
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)

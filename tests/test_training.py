@@ -1,0 +1,299 @@
+"""Training: end to end, exact resume, data parallelism, bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from helpers import REPO, load_config, run, shared_folder, write_npz
+from jaxinpaint import checkpoint, training
+
+TRAIN = ['train.py', '--config', 'configs/tiny.py']
+
+
+@pytest.fixture(scope='module')
+def npz(tmp_path_factory):
+  return write_npz(tmp_path_factory.mktemp('data') / 'images.npz')
+
+
+def npz_flags(npz, steps, **extra):
+  flags = [f'--config.data.folder=', f'--config.data.npz={npz}',
+           f'--config.train.steps={steps}']
+  return flags + [f'--config.{k}={v}' for k, v in extra.items()]
+
+
+def tiny_config(npz, steps, **overrides):
+  return load_config('tiny', **{'data.folder': '', 'data.npz': str(npz),
+                                'train.steps': steps, **overrides})
+
+
+def restore(workdir):
+  """The raw saved state of a work dir (numpy trees)."""
+  return checkpoint.restore_raw(workdir)[0]
+
+
+TRAINED = ('g_params', 'g_stats', 'd_params', 'g_opt_state', 'd_opt_state')
+
+
+def read_step_metrics(workdir):
+  lines = (Path(workdir) / 'metrics.jsonl').read_text().splitlines()
+  return [r for r in map(json.loads, lines) if 'critic_loss' in r]
+
+
+def assert_trees_equal(a, b, keys=TRAINED, atol=0.0):
+  for key in keys:
+    leaves_a, leaves_b = jax.tree.leaves(a[key]), jax.tree.leaves(b[key])
+    assert len(leaves_a) == len(leaves_b) > 0
+    for x, y in zip(leaves_a, leaves_b):
+      if atol:
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol,
+                                   rtol=0, err_msg=key)
+      else:
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y),
+                                      err_msg=key)
+
+
+def test_tiny_run_on_celeba_writes_everything(tmp_path):
+  folder = shared_folder('celeba64', 'train')
+  workdir = tmp_path / 'run'
+  result = run([*TRAIN, f'--workdir={workdir}', f'--config.data.folder={folder}',
+                '--config.train.steps=6'])
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert checkpoint.latest_step(workdir) == 6
+  assert sorted(p.name for p in (workdir / 'samples').iterdir()) == [
+      'step_000002.png', 'step_000004.png', 'step_000006.png']
+  records = [json.loads(l) for l in
+             (workdir / 'metrics.jsonl').read_text().splitlines()]
+  steps = read_step_metrics(workdir)
+  assert [r['step'] for r in steps] == [1, 2, 3, 4, 5, 6]
+  for key in ('critic_loss', 'wasserstein', 'gp', 'patch_gp', 'g_loss',
+              'g_grad_norm', 'd_grad_norm'):
+    assert all(np.isfinite(r[key]) for r in steps), key
+  losses = [r['critic_loss'] for r in steps]
+  assert max(losses) - min(losses) > 1e-2  # the critic is learning
+  assert 'bn_eval_gap_recalibrated' in records[-1]
+  saved = json.loads((workdir / 'config.json').read_text())
+  assert saved['model']['width'] == 8
+
+
+def test_resume_is_bit_exact(npz, tmp_path):
+  straight = tmp_path / 'straight'
+  training.train_and_evaluate(tiny_config(npz, 4), straight)
+  resumed = tmp_path / 'resumed'
+  training.train_and_evaluate(tiny_config(npz, 2), resumed)
+  assert checkpoint.latest_step(resumed) == 2
+  training.train_and_evaluate(tiny_config(npz, 4), resumed)
+  a, b = restore(straight), restore(resumed)
+  assert int(a['step']) == int(b['step']) == 4
+  assert_trees_equal(a, b, TRAINED + ('g_stats_eval',))
+
+
+def test_resume_after_sigkill_is_bit_exact(npz, tmp_path):
+  workdir = tmp_path / 'killed'
+  proc = subprocess.Popen(
+      [sys.executable, *TRAIN, f'--workdir={workdir}',
+       *npz_flags(npz, 100000, **{'train.checkpoint_every': 2})],
+      cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.time() + 400
+    while checkpoint.latest_step(workdir) is None:
+      assert proc.poll() is None, 'training exited early'
+      assert time.time() < deadline, 'no checkpoint within the time limit'
+      time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+  finally:
+    proc.kill()
+    proc.wait()
+  assert proc.returncode == -signal.SIGKILL
+  killed_at = checkpoint.latest_step(workdir)
+  target = killed_at + 2
+  result = run([*TRAIN, f'--workdir={workdir}', *npz_flags(npz, target)])
+  assert result.returncode == 0, result.stderr[-3000:]
+  reference = tmp_path / 'reference'
+  training.train_and_evaluate(tiny_config(npz, target), reference)
+  assert_trees_equal(restore(workdir), restore(reference))
+
+
+def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(npz, tmp_path):
+  workdir = tmp_path / 'stopped'
+  proc = subprocess.Popen(
+      [sys.executable, *TRAIN, f'--workdir={workdir}',
+       *npz_flags(npz, 100000, **{'train.checkpoint_every': 1000})],
+      cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 400
+  metrics = workdir / 'metrics.jsonl'
+  while not (metrics.exists() and metrics.read_text().count('\n') >= 2):
+    assert proc.poll() is None and time.time() < deadline
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode == 130
+  assert 'rerun the same command to resume' in stderr
+  assert checkpoint.latest_step(workdir) >= 2
+
+
+_DEVICE_SCRIPT = textwrap.dedent('''
+  import functools, sys
+  import jax, jax.numpy as jnp, numpy as np
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+  sys.path.insert(0, 'tests')
+  from helpers import load_config
+  from jaxinpaint import models, training
+  assert jax.device_count() == 4, jax.devices()
+  config = load_config('tiny', **{'train.batch_size': 8})
+  nets = models.build_models(config.model)
+  real = jax.random.uniform(jax.random.key(7), (2, 8, 32, 32, 3),
+                            minval=-1, maxval=1)
+
+  def two_steps(devices):
+    mesh = Mesh(np.array(devices), ('data',))
+    replicated = NamedSharding(mesh, P())
+    state = jax.device_put(training.init_state(config, nets), replicated)
+    step = jax.jit(functools.partial(
+        training.train_step, nets=nets, config=config,
+        batch_sharding=NamedSharding(mesh, P('data'))))
+    batch = jax.device_put(real, NamedSharding(mesh, P(None, 'data')))
+    history = []
+    for _ in range(2):
+      state, metrics = step(state, batch)
+      jax.block_until_ready(state)
+      history.append(jax.device_get(metrics))
+    return jax.device_get((state.g_params, state.d_params)), history
+
+  (params4, metrics4), (params1, metrics1) = (two_steps(jax.devices()),
+                                              two_steps(jax.devices()[:1]))
+  # Losses, penalties and gradient norms: computed from the whole global
+  # batch either way, so they agree to float rounding.
+  for m4, m1 in zip(metrics4, metrics1):
+    for k in m1:
+      np.testing.assert_allclose(m4[k], m1[k], rtol=1e-4, atol=1e-6,
+                                 err_msg=k)
+  # Parameters: Adam's first steps move each weight by about ±lr whatever
+  # the gradient's size, so the biases that a following norm layer cancels
+  # (true gradient 0, float noise ~1e-9) may move by ±lr on one side only.
+  lr = config.train.learning_rate
+  for a, b in zip(jax.tree.leaves(params4), jax.tree.leaves(params1)):
+    np.testing.assert_allclose(a, b, rtol=0, atol=2.5 * lr)
+  print('max difference', max(float(np.abs(a - b).max()) for a, b in
+                              zip(jax.tree.leaves(params4),
+                                  jax.tree.leaves(params1))))
+''')
+
+
+def test_four_devices_give_the_same_step_as_one():
+  result = run(['-c', _DEVICE_SCRIPT], env={
+      'XLA_FLAGS': '--xla_force_host_platform_device_count=4'})
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'max difference' in result.stdout
+
+
+def test_two_processes_match_one_process(npz, tmp_path):
+  workdir = tmp_path / 'multi'
+  port = 20000 + os.getpid() % 20000
+  procs = [subprocess.Popen(
+      [sys.executable, *TRAIN, f'--workdir={workdir}', *npz_flags(npz, 2),
+       f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
+       f'--process_id={i}'], cwd=REPO, stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  outputs = [p.communicate(timeout=600)[0] for p in procs]
+  for p, out in zip(procs, outputs):
+    assert p.returncode == 0, out[-3000:]
+  reference = tmp_path / 'single'
+  config = tiny_config(npz, 2)
+  training.train_and_evaluate(config, reference)
+  # Losses and gradient norms of the same global batches agree to rounding;
+  # parameters to within Adam's ±lr first moves of the biases that a norm
+  # layer cancels (see the four-device test).
+  multi, single = (read_step_metrics(d) for d in (workdir, reference))
+  assert [m['step'] for m in multi] == [m['step'] for m in single] == [1, 2]
+  for a, b in zip(multi, single):
+    for key in ('critic_loss', 'patch_critic_loss', 'gp', 'g_loss',
+                'd_grad_norm', 'g_grad_norm'):
+      np.testing.assert_allclose(a[key], b[key], rtol=1e-4, err_msg=key)
+  assert_trees_equal(restore(workdir), restore(reference),
+                     ('g_params', 'd_params'),
+                     atol=2.5 * config.train.learning_rate)
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(
+    npz, tmp_path):
+  workdir = tmp_path / 'nan'
+  training.train_and_evaluate(tiny_config(npz, 2), workdir)
+  good = restore(workdir)
+  # Resumed with a huge learning rate, the weights overflow at once.
+  config = tiny_config(npz, 50, **{'train.learning_rate': 1e30,
+                                   'train.checkpoint_every': 1})
+  with pytest.raises(training.NonFiniteLossError,
+                     match=r'NaN/Inf at step 3;.*checkpoint \(step 2\)'):
+    training.train_and_evaluate(config, workdir)
+  assert checkpoint.latest_step(workdir) == 2
+  assert_trees_equal(restore(workdir), good, TRAINED + ('g_stats_eval',))
+
+
+# --------------------------------------------------------------------------
+# Bad input: one line on stderr, a non-zero exit code, nothing written.
+
+
+def assert_clean_failure(result, workdir, *fragments):
+  assert result.returncode != 0
+  lines = result.stderr.strip().splitlines()
+  assert lines and lines[-1].startswith('error: '), result.stderr[-2000:]
+  for fragment in fragments:
+    assert fragment in lines[-1], lines[-1]
+  assert not Path(workdir).exists()
+
+
+def test_missing_and_empty_data_folder(tmp_path):
+  workdir = tmp_path / 'w'
+  missing = tmp_path / 'nope'
+  result = run([*TRAIN, f'--workdir={workdir}', f'--config.data.folder={missing}'])
+  assert_clean_failure(result, workdir, str(missing))
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  result = run([*TRAIN, f'--workdir={workdir}', f'--config.data.folder={empty}'])
+  assert_clean_failure(result, workdir, str(empty))
+
+
+def test_unknown_config_key(tmp_path):
+  workdir = tmp_path / 'w'
+  result = run([*TRAIN, f'--workdir={workdir}', '--config.train.stepz=3'])
+  assert_clean_failure(result, workdir, 'stepz')
+
+
+def test_batch_not_divisible_by_devices(npz, tmp_path):
+  workdir = tmp_path / 'w'
+  result = run([*TRAIN, f'--workdir={workdir}',
+                *npz_flags(npz, 2, **{'train.batch_size': 6})],
+               env={'XLA_FLAGS': '--xla_force_host_platform_device_count=4'})
+  assert_clean_failure(result, workdir, 'batch_size=6', '4 devices')
+
+
+def test_corrupt_image_is_named(tmp_path):
+  folder = tmp_path / 'images'
+  folder.mkdir()
+  write_npz(tmp_path / 'x.npz', n=1)
+  from PIL import Image
+  good = np.load(tmp_path / 'x.npz')['images'][0]
+  for i in range(3):
+    Image.fromarray(good).save(folder / f'good{i}.png')
+  (folder / 'broken.jpg').write_bytes(b'not a jpeg at all')
+  workdir = tmp_path / 'w'
+  result = run([*TRAIN, f'--workdir={workdir}', f'--config.data.folder={folder}',
+                '--config.train.batch_size=4'])
+  assert_clean_failure(result, workdir, 'broken.jpg')
+
+
+def test_unwritable_workdir(npz, tmp_path):
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('in the way')
+  workdir = blocker / 'run'
+  result = run([*TRAIN, f'--workdir={workdir}', *npz_flags(npz, 2)])
+  assert_clean_failure(result, workdir, str(workdir))
+  assert blocker.read_text() == 'in the way'
