@@ -1,0 +1,235 @@
+"""Conditional face completion, like the paper's Fig. 12 (section 3.3, 4.3).
+
+Each face y1 keeps its pixels where the keep-mask is white; where it is black
+(eyes, mouth) the result takes its structure from the reference face y2
+(eq. 10-15, `completion.complete_conditional` through
+`pipeline.inpaint_batches(..., reference=y2)`), then G(z) is Poisson-blended
+into y1. As in the paper, each result's SSIM is computed against its y1.
+
+  python bench/conditional_figure.py                      # examples/, shipped model
+  python bench/conditional_figure.py --model runs/celeba64 --faces my_faces/ \\
+      --reference ref.png --keep-mask keep.png --limit 6 --out figs/
+"""
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+# No JAX behind these: `--help` and input errors stay fast.
+from jaxinpaint import inpaint_cli, masks as masks_lib
+from jaxinpaint.inpaint_cli import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_FACES = 'examples/faces'  # defaults are relative to the repo root
+DEFAULT_REFERENCE = 'examples/reference.png'
+DEFAULT_KEEP_MASK = 'examples/conditional_mask.png'
+DEFAULT_OUT = 'docs/results'
+BUILT_MASK = 'eyes_mouth'
+FIGURE, SUMMARY = 'conditional.png', 'conditional.json'
+
+_EPILOG = f"""\
+outputs (under --out):
+  {FIGURE}   one row per face: y1 | reference y2 | keep-mask (white = kept
+                    from y1) | result (Poisson-blended)
+  {SUMMARY}  the SSIM of each result against its y1, their mean, and
+                    the run's settings
+The SSIMs are also printed. Existing outputs are never replaced without
+--overwrite. The same command gives the same files (seeded latents).
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(
+      prog='conditional_figure.py', description=__doc__, epilog=_EPILOG,
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--faces', default=None, metavar='SRC',
+                 help='the faces y1 to change: a folder (sorted) or one '
+                 'image, at the model\'s resolution. Default: '
+                 f'{DEFAULT_FACES} in the repo.')
+  p.add_argument('--limit', type=int, default=4, metavar='N',
+                 help='use the first N faces (default: 4).')
+  p.add_argument('--reference', default=None, metavar='IMG',
+                 help=f'the reference face y2. Default: {DEFAULT_REFERENCE} '
+                 'in the repo.')
+  p.add_argument('--keep-mask', default=None, metavar='IMG',
+                 help='mask image, WHITE = KEEP from y1, black = take from '
+                 f'the reference. Default: {DEFAULT_KEEP_MASK} in the repo '
+                 'if it exists, else the eye and mouth squares of '
+                 f'masks.three_squares_coordinates; "{BUILT_MASK}" picks the '
+                 'latter.')
+  p.add_argument('--model', default=None, metavar='DIR',
+                 help='WGAN model directory (training workdir or export). '
+                 f'Default: the shipped model {inpaint_cli.DEFAULT_CHECKPOINT}.')
+  p.add_argument('--steps', type=int, default=1000,
+                 help='Adam iterations on z (default: 1000).')
+  p.add_argument('--restarts', type=int, default=1,
+                 help='random initializations of z per face (default: 1).')
+  p.add_argument('--batch-size', type=int, default=64,
+                 help='faces completed together (default: 64).')
+  p.add_argument('--seed', type=int, default=0,
+                 help='seed of the initial latents (default: 0).')
+  p.add_argument('--out', default=None, metavar='DIR',
+                 help='output folder (default: docs/results in the repo).')
+  p.add_argument('--overwrite', action='store_true',
+                 help='replace existing output files.')
+  p.add_argument('--no-progress', action='store_true',
+                 help='no progress bar.')
+  return p
+
+
+def eyes_mouth_keep_mask(h: int, w: int) -> np.ndarray:
+  """(1, h, w, 1): 1 = keep from y1, 0 in the three squares (eyes, mouth)."""
+  keep = np.ones((1, h, w, 1), np.float32)
+  for r0, r1, c0, c1 in masks_lib.three_squares_coordinates(h, w):
+    keep[:, r0:r1, c0:c1] = 0.0
+  return keep
+
+
+@dataclasses.dataclass
+class _Inputs:
+  model_dir: Path
+  faces: np.ndarray  # (N, R, R, 3) in [-1, 1]
+  names: list
+  reference: np.ndarray  # (1, R, R, 3)
+  keep: np.ndarray  # (1, R, R, 1), 1 = keep from y1
+  mask_label: str
+  out: Path
+
+
+def _given_or_default(arg, default, flag, what):
+  """(path, label): the flag's path, or the repo default with a clear error
+  when the examples/ folder is not there."""
+  if arg is not None:
+    path = Path(arg)
+    if not path.exists():
+      raise UserError(f'{flag} {arg}: no such file or folder')
+    return path, arg
+  path = REPO / default
+  if not path.exists():
+    raise UserError(f'the default {what} {path} does not exist (is the '
+                    f'examples/ folder in this checkout?); pass {flag}')
+  return path, default
+
+
+def prepare(args) -> _Inputs:
+  for flag, value in (('--steps', args.steps), ('--restarts', args.restarts),
+                      ('--batch-size', args.batch_size),
+                      ('--limit', args.limit)):
+    if value < 1:
+      raise UserError(f'{flag} must be >= 1, got {value}')
+  if args.seed < 0:
+    raise UserError(f'--seed must be >= 0, got {args.seed}')
+  if args.model is None and not inpaint_cli.DEFAULT_CHECKPOINT.is_dir():
+    raise UserError('no shipped model is installed (nothing at '
+                    f'{inpaint_cli.DEFAULT_CHECKPOINT}); pass --model DIR (a '
+                    'training workdir or an exported model)')
+  try:
+    model_dir, config = inpaint_cli._model_dir(args.model)  # pylint: disable=protected-access
+  except UserError as e:
+    raise UserError(str(e).replace('--checkpoint', '--model')) from e
+  if config.model.arch != 'wgan':
+    raise UserError(f'--model {model_dir}: conditional completion (paper '
+                    f'3.3) needs our WGAN, not a {config.model.arch!r} model')
+  r = int(config.model.resolution)
+  faces_path, _ = _given_or_default(args.faces, DEFAULT_FACES, '--faces',
+                                    'faces folder')
+  ref_path, _ = _given_or_default(args.reference, DEFAULT_REFERENCE,
+                                  '--reference', 'reference image')
+  faces, names = inpaint_cli._load_inputs(str(faces_path), r, args.limit)  # pylint: disable=protected-access
+  reference, _ = inpaint_cli._load_files([str(ref_path)], r, 'reference')  # pylint: disable=protected-access
+
+  if args.keep_mask == BUILT_MASK:
+    keep, label = eyes_mouth_keep_mask(r, r), BUILT_MASK
+  elif args.keep_mask is not None:
+    if not Path(args.keep_mask).is_file():
+      raise UserError(f'--keep-mask {args.keep_mask}: no such file')
+    keep, label = masks_lib.load_mask(args.keep_mask, r, r), args.keep_mask
+  elif (REPO / DEFAULT_KEEP_MASK).is_file():
+    keep = masks_lib.load_mask(str(REPO / DEFAULT_KEEP_MASK), r, r)
+    label = DEFAULT_KEEP_MASK
+  else:
+    inpaint_cli._note(f'note: no {DEFAULT_KEEP_MASK}: replacing the eye and '  # pylint: disable=protected-access
+                      'mouth squares of masks.three_squares_coordinates')
+    keep, label = eyes_mouth_keep_mask(r, r), BUILT_MASK
+  if keep.min() > 0.5 or keep.max() < 0.5:
+    inpaint_cli._note(f'warning: the keep-mask {label} is all '  # pylint: disable=protected-access
+                      f'{"white" if keep.min() > 0.5 else "black"}')
+
+  out = Path(args.out) if args.out is not None else REPO / DEFAULT_OUT
+  if out.exists() and not out.is_dir():
+    raise UserError(f'--out {out}: exists and is not a folder')
+  if not args.overwrite:
+    for f in (out / FIGURE, out / SUMMARY):
+      if f.exists():
+        raise UserError(f'{f} already exists; pass --overwrite to replace '
+                        'it, or choose another --out')
+  return _Inputs(model_dir, faces, names, reference, keep, label, out)
+
+
+def run(args, inputs: _Inputs) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from jaxinpaint import checkpoint, completion, grids, pipeline
+  logging.set_verbosity(logging.WARNING)
+  config, variables, step = checkpoint.load_inference_variables(
+      inputs.model_dir)
+  y1, n = inputs.faces, len(inputs.faces)
+  spec = completion.ConditionalSpec()
+  results = pipeline.inpaint_batches(
+      variables, config.model, y1, inputs.keep, np.arange(n), spec=spec,
+      options=completion.Options(steps=args.steps, restarts=args.restarts),
+      batch_size=args.batch_size, seed=args.seed,
+      progress=not args.no_progress, reference=inputs.reference)
+  if not np.isfinite(results['blended']).all():
+    inpaint_cli._error('completion produced non-finite values; is the '  # pylint: disable=protected-access
+                       'checkpoint healthy?', code=1)
+  per_image, summary = pipeline.evaluate(y1, results, inputs.keep)
+
+  out = inputs.out
+  out.mkdir(parents=True, exist_ok=True)
+  shape = y1.shape
+  mask_image = np.broadcast_to(inputs.keep * 2.0 - 1.0, shape)  # white = keep
+  grids.save_rows(out / FIGURE, [y1, np.broadcast_to(inputs.reference, shape),
+                                 mask_image, results['blended']])
+  device = jax.devices()[0]
+  report = dict(
+      ssim={name: float(s) for name, s in zip(inputs.names,
+                                              per_image['ssim'])},
+      ssim_mean=summary['ssim'],
+      settings=dict(faces=args.faces or DEFAULT_FACES,
+                    reference=args.reference or DEFAULT_REFERENCE,
+                    keep_mask=inputs.mask_label, names=inputs.names,
+                    model=str(args.model or inpaint_cli.DEFAULT_CHECKPOINT),
+                    model_step=step, steps=args.steps,
+                    restarts=args.restarts, seed=args.seed,
+                    loss_weights=dataclasses.asdict(spec), blend=True,
+                    device=device.device_kind))
+  inpaint_cli._write_json(out / SUMMARY, report)  # pylint: disable=protected-access
+  print('SSIM of each result against its y1 (as in the paper\'s Fig. 12):')
+  for name, s in report['ssim'].items():
+    print(f'  {name}: {s:.4f}')
+  print(f'  mean: {summary["ssim"]:.4f} over {n} face{"s" * (n != 1)}')
+  print(f'wrote {out / FIGURE} (rows: y1 | reference | keep-mask | result) '
+        f'and {out / SUMMARY}')
+  return report
+
+
+def main(argv=None) -> dict:
+  """Entry point; returns the contents of conditional.json. Bad flags or
+  inputs: one `error:` line on stderr and SystemExit(2), nothing written."""
+  args = build_parser().parse_args(argv)
+  try:
+    inputs = prepare(args)
+  except UserError as e:
+    inpaint_cli._error(str(e))  # pylint: disable=protected-access
+  except (ValueError, FileNotFoundError) as e:  # the loaders name the file
+    inpaint_cli._error(str(e).splitlines()[0] if str(e)  # pylint: disable=protected-access
+                       else type(e).__name__)
+  return run(args, inputs)
+
+
+if __name__ == '__main__':
+  main()
