@@ -21,31 +21,6 @@ import numpy as np
 from jaxinpaint import completion, config as config_lib, masks, models
 
 
-def random_variables(model_config, seed=0):
-  """Random variables without running Flax's init (whose compile alone takes
-  minutes on a small CPU): shapes from `jax.eval_shape`, kernels
-  ~ N(0, 1/fan_in), scales and running variances 1, biases and means 0."""
-  nets = models.build_models(model_config)
-  rng = np.random.default_rng(seed)
-  res = model_config.resolution
-  inputs = {name: jax.ShapeDtypeStruct((1, res, res, 3), np.float32)
-            for name in nets}
-  inputs['generator'] = jax.ShapeDtypeStruct((1, model_config.z_dim),
-                                             np.float32)
-
-  def fill(path, leaf):
-    name = path[-1].key
-    if name == 'kernel':
-      fan_in = int(np.prod(leaf.shape[:-1]))
-      return rng.normal(0, fan_in**-0.5, leaf.shape).astype(np.float32)
-    value = 1.0 if name in ('scale', 'var') else 0.0
-    return np.full(leaf.shape, value, np.float32)
-
-  return {name: jax.tree_util.tree_map_with_path(
-      fill, jax.eval_shape(net.init, jax.random.key(0), inputs[name]))
-          for name, net in nets.items()}
-
-
 def _smooth_images(rng, n, s):
   coarse = rng.uniform(-1, 1, (n, s // 8 + 1, s // 8 + 1, 3))
   up = np.repeat(np.repeat(coarse, 8, axis=1), 8, axis=2)[:, :s, :s]
@@ -74,7 +49,7 @@ def main():
   c.model.resolution, c.model.width, c.model.dtype = (args.resolution,
                                                       args.width, args.dtype)
   nets = models.build_models(c.model)
-  variables = jax.device_put(random_variables(c.model))
+  variables = jax.device_put(models.random_variables(c.model))
   n, s = args.images, args.resolution
   rng = np.random.default_rng(0)
   y = jax.device_put(_smooth_images(rng, n, s))

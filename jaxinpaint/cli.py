@@ -49,6 +49,7 @@ def _load_config_flag():
 
 def _train(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)
   import jax  # after flag parsing: --help must not initialize a backend
   from jaxinpaint import data, models, training
   FLAGS = flags.FLAGS
@@ -65,7 +66,6 @@ def _train(argv):
     return
   if not FLAGS.workdir:
     _fail('--workdir is required (where checkpoints and samples go)')
-  logging.set_verbosity(logging.WARNING)
   try:
     training.train_and_evaluate(config, FLAGS.workdir)
   except training.StoppedBySignal as e:

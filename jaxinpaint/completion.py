@@ -201,15 +201,19 @@ def _best_restart(loss_fn_for_image, key, options, z_dim, arch):
   return z[best], final, trace[best]
 
 
-def _finish(nets, variables, z_hat, y, mask, options):
+def _finish(nets, variables, z_hat, final, trace, y, mask, options):
+  """G(ẑ), the overlay and the Poisson blend: the dict `complete` returns."""
   generated = jax.vmap(lambda z: _render(nets, variables, z))(z_hat)
   overlay = mask * _known_only(y, mask) + (1.0 - mask) * generated
+  cg_iterations = None
   if options.blend:
     blended, cg_info = poisson.poisson_blend(
         y, generated, mask, tol=options.cg_tol, max_iters=options.cg_max_iters)
+    cg_iterations = cg_info['iterations']
   else:
-    blended, cg_info = overlay, {}
-  return generated, overlay, blended, cg_info
+    blended = overlay
+  return dict(z=z_hat, generated=generated, overlay=overlay, blended=blended,
+              final_loss=final, loss_trace=trace, cg_iterations=cg_iterations)
 
 
 @functools.partial(jax.jit, static_argnames=('nets', 'spec', 'options',
@@ -241,11 +245,7 @@ def complete(variables, y, mask, keys, *, nets, spec: LossSpec,
     return _best_restart(loss_fn, key, options, z_dim, arch)
 
   z_hat, final, trace = jax.vmap(per_image)(y, mask, weights, keys)
-  generated, overlay, blended, cg_info = _finish(nets, variables, z_hat, y,
-                                                 mask, options)
-  return dict(z=z_hat, generated=generated, overlay=overlay, blended=blended,
-              final_loss=final, loss_trace=trace,
-              cg_iterations=cg_info.get('iterations'))
+  return _finish(nets, variables, z_hat, final, trace, y, mask, options)
 
 
 @functools.partial(jax.jit, static_argnames=('nets', 'spec', 'options'))
@@ -268,11 +268,7 @@ def complete_conditional(variables, y1, y2, mask, keys, *, nets,
     return _best_restart(loss_fn, key, options, z_dim, 'wgan')
 
   z_hat, final, trace = jax.vmap(per_image)(y1, y2, mask, keys)
-  generated, overlay, blended, cg_info = _finish(nets, variables, z_hat, y1,
-                                                 mask, options)
-  return dict(z=z_hat, generated=generated, overlay=overlay, blended=blended,
-              final_loss=final, loss_trace=trace,
-              cg_iterations=cg_info.get('iterations'))
+  return _finish(nets, variables, z_hat, final, trace, y1, mask, options)
 
 
 def _z_dim(variables) -> int:

@@ -6,16 +6,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-
-def to_uint8(images):
-  """[-1, 1] float → uint8 [0, 255], rounded (what a PNG of it holds)."""
-  x = (np.asarray(images, np.float32) + 1.0) * 127.5
-  return np.clip(np.round(x), 0, 255).astype(np.uint8)
+from jaxinpaint import metrics
 
 
 def make_grid(images, ncol: int | None = None, pad: int = 2):
   """(N, H, W, 3) in [-1, 1] → one uint8 image, ncol images a row."""
-  images = to_uint8(images)
+  images = metrics.to_uint8(images)  # the rounding the metrics assume
   n, h, w, c = images.shape
   ncol = ncol or int(math.ceil(math.sqrt(n)))
   nrow = int(math.ceil(n / ncol))

@@ -11,6 +11,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax.core import FrozenDict
 
 Dtype = Any
@@ -248,3 +249,31 @@ def summary(model_config) -> str:
     lines.append(f'  {name:13s} {count_params(shapes["params"]):>12,d} '
                  f'parameters  output {tuple(out.shape[1:])}')
   return '\n'.join(lines)
+
+
+def random_variables(model_config, seed: int = 0):
+  """{name: variables} of untrained networks, for tests and benchmarks.
+
+  Filled in numpy without running (or compiling) Flax's init, which is slow
+  on a CPU: shapes from `jax.eval_shape`, kernels ~ N(0, 1/fan_in), scales
+  and running variances 1, biases and running means 0.
+  """
+  nets = build_models(model_config)
+  rng = np.random.default_rng(seed)
+  res = model_config.resolution
+  inputs = {name: jax.ShapeDtypeStruct((1, res, res, 3), np.float32)
+            for name in nets}
+  inputs['generator'] = jax.ShapeDtypeStruct((1, model_config.z_dim),
+                                             np.float32)
+
+  def fill(path, leaf):
+    name = path[-1].key
+    if name == 'kernel':
+      fan_in = int(np.prod(leaf.shape[:-1]))
+      return rng.normal(0, fan_in**-0.5, leaf.shape).astype(np.float32)
+    value = 1.0 if name in ('scale', 'var') else 0.0
+    return np.full(leaf.shape, value, np.float32)
+
+  return {name: jax.tree_util.tree_map_with_path(
+      fill, jax.eval_shape(net.init, jax.random.key(0), inputs[name]))
+          for name, net in nets.items()}

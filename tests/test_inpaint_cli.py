@@ -27,37 +27,12 @@ RES = 64
 FAST = ['--steps', '2', '--batch-size', '2']  # same for every run: one compile
 
 
-def random_variables(model_config, seed=0):
-  """Random variables without running (or compiling) Flax's init: shapes
-  from `jax.eval_shape`, kernels ~ N(0, 1/fan_in), scales and running
-  variances 1, biases and running means 0."""
-  nets = models.build_models(model_config)
-  rng = np.random.default_rng(seed)
-  res = model_config.resolution
-  inputs = {name: jax.ShapeDtypeStruct((1, res, res, 3), np.float32)
-            for name in nets}
-  inputs['generator'] = jax.ShapeDtypeStruct((1, model_config.z_dim),
-                                             np.float32)
-
-  def fill(path, leaf):
-    name = path[-1].key
-    if name == 'kernel':
-      fan_in = int(np.prod(leaf.shape[:-1]))
-      return rng.normal(0, fan_in**-0.5, leaf.shape).astype(np.float32)
-    value = 1.0 if name in ('scale', 'var') else 0.0
-    return np.full(leaf.shape, value, np.float32)
-
-  return {name: jax.tree_util.tree_map_with_path(
-      fill, jax.eval_shape(net.init, jax.random.key(0), inputs[name]))
-          for name, net in nets.items()}
-
-
 @pytest.fixture(scope='module')
 def ckpt(tmp_path_factory):
   c = config_lib.base_config()
   c.model.resolution, c.model.width, c.model.z_dim = RES, 4, 16
   model_dir = tmp_path_factory.mktemp('model') / 'tiny64'
-  checkpoint.export_inference(model_dir, c, random_variables(c.model), 7)
+  checkpoint.export_inference(model_dir, c, models.random_variables(c.model), 7)
   return str(model_dir)
 
 

@@ -147,7 +147,7 @@ _DEVICE_SCRIPT = textwrap.dedent('''
   from helpers import load_config
   from jaxinpaint import models, training
   assert jax.device_count() == 4, jax.devices()
-  config = load_config('tiny', **{'train.batch_size': 8})
+  config = load_config('tiny', **{'train.batch_size': 8, 'train.n_critic': 1})
   nets = models.build_models(config.model)
   real = jax.random.uniform(jax.random.key(7), (2, 8, 32, 32, 3),
                             minval=-1, maxval=1)
@@ -197,8 +197,10 @@ def test_four_devices_give_the_same_step_as_one():
 def test_two_processes_match_one_process(npz, tmp_path):
   workdir = tmp_path / 'multi'
   port = 20000 + os.getpid() % 20000
+  # One critic step per iteration: half the program to compile, twice.
   procs = [subprocess.Popen(
-      [sys.executable, *TRAIN, f'--workdir={workdir}', *npz_flags(npz, 2),
+      [sys.executable, *TRAIN, f'--workdir={workdir}',
+       *npz_flags(npz, 2, **{'train.n_critic': 1}),
        f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
        f'--process_id={i}'], cwd=REPO, stdout=subprocess.PIPE,
       stderr=subprocess.STDOUT, text=True) for i in range(2)]
@@ -206,7 +208,7 @@ def test_two_processes_match_one_process(npz, tmp_path):
   for p, out in zip(procs, outputs):
     assert p.returncode == 0, out[-3000:]
   reference = tmp_path / 'single'
-  config = tiny_config(npz, 2)
+  config = tiny_config(npz, 2, **{'train.n_critic': 1})
   training.train_and_evaluate(config, reference)
   # Losses and gradient norms of the same global batches agree to rounding;
   # parameters to within Adam's ±lr first moves of the biases that a norm

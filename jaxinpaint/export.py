@@ -1,0 +1,61 @@
+"""Exports a training work dir as a compact model for completion.
+
+  python -m jaxinpaint.export --workdir runs/celeba64 \
+      --out jaxinpaint/assets/celeba64 --dtype bfloat16
+
+Keeps G, D and Dp (no optimizer state), recalibrates G's BatchNorm
+statistics for the final weights (a run stopped by a signal saved only the
+running averages), and stores the arrays in `--dtype`. The result loads with
+`checkpoint.load_inference_variables`, like the work dir itself.
+"""
+import argparse
+import sys
+
+import jax
+import jax.numpy as jnp
+
+from jaxinpaint import checkpoint, models, training
+
+
+def export(workdir, out, dtype='bfloat16', recalibration_batches=None):
+  config = checkpoint.load_config(workdir)
+  raw, step = checkpoint.restore_raw(workdir)
+  nets = models.build_models(config.model)
+  batches = recalibration_batches or config.train.bn_recalibration_batches
+  g_stats = training.recalibrate_batch_stats(
+      nets['generator'], raw['g_params'], raw['g_stats'],
+      jax.random.fold_in(jax.random.key(config.seed), 2**30 + 1),
+      num_batches=max(1, batches), batch_size=config.train.batch_size,
+      z_dim=config.model.z_dim, arch=config.model.arch)
+  variables = {'generator': {'params': raw['g_params'], 'batch_stats': g_stats}}
+  for name, params in raw['d_params'].items():
+    variables[name] = {'params': params}
+    if raw['d_stats'].get(name):
+      variables[name]['batch_stats'] = raw['d_stats'][name]
+  checkpoint.export_inference(out, config, variables, step, jnp.dtype(dtype))
+  return step
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--workdir', required=True, help='training work dir')
+  parser.add_argument('--out', required=True,
+                      help='new (or empty) directory for the model')
+  parser.add_argument('--dtype', default='bfloat16',
+                      choices=['bfloat16', 'float16', 'float32'],
+                      help='storage precision (loaded back as float32)')
+  parser.add_argument('--recalibration-batches', type=int, default=None,
+                      help="batches of z for G's BatchNorm statistics "
+                           '(default: the config\'s bn_recalibration_batches)')
+  args = parser.parse_args(argv)
+  try:
+    step = export(args.workdir, args.out, args.dtype,
+                  args.recalibration_batches)
+  except (FileNotFoundError, FileExistsError, ValueError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  print(f'exported step {step} of {args.workdir} to {args.out}')
+
+
+if __name__ == '__main__':
+  main()
