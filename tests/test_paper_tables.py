@@ -30,36 +30,11 @@ def _load_script(name='paper_tables'):
   return module
 
 
-def _random_variables(model_config, seed=0):
-  """Untrained variables without compiling Flax's init (as in
-  test_inpaint_cli): shapes from `jax.eval_shape`, kernels ~ N(0, 1/fan_in),
-  scales and running variances 1, biases and running means 0."""
-  nets = models.build_models(model_config)
-  rng = np.random.default_rng(seed)
-  res = model_config.resolution
-  inputs = {name: jax.ShapeDtypeStruct((1, res, res, 3), np.float32)
-            for name in nets}
-  inputs['generator'] = jax.ShapeDtypeStruct((1, model_config.z_dim),
-                                             np.float32)
-
-  def fill(path, leaf):
-    name = path[-1].key
-    if name == 'kernel':
-      fan_in = int(np.prod(leaf.shape[:-1]))
-      return rng.normal(0, fan_in**-0.5, leaf.shape).astype(np.float32)
-    return np.full(leaf.shape, 1.0 if name in ('scale', 'var') else 0.0,
-                   np.float32)
-
-  return {name: jax.tree_util.tree_map_with_path(
-      fill, jax.eval_shape(net.init, jax.random.key(0), inputs[name]))
-          for name, net in nets.items()}
-
-
 def _export(path, arch):
   c = config_lib.base_config()
   c.model.arch = arch
   c.model.resolution, c.model.width, c.model.z_dim = 64, 4, 16
-  checkpoint.export_inference(path, c, _random_variables(c.model), 5)
+  checkpoint.export_inference(path, c, models.random_variables(c.model), 5)
   return str(path)
 
 
