@@ -443,6 +443,11 @@ def train_and_evaluate(config, workdir):
       state, record = finalize(state, nets, config)
       files.log([record])
       files.save(state, step)
+    if batch_iter.num_skipped:
+      files.log([{'step': step, 'skipped_unreadable_images':
+                  batch_iter.num_skipped}])
+      logging.warning('skipped %d unreadable images (see the log above)',
+                      batch_iter.num_skipped)
   finally:
     bar.close()
     files.close()

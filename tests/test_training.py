@@ -1,4 +1,5 @@
 """Training: end to end, exact resume, data parallelism, bad input."""
+import functools
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from helpers import REPO, load_config, run, shared_folder, write_npz
-from jaxinpaint import checkpoint, training
+from jaxinpaint import checkpoint, models, training
 
 TRAIN = ['train.py', '--config', 'configs/tiny.py']
 
@@ -299,3 +300,28 @@ def test_unwritable_workdir(npz, tmp_path):
   result = run([*TRAIN, f'--workdir={workdir}', *npz_flags(npz, 2)])
   assert_clean_failure(result, workdir, str(workdir))
   assert blocker.read_text() == 'in the way'
+
+
+def test_dcgan_baseline_step_uses_the_gan_loss():
+  config = load_config('celeba64_dcgan', **{
+      'model.resolution': 32, 'model.width': 4, 'model.z_dim': 16,
+      'train.batch_size': 4})
+  nets = models.build_models(config.model)
+  state = training.init_state(config, nets)
+  real = jax.random.uniform(jax.random.key(1), (1, 4, 32, 32, 3),
+                            minval=-1, maxval=1)
+  step = jax.jit(functools.partial(training.train_step, nets=nets,
+                                   config=config))
+  new, metrics = step(state, real)
+  assert set(metrics) == {'critic_loss', 'd_grad_norm', 'g_loss',
+                          'g_grad_norm'}
+  assert all(np.isfinite(float(v)) for v in metrics.values())
+  # Discriminator outputs are logits: both BCE terms are positive, and the
+  # non-saturating G loss −log σ(D(G(z))) too.
+  assert float(metrics['critic_loss']) > 0 and float(metrics['g_loss']) > 0
+  # D's BatchNorm statistics moved (the DCGAN critic has BN; WGAN critics
+  # must not).
+  before = jax.tree.leaves(state.d_stats)
+  after = jax.tree.leaves(new.d_stats)
+  assert before and any(not np.allclose(a, b) for a, b in zip(before, after))
+  assert int(new.step) == 1
