@@ -463,6 +463,12 @@ def run(args, inputs: _Inputs) -> dict:
   # [-1, 1]). Otherwise y is the damaged image as given: completion never
   # reads its hole pixels.
   y = np.where(keep, images, np.float32(0)) if args.evaluate else images
+  import jax  # pylint: disable=g-import-not-at-top
+  batches = -(-n // min(args.batch_size, n))
+  _note(f'completing {n} image{"s" * (n != 1)} with the model at step {step}: '
+        f'{args.steps} Adam steps x {args.restarts} restart(s) on '
+        f'{jax.devices()[0].platform}, {batches} compiled batch'
+        f'{"es" * (batches != 1)} (a CPU takes minutes; a GPU seconds)')
   results = pipeline.inpaint_batches(
       variables, config.model, y, mask, np.arange(n), spec=spec,
       options=options, batch_size=args.batch_size, seed=args.seed,
