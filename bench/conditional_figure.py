@@ -114,13 +114,8 @@ def _given_or_default(arg, default, flag, what):
 
 
 def prepare(args) -> _Inputs:
-  for flag, value in (('--steps', args.steps), ('--restarts', args.restarts),
-                      ('--batch-size', args.batch_size),
-                      ('--limit', args.limit)):
-    if value < 1:
-      raise UserError(f'{flag} must be >= 1, got {value}')
-  if args.seed < 0:
-    raise UserError(f'--seed must be >= 0, got {args.seed}')
+  inpaint_cli.check_counts(args, steps=args.steps, restarts=args.restarts,
+                           batch_size=args.batch_size)
   if args.model is None and not inpaint_cli.DEFAULT_CHECKPOINT.is_dir():
     raise UserError('no shipped model is installed (nothing at '
                     f'{inpaint_cli.DEFAULT_CHECKPOINT}); pass --model DIR (a '
@@ -221,13 +216,7 @@ def main(argv=None) -> dict:
   """Entry point; returns the contents of conditional.json. Bad flags or
   inputs: one `error:` line on stderr and SystemExit(2), nothing written."""
   args = build_parser().parse_args(argv)
-  try:
-    inputs = prepare(args)
-  except UserError as e:
-    inpaint_cli._error(str(e))  # pylint: disable=protected-access
-  except (ValueError, FileNotFoundError) as e:  # the loaders name the file
-    inpaint_cli._error(str(e).splitlines()[0] if str(e)  # pylint: disable=protected-access
-                       else type(e).__name__)
+  inputs = inpaint_cli.checked(prepare, args)
   return run(args, inputs)
 
 

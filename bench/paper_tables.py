@@ -158,16 +158,10 @@ def _split(arg: str, flag: str, valid) -> list:
 
 
 def _check_flags(args):
-  for flag, value in (('--steps', args.steps), ('--restarts', args.restarts),
-                      ('--batch-size', args.batch_size),
-                      ('--telea-radius', args.telea_radius),
-                      ('--figure-rows', args.figure_rows)):
-    if value < 1:
-      raise UserError(f'{flag} must be >= 1, got {value}')
-  if args.limit is not None and args.limit < 1:
-    raise UserError(f'--limit must be >= 1, got {args.limit}')
-  if args.seed < 0:
-    raise UserError(f'--seed must be >= 0, got {args.seed}')
+  inpaint_cli.check_counts(
+      args, steps=args.steps, restarts=args.restarts,
+      batch_size=args.batch_size, telea_radius=args.telea_radius,
+      figure_rows=args.figure_rows)
 
 
 def _find_model(name: str, arg, skipped: dict, wanted) -> _Model | None:
@@ -622,13 +616,7 @@ def main(argv=None) -> dict:
   line on stderr and SystemExit(2) before anything is computed or written.
   """
   args = build_parser().parse_args(argv)
-  try:
-    plan = prepare(args)
-  except UserError as e:
-    inpaint_cli._error(str(e))  # pylint: disable=protected-access
-  except (ValueError, FileNotFoundError) as e:  # the loaders name the file
-    inpaint_cli._error(str(e).splitlines()[0] if str(e)  # pylint: disable=protected-access
-                       else type(e).__name__)
+  plan = inpaint_cli.checked(prepare, args)
   return run(args, plan)
 
 

@@ -155,16 +155,20 @@ def _names_list(names) -> str:
 # Checking inputs (no JAX computation happens here).
 
 
-def _check_flags(args):
-  for flag, value in (('--steps', args.steps), ('--restarts', args.restarts),
-                      ('--batch-size', args.batch_size),
-                      ('--grid-max', args.grid_max)):
+def check_counts(args, **positive):
+  """--steps, --limit, --seed, ... in range, else a UserError naming it."""
+  for flag, value in positive.items():
     if value < 1:
-      raise UserError(f'{flag} must be >= 1, got {value}')
+      raise UserError(f'--{flag.replace("_", "-")} must be >= 1, got {value}')
   if args.limit is not None and args.limit < 1:
     raise UserError(f'--limit must be >= 1, got {args.limit}')
   if args.seed < 0:
     raise UserError(f'--seed must be >= 0, got {args.seed}')
+
+
+def _check_flags(args):
+  check_counts(args, steps=args.steps, restarts=args.restarts,
+               batch_size=args.batch_size, grid_max=args.grid_max)
   if args.reference and args.evaluate:
     raise UserError('--evaluate cannot be combined with --reference: a '
                     'conditional completion has no ground truth to compare to')
@@ -533,15 +537,21 @@ def main(argv=None):
   computation fails.
   """
   args = build_parser().parse_args(argv)
+  return run(args, checked(prepare, args))
+
+
+def checked(prepare_fn, args):
+  """`prepare_fn(args)`, with bad input turned into one `error:` line.
+
+  data.CorruptImageError (a ValueError) and the loaders' errors name the
+  file (masks.load_mask, data.load_images, data.list_image_files).
+  """
   try:
-    inputs = prepare(args)
+    return prepare_fn(args)
   except UserError as e:
     _error(str(e))
   except (ValueError, FileNotFoundError) as e:
-    # data.CorruptImageError (a ValueError) and the loaders' errors name the
-    # file (masks.load_mask, data.load_images, data.list_image_files).
     _error(str(e).splitlines()[0] if str(e) else type(e).__name__)
-  return run(args, inputs)
 
 
 if __name__ == '__main__':
