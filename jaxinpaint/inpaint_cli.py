@@ -24,6 +24,8 @@ from jaxinpaint import data, masks
 
 DEFAULT_CHECKPOINT = Path(jaxinpaint.__file__).parent / 'assets' / 'celeba64'
 DEFAULT_INPUT = 'examples/faces'
+PAPER_STEPS = 1000
+CPU_DEFAULT_STEPS = 200
 GRID_FILE, RAW_DIR = 'grid.png', 'raw'
 METRICS_FILE, SUMMARY_FILE = 'metrics.csv', 'summary.json'
 # Notes that concern many images list this many names, then a count.
@@ -98,8 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
       'to change, IMG is the reference y2, and the mask marks what is KEPT '
       'from y1 (white); the black region takes its structure from IMG. '
       '--loss does not apply.')
-  p.add_argument('--steps', type=int, default=1000,
-                 help='Adam iterations on z (default: 1000, the paper).')
+  p.add_argument('--steps', type=int, default=None,
+                 help='Adam iterations on z (default: 1000, the paper, on a '
+                 f'GPU/TPU; {CPU_DEFAULT_STEPS} on a CPU, where 1000 steps '
+                 'take tens of minutes).')
   p.add_argument('--restarts', type=int, default=1,
                  help='random initializations of z per image; the one with '
                  'the lowest final loss is kept (default: 1).')
@@ -167,7 +171,7 @@ def check_counts(args, **positive):
 
 
 def _check_flags(args):
-  check_counts(args, steps=args.steps, restarts=args.restarts,
+  check_counts(args, steps=1 if args.steps is None else args.steps, restarts=args.restarts,
                batch_size=args.batch_size, grid_max=args.grid_max)
   if args.reference and args.evaluate:
     raise UserError('--evaluate cannot be combined with --reference: a '
@@ -460,6 +464,9 @@ def run(args, inputs: _Inputs) -> dict:
   loss_name = None if conditional else (args.loss or 'paper')
   spec = (completion.ConditionalSpec() if conditional
           else completion.get_loss(loss_name))
+  if args.steps is None:
+    args.steps = (CPU_DEFAULT_STEPS if jax.devices()[0].platform == 'cpu'
+                  else PAPER_STEPS)
   options = completion.Options(steps=args.steps, restarts=args.restarts,
                                blend=not args.no_blend)
   keep = np.broadcast_to(mask > 0.5, images.shape[:-1] + (1,))
@@ -467,7 +474,6 @@ def run(args, inputs: _Inputs) -> dict:
   # [-1, 1]). Otherwise y is the damaged image as given: completion never
   # reads its hole pixels.
   y = np.where(keep, images, np.float32(0)) if args.evaluate else images
-  import jax  # pylint: disable=g-import-not-at-top
   batches = -(-n // min(args.batch_size, n))
   _note(f'completing {n} image{"s" * (n != 1)} with the model at step {step}: '
         f'{args.steps} Adam steps x {args.restarts} restart(s) on '
