@@ -197,7 +197,7 @@ def run(args, inputs: _Inputs) -> dict:
       settings=dict(faces=args.faces or DEFAULT_FACES,
                     reference=args.reference or DEFAULT_REFERENCE,
                     keep_mask=inputs.mask_label, names=inputs.names,
-                    model=str(args.model or inpaint_cli.DEFAULT_CHECKPOINT),
+                    model=args.model or 'jaxinpaint/assets/celeba64 (shipped)',
                     model_step=step, steps=args.steps,
                     restarts=args.restarts, seed=args.seed,
                     loss_weights=dataclasses.asdict(spec), blend=True,
