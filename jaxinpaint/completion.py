@@ -18,7 +18,6 @@ Conventions: images float32 (N, H, W, C) in [-1, 1]; masks (N, H, W, 1),
 """
 import dataclasses
 import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
