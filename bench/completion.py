@@ -2,12 +2,13 @@
 
 Completes N images (central square hole) with the paper's loss, `--steps`
 Adam iterations each, with randomly initialized networks of the paper's size
-(width 64, 64x64: the speed does not depend on the weights' values). Two ways,
-in the same run, both timed after compilation with `block_until_ready`:
-  batched:  one `completion.complete` call on all N images (vmapped), as
-            `pipeline.inpaint_batches` runs them;
-  loop:     N calls with batch 1 in a Python loop, as a per-image script
-            would do it (the same compiled function every call).
+(width 64, 64x64: the speed does not depend on the weights' values). Three
+ways, in the same run, each timed on its second call (after compilation):
+  batched, scan:  one `completion.complete` call on all N images (vmapped),
+                  all steps in one compiled lax.scan (`Options.loop='scan'`);
+  batched, host:  the same, the steps run from Python over one compiled
+                  step (`Options.loop='host'`, the default on CPU);
+  one at a time:  N calls with batch 1, as a per-image script would do it.
 
   python bench/completion.py                       # 64 images x 1000 steps
   python bench/completion.py --width 8 --images 16 --steps 50   # CPU check
@@ -55,47 +56,54 @@ def main():
   y = jax.device_put(_smooth_images(rng, n, s))
   mask = jax.device_put(masks.center_mask(n, s, s))
   keys = completion.image_keys(0, np.arange(n))
-  options = completion.Options(steps=args.steps, restarts=args.restarts)
-  static = dict(nets=nets, spec=completion.get_loss(args.loss),
-                options=options, arch=c.model.arch)
+  spec = completion.get_loss(args.loss)
 
   print(f'device: {jax.devices()[0].device_kind} ({jax.default_backend()})')
   print(f'{n} images {s}x{s}, width {args.width}, z {c.model.z_dim}, '
         f'{args.steps} steps, {args.restarts} restart(s), {args.dtype}, '
         f'loss {args.loss}')
 
-  def compiled(batch):
+  def run(loop, rows):
+    options = completion.Options(steps=args.steps, restarts=args.restarts,
+                                 loop=loop)
+    return completion.complete(variables, y[rows], mask[rows], keys[rows],
+                               nets=nets, spec=spec, options=options,
+                               arch=c.model.arch)
+
+  def timed(fn):
+    """Seconds of the second call (the first one compiles)."""
+    jax.block_until_ready(fn())
     t0 = time.perf_counter()
-    fn = completion.complete.lower(variables, y[:batch], mask[:batch],
-                                   keys[:batch], **static).compile()
-    return fn, time.perf_counter() - t0
+    out = jax.block_until_ready(fn())
+    return out, time.perf_counter() - t0
 
-  batched, t_compile_n = compiled(n)
-  single, t_compile_1 = compiled(1)
-  print(f'compile: batch {n} {t_compile_n:.1f} s, batch 1 '
-        f'{t_compile_1:.1f} s')
+  batch = slice(0, n)
+  results = {loop: timed(lambda loop=loop: run(loop, batch))
+             for loop in ('scan', 'host')}
 
-  t0 = time.perf_counter()
-  out = jax.block_until_ready(batched(variables, y, mask, keys))
-  t_batched = time.perf_counter() - t0
+  def one_at_a_time():
+    return [run('auto', slice(i, i + 1))['z'] for i in range(n)]
 
-  t0 = time.perf_counter()
-  loop_z = []
-  for i in range(n):
-    o = single(variables, y[i:i + 1], mask[i:i + 1], keys[i:i + 1])
-    loop_z.append(jax.block_until_ready(o['z']))
-  t_loop = time.perf_counter() - t0
-
-  diff = float(np.abs(np.asarray(out['z']) - np.concatenate(loop_z)).max())
-  print(f'batched (1 call of {n}):  {t_batched:9.2f} s  '
-        f'{n / t_batched:9.2f} images/s')
-  print(f'loop ({n} calls of 1):    {t_loop:9.2f} s  '
+  loop_z, t_loop = timed(one_at_a_time)
+  for loop, (_, t) in results.items():
+    print(f'batched, Options.loop={loop!r} (1 call of {n}): {t:9.2f} s '
+          f'{n / t:9.2f} images/s')
+  print(f"one image at a time ({n} calls, 'auto'):   {t_loop:9.2f} s "
         f'{n / t_loop:9.2f} images/s')
-  print(f'speed-up loop/batched: {t_loop / t_batched:.1f}x')
+  (scan_out, t_scan), (host_out, t_host) = results['scan'], results['host']
+  print(f"ratio scan/host: {t_scan / t_host:.2f}x (auto picks "
+        f"{'host' if completion._host_loop(completion.Options()) else 'scan'}"
+        ' here)')
+  best = min(t_scan, t_host)
+  print(f'speed-up one-at-a-time/batched (faster loop): {t_loop / best:.1f}x')
   # Same keys and a vmapped per-image step: only the kernels' rounding can
-  # differ (batch 1 may use others), and Adam, nearly sign(gradient) for
-  # small gradients, can grow a 1e-7 difference over many steps.
-  print(f'max |z_batched - z_loop|: {diff:.2e}')
+  # differ (batch 1 or the other loop may use others), and Adam, nearly
+  # sign(gradient) for small gradients, can grow a 1e-7 difference over many
+  # steps.
+  z = np.asarray(scan_out['z'])
+  print(f"max |z_scan - z_host|: {np.abs(z - host_out['z']).max():.2e}; "
+        f'max |z_scan - z_one_at_a_time|: '
+        f'{np.abs(z - np.concatenate(loop_z)).max():.2e}')
 
 
 if __name__ == '__main__':

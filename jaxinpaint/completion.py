@@ -7,7 +7,8 @@ G(ẑ) and Poisson-blended into y.
 
 The per-(image, restart) step — loss, gradient, Adam update, clip to [-1, 1]
 — is written for one latent and `jax.vmap`ped over restarts and images, and
-the whole optimization is one `lax.scan` inside `jit`. So an image's result
+the whole optimization is one `lax.scan` inside `jit` (on CPU, by default, a
+Python loop over that compiled step instead: `Options.loop`). So an image's result
 depends on its own (y, M, key) only, never on the rest of its batch, and G
 runs in inference mode (BatchNorm running statistics) for the same reason.
 
@@ -71,6 +72,10 @@ class Options:
   blend: bool = True  # Poisson blending (eq. 9) of G(ẑ) into y
   cg_tol: float = 1e-5
   cg_max_iters: int = 2000
+  # How the steps run: 'scan' = all in one compiled lax.scan, 'host' = a
+  # Python loop over one compiled step (same numbers), 'auto' = 'host' on
+  # CPU, where it is several times faster (see `_search`), else 'scan'.
+  loop: str = 'auto'
 
 
 def _render(nets, variables, z):
@@ -165,19 +170,31 @@ def conditional_loss(z, y1, y2, mask, nets, variables, spec: ConditionalSpec,
   return loss, image
 
 
+def _adam(options: Options):
+  return optax.adam(options.learning_rate, b1=options.b1, b2=options.b2)
+
+
+def _adam_clip_step(loss_fn, opt, z, opt_state):
+  """One Adam step on one latent, then the clip to [-1, 1] (paper, 3.2).
+
+  Returns (z, opt_state, the loss at the z that was differentiated).
+  """
+  (loss, _), grad = jax.value_and_grad(loss_fn, has_aux=True)(z)
+  updates, opt_state = opt.update(grad, opt_state, z)
+  return jnp.clip(optax.apply_updates(z, updates), -1.0, 1.0), opt_state, loss
+
+
 def _optimize_one(loss_fn, z0, options: Options):
   """Adam on one latent, clipped to [-1, 1] after every step.
 
   Returns (final z, final loss, loss trace (steps,)). The trace entry t is
-  the loss at the z that step t differentiated.
+  the loss at the z that step t differentiated. A reference for the batched
+  search below, which runs the same step on every (image, restart).
   """
-  opt = optax.adam(options.learning_rate, b1=options.b1, b2=options.b2)
+  opt = _adam(options)
 
   def step(carry, _):
-    z, opt_state = carry
-    (loss, _), grad = jax.value_and_grad(loss_fn, has_aux=True)(z)
-    updates, opt_state = opt.update(grad, opt_state, z)
-    z = jnp.clip(optax.apply_updates(z, updates), -1.0, 1.0)
+    z, opt_state, loss = _adam_clip_step(loss_fn, opt, *carry)
     return (z, opt_state), loss
 
   (z, _), trace = jax.lax.scan(step, (z0, opt.init(z0)), None,
@@ -191,13 +208,132 @@ def initial_latents(key, restarts, z_dim, arch):
   return models.sample_latent(key, (restarts, z_dim), arch)
 
 
-def _best_restart(loss_fn_for_image, key, options, z_dim, arch):
-  """Optimizes K restarts of one image; keeps the lowest final loss."""
-  z0 = initial_latents(key, options.restarts, z_dim, arch)
-  z, final, trace = jax.vmap(
-      functools.partial(_optimize_one, loss_fn_for_image, options=options))(z0)
-  best = jnp.argmin(final)
-  return z[best], final, trace[best]
+@dataclasses.dataclass(frozen=True)
+class _Objective:
+  """The loss of one latent for one image, `(variables, z, *image_data)` →
+  (loss, G(z)). Hashable, so the jitted search takes it as a static arg.
+
+  image_data: (y, mask, weights) for a `LossSpec`, (y1, y2, mask) for a
+  `ConditionalSpec`.
+  """
+  nets: object
+  spec: object
+  arch: str
+  window: int
+
+  def __call__(self, variables, z, *data):
+    if isinstance(self.spec, ConditionalSpec):
+      return conditional_loss(z, *data, self.nets, variables, self.spec,
+                              self.window)
+    return inpainting_loss(z, *data, self.nets, variables, self.spec,
+                           self.arch)
+
+
+def _init_search(keys, *, options: Options, z_dim: int, arch: str):
+  """Each image's K starting latents and their Adam states, (N, K, ...)."""
+  opt = _adam(options)
+
+  def per_image(key):
+    z0 = initial_latents(key, options.restarts, z_dim, arch)
+    return z0, jax.vmap(opt.init)(z0)
+
+  return jax.vmap(per_image)(keys)
+
+
+def _search_steps(variables, data, state, *, objective, options: Options,
+                  length: int):
+  """`length` Adam steps on every (image, restart): one `lax.scan` of a
+  step vmapped over restarts and images. Returns (state, losses
+  (length, N, K))."""
+  opt = _adam(options)
+
+  def per_image(z, opt_state, image_data):
+    loss_fn = lambda z: objective(variables, z, *image_data)
+    return jax.vmap(lambda z, s: _adam_clip_step(loss_fn, opt, z, s))(
+        z, opt_state)
+
+  def step(state, _):
+    z, opt_state, loss = jax.vmap(per_image)(*state, data)
+    return (z, opt_state), loss
+
+  if length == 1:  # no loop at all: see `_search` for why that matters
+    state, loss = step(state, None)
+    return state, loss[None]
+  return jax.lax.scan(step, state, None, length=length)
+
+
+def _select_best(variables, data, z, trace, *, objective):
+  """Each image's restart of lowest final loss: (ẑ (N, z_dim), final losses
+  (N, K), the kept restart's trace (N, steps)) from z (N, K, z_dim) and
+  trace (steps, N, K)."""
+  final = jax.vmap(lambda zs, image_data: jax.vmap(
+      lambda z: objective(variables, z, *image_data)[0])(zs))(z, data)
+  best = jnp.argmin(final, axis=1)
+  rows = jnp.arange(z.shape[0])
+  return z[rows, best], final, trace[:, rows, best].T
+
+
+def _select_and_finish(variables, data, z, trace, known, mask, *, objective,
+                       options: Options):
+  z_hat, final, trace = _select_best(variables, data, z, trace,
+                                     objective=objective)
+  return _finish(objective.nets, variables, z_hat, final, trace, known, mask,
+                 options)
+
+
+_STATIC = ('objective', 'options')
+_init_search_jit = jax.jit(_init_search,
+                           static_argnames=('options', 'z_dim', 'arch'))
+_search_steps_jit = jax.jit(_search_steps,
+                            static_argnames=_STATIC + ('length',))
+_select_and_finish_jit = jax.jit(_select_and_finish, static_argnames=_STATIC)
+
+
+@functools.partial(jax.jit, static_argnames=_STATIC + ('arch',))
+def _search_fused(variables, data, keys, known, mask, *, objective, options,
+                  arch):
+  """The whole search and the blend as one jitted program."""
+  state = _init_search(keys, options=options, z_dim=_z_dim(variables),
+                       arch=arch)
+  state, trace = _search_steps(variables, data, state, objective=objective,
+                               options=options, length=options.steps)
+  return _select_and_finish(variables, data, state[0], trace, known, mask,
+                            objective=objective, options=options)
+
+
+def _host_loop(options: Options) -> bool:
+  if options.loop not in ('auto', 'scan', 'host'):
+    raise ValueError(f"Options.loop {options.loop!r}: expected 'auto', "
+                     "'scan' or 'host'")
+  if options.loop == 'auto':
+    return jax.default_backend() == 'cpu'
+  return options.loop == 'host'
+
+
+def _search(variables, data, keys, known, mask, *, objective, options, arch):
+  """Runs the latent search of every image in the batch; see `complete`.
+
+  'scan' compiles all steps into one program (accelerators: no host round
+  trip per step). 'host' runs the same one-step program `steps` times from
+  Python: XLA:CPU executes convolutions inside a compiled loop several
+  times slower than outside one (jax#12868; bench/completion.py measures
+  both), so on CPU this is the faster way to the same numbers.
+  """
+  static = dict(objective=objective, options=options)
+  if not _host_loop(options):
+    return _search_fused(variables, data, keys, known, mask, arch=arch,
+                         **static)
+  state = _init_search_jit(keys, options=options, z_dim=_z_dim(variables),
+                           arch=arch)
+  losses = []
+  for _ in range(options.steps):
+    state, loss = _search_steps_jit(variables, data, state, length=1,
+                                    **static)
+    losses.append(loss)
+  trace = (jnp.concatenate(losses) if losses else
+           jnp.zeros((0,) + state[0].shape[:2], jnp.float32))
+  return _select_and_finish_jit(variables, data, state[0], trace, known, mask,
+                                **static)
 
 
 def _finish(nets, variables, z_hat, final, trace, y, mask, options):
@@ -215,8 +351,9 @@ def _finish(nets, variables, z_hat, final, trace, y, mask, options):
               final_loss=final, loss_trace=trace, cg_iterations=cg_iterations)
 
 
-@functools.partial(jax.jit, static_argnames=('nets', 'spec', 'options',
-                                             'arch'))
+_window_weights_jit = jax.jit(image_ops.window_weights, static_argnums=1)
+
+
 def complete(variables, y, mask, keys, *, nets, spec: LossSpec,
              options: Options, arch: str = 'wgan'):
   """Fills the holes of a batch of images.
@@ -235,19 +372,12 @@ def complete(variables, y, mask, keys, *, nets, spec: LossSpec,
   overlay M·y + (1 − M)·G(ẑ); blended (Poisson, eq. 9); final_loss (N, K)
   per restart; loss_trace (N, steps) of the kept restart; cg_iterations.
   """
-  weights = image_ops.window_weights(mask, options.window)
-  z_dim = _z_dim(variables)
-
-  def per_image(y_i, m_i, w_i, key):
-    loss_fn = lambda z: inpainting_loss(z, y_i, m_i, w_i, nets, variables,
-                                        spec, arch)
-    return _best_restart(loss_fn, key, options, z_dim, arch)
-
-  z_hat, final, trace = jax.vmap(per_image)(y, mask, weights, keys)
-  return _finish(nets, variables, z_hat, final, trace, y, mask, options)
+  y, mask = jnp.asarray(y), jnp.asarray(mask)
+  data = (y, mask, _window_weights_jit(mask, options.window))
+  return _search(variables, data, keys, y, mask, arch=arch, options=options,
+                 objective=_Objective(nets, spec, arch, options.window))
 
 
-@functools.partial(jax.jit, static_argnames=('nets', 'spec', 'options'))
 def complete_conditional(variables, y1, y2, mask, keys, *, nets,
                          spec: ConditionalSpec = ConditionalSpec(),
                          options: Options = Options()):
@@ -259,15 +389,10 @@ def complete_conditional(variables, y1, y2, mask, keys, *, nets,
   Returns the same dict as `complete`; `blended` Poisson-blends G(ẑ) into y1
   outside the kept region.
   """
-  z_dim = _z_dim(variables)
-
-  def per_image(a, b, m, key):
-    loss_fn = lambda z: conditional_loss(z, a, b, m, nets, variables, spec,
-                                         options.window)
-    return _best_restart(loss_fn, key, options, z_dim, 'wgan')
-
-  z_hat, final, trace = jax.vmap(per_image)(y1, y2, mask, keys)
-  return _finish(nets, variables, z_hat, final, trace, y1, mask, options)
+  y1, y2, mask = jnp.asarray(y1), jnp.asarray(y2), jnp.asarray(mask)
+  return _search(variables, (y1, y2, mask), keys, y1, mask, arch='wgan',
+                 options=options,
+                 objective=_Objective(nets, spec, 'wgan', options.window))
 
 
 def _z_dim(variables) -> int:

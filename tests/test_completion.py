@@ -11,6 +11,7 @@ loaded 2-core CPU), so the runs live in module-scoped fixtures and each test
 reads the ones it needs.
 """
 
+import dataclasses
 import functools
 
 import jax
@@ -287,30 +288,66 @@ def test_completion_lowers_loss_and_keeps_best_restart(wgan, damaged,
                                rtol=1e-5)
 
 
-def test_best_restart_is_argmin_of_independent_runs():
-  # A non-convex loss with many local minima, so restarts end apart. Each
-  # restart is re-run on its own and the kept one must be the argmin.
-  def loss_fn(z):
-    return jnp.sum(jnp.cos(4.0 * z) + 0.3 * z), None
+def _cosine_objective(variables, z, offset):
+  """A non-convex loss with many local minima, so restarts end apart."""
+  del variables
+  return jnp.sum(jnp.cos(4.0 * z) + 0.3 * (z - offset)), None
 
+
+@pytest.mark.parametrize('host_loop', [False, True])
+def test_best_restart_is_argmin_of_independent_runs(host_loop):
+  # Two images, six restarts each, run by the batched search (one scan of
+  # all steps, or a Python loop of one-step programs); each restart is re-run
+  # on its own with `_optimize_one` and the kept one must be the argmin.
   options = completion.Options(steps=15, restarts=6, learning_rate=0.1)
-  key = jax.random.key(11)
-  z, final, trace = jax.jit(lambda k: completion._best_restart(
-      loss_fn, k, options, 5, 'wgan'))(key)
-  z0 = completion.initial_latents(key, 6, 5, 'wgan')
-  one = jax.jit(lambda z: completion._optimize_one(loss_fn, z, options))
-  runs = [one(z0[k]) for k in range(6)]
-  finals = np.array([float(r[1]) for r in runs])
-  assert len(np.unique(np.round(finals, 4))) > 1
-  best = int(np.argmin(finals))
-  np.testing.assert_allclose(final, finals, rtol=1e-6)
-  np.testing.assert_allclose(z, runs[best][0], atol=1e-6)
-  np.testing.assert_allclose(trace, runs[best][2], rtol=1e-6)
+  keys = completion.image_keys(11, [0, 1])
+  data = (jnp.array([0.0, 0.5]),)
+  static = dict(objective=_cosine_objective, options=options)
+  state = completion._init_search(keys, options=options, z_dim=5,
+                                  arch='wgan')
+  if host_loop:
+    traces = []
+    for _ in range(options.steps):
+      state, t = completion._search_steps_jit(None, data, state, length=1,
+                                              **static)
+      traces.append(t)
+    trace = jnp.concatenate(traces)
+  else:
+    state, trace = completion._search_steps_jit(
+        None, data, state, length=options.steps, **static)
+  z, final, trace = completion._select_best(
+      None, data, state[0], trace, objective=_cosine_objective)
+  for i in range(2):
+    loss_fn = functools.partial(_cosine_objective, None, offset=data[0][i])
+    z0 = completion.initial_latents(keys[i], 6, 5, 'wgan')
+    one = jax.jit(lambda z: completion._optimize_one(loss_fn, z, options))
+    runs = [one(z0[k]) for k in range(6)]
+    finals = np.array([float(r[1]) for r in runs])
+    assert len(np.unique(np.round(finals, 4))) > 1
+    best = int(np.argmin(finals))
+    np.testing.assert_allclose(final[i], finals, rtol=1e-6)
+    np.testing.assert_allclose(z[i], runs[best][0], atol=1e-6)
+    np.testing.assert_allclose(trace[i], runs[best][2], rtol=1e-6)
 
 
-# ---------------------------------------------------------------------------
-# 2. An image's result does not depend on its batch; hole pixels are unread
-# ---------------------------------------------------------------------------
+def test_host_loop_and_scan_agree(wgan, damaged, paper_run):
+  # On CPU `complete` runs its steps from Python ('auto' = 'host'); the one
+  # compiled scan must give the same search. Different programs round
+  # differently, and Adam, nearly sign(gradient) for small gradients, grows
+  # those ~1e-7 differences: hence the loose tolerances.
+  y, _, mask = damaged
+  scan = run_complete(wgan, y, mask, [0, 1], options=dataclasses.replace(
+      PAPER_OPTIONS, loop='scan'))
+  assert completion._host_loop(PAPER_OPTIONS) == (
+      jax.default_backend() == 'cpu')
+  np.testing.assert_allclose(scan['z'], paper_run['z'], atol=1e-3)
+  np.testing.assert_allclose(scan['loss_trace'], paper_run['loss_trace'],
+                             rtol=1e-3)
+  np.testing.assert_allclose(scan['blended'], paper_run['blended'],
+                             atol=1e-2)
+  with pytest.raises(ValueError, match='Options.loop'):
+    completion._host_loop(completion.Options(loop='gpu'))
+
 
 def test_batchmates_do_not_matter(wgan, damaged, paper_run):
   # Same compiled program, so exact: image a's result must not move by one
