@@ -12,7 +12,6 @@ into y1. As in the paper, each result's SSIM is computed against its y1.
 """
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -62,20 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--model', default=None, metavar='DIR',
                  help='WGAN model directory (training workdir or export). '
                  f'Default: the shipped model {inpaint_cli.DEFAULT_CHECKPOINT}.')
-  p.add_argument('--steps', type=int, default=1000,
-                 help='Adam iterations on z (default: 1000).')
-  p.add_argument('--restarts', type=int, default=1,
-                 help='random initializations of z per face (default: 1).')
-  p.add_argument('--batch-size', type=int, default=64,
-                 help='faces completed together (default: 64).')
-  p.add_argument('--seed', type=int, default=0,
-                 help='seed of the initial latents (default: 0).')
-  p.add_argument('--out', default=None, metavar='DIR',
-                 help='output folder (default: docs/results in the repo).')
-  p.add_argument('--overwrite', action='store_true',
-                 help='replace existing output files.')
-  p.add_argument('--no-progress', action='store_true',
-                 help='no progress bar.')
+  inpaint_cli.add_bench_flags(p, item='face')
   return p
 
 

@@ -17,7 +17,6 @@ masks and fills the holes with each method, on the same images and masks:
 """
 import argparse
 import dataclasses
-import json
 import os
 import time
 from pathlib import Path
@@ -31,7 +30,9 @@ from jaxinpaint.inpaint_cli import UserError
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = '../shared/data/celeba64/test'  # relative to the repo root
 DEFAULT_OUT = 'docs/results'  # relative to the repo root
-SHIPPED = inpaint_cli.DEFAULT_CHECKPOINT
+# The models in the package: the defaults of --wgan and --dcgan.
+SHIPPED = {'wgan': inpaint_cli.DEFAULT_CHECKPOINT,
+           'dcgan': inpaint_cli.DEFAULT_CHECKPOINT.parent / 'celeba64_dcgan'}
 
 METHODS = ('paper_wgan', 'yeh_wgan', 'yeh_gradient_wgan', 'yeh_dcgan',
            'harmonic', 'telea', 'biharmonic')
@@ -101,33 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
                  f'{",".join(METHODS)}).')
   p.add_argument('--wgan', default=None, metavar='DIR',
                  help='our WGAN model (training workdir or export) for '
-                 f'paper_wgan, yeh_wgan, yeh_gradient_wgan. Default: the '
-                 f'shipped model {SHIPPED} if present; otherwise those rows '
-                 'are skipped with a note.')
+                 'paper_wgan, yeh_wgan, yeh_gradient_wgan. Default: the '
+                 'shipped jaxinpaint/assets/celeba64.')
   p.add_argument('--dcgan', default=None, metavar='DIR',
                  help='the DCGAN baseline (configs/celeba64_dcgan.py) for '
-                 'yeh_dcgan; skipped with a note when not given or absent.')
+                 'yeh_dcgan. Default: the shipped '
+                 'jaxinpaint/assets/celeba64_dcgan.')
   p.add_argument('--limit', type=int, default=None, metavar='N',
                  help='use only the first N images (default: all).')
-  p.add_argument('--steps', type=int, default=1000,
-                 help='Adam iterations on z (default: 1000, the paper).')
-  p.add_argument('--restarts', type=int, default=1,
-                 help='random initializations of z per image (default: 1).')
-  p.add_argument('--batch-size', type=int, default=64,
-                 help='images completed together in one compiled call '
-                 '(default: 64).')
-  p.add_argument('--seed', type=int, default=0,
-                 help='seed of the initial latents (default: 0).')
   p.add_argument('--telea-radius', type=int, default=3,
                  help="cv2.inpaint's inpaintRadius for telea (default: 3).")
   p.add_argument('--figure-rows', type=int, default=8, metavar='N',
                  help='images shown in fig_<mask>.png (default: 8).')
-  p.add_argument('--out', default=None, metavar='DIR',
-                 help='output folder (default: docs/results in the repo).')
-  p.add_argument('--overwrite', action='store_true',
-                 help='replace existing output files.')
-  p.add_argument('--no-progress', action='store_true',
-                 help='no progress bars.')
+  inpaint_cli.add_bench_flags(p)
   return p
 
 
@@ -171,18 +158,15 @@ def _find_model(name: str, arg, skipped: dict, wanted) -> _Model | None:
     return None
   flag = f'--{name}'
   reason = None
-  if arg is None and name == 'wgan':
-    if SHIPPED.is_dir():
-      shipped = SHIPPED.relative_to(SHIPPED.parents[2])
-      path, label = SHIPPED, f'{shipped} (shipped)'
+  if arg is None:
+    shipped = SHIPPED[name]
+    if shipped.is_dir():
+      path = shipped
+      label = f'{shipped.relative_to(shipped.parents[2])} (shipped)'
     else:
-      reason = f'no --wgan given and no shipped model at {SHIPPED}'
-  elif arg is None:
-    reason = 'no --dcgan given (train one with configs/celeba64_dcgan.py)'
+      reason = f'no {flag} given and no shipped model at {shipped}'
   elif not Path(arg).is_dir():
-    if name == 'wgan':  # asked for explicitly: a typo must not pass
-      raise UserError(f'--wgan {arg}: no such directory')
-    reason = f'--dcgan {arg}: no such directory'
+    raise UserError(f'{flag} {arg}: no such directory')
   else:
     path, label = Path(arg), arg
   if reason:

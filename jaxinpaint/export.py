@@ -11,7 +11,6 @@ running averages), and stores the arrays in `--dtype`. The result loads with
 import argparse
 import sys
 
-import jax
 import jax.numpy as jnp
 
 from jaxinpaint import checkpoint, models, training
@@ -21,12 +20,9 @@ def export(workdir, out, dtype='bfloat16', recalibration_batches=None):
   config = checkpoint.load_config(workdir)
   raw, step = checkpoint.restore_raw(workdir)
   nets = models.build_models(config.model)
-  batches = recalibration_batches or config.train.bn_recalibration_batches
-  g_stats = training.recalibrate_batch_stats(
-      nets['generator'], raw['g_params'], raw['g_stats'],
-      jax.random.fold_in(jax.random.key(config.seed), 2**30 + 1),
-      num_batches=max(1, batches), batch_size=config.train.batch_size,
-      z_dim=config.model.z_dim, arch=config.model.arch)
+  g_stats = training.recalibrated_stats(
+      nets['generator'], raw['g_params'], raw['g_stats'], config,
+      recalibration_batches)
   variables = {'generator': {'params': raw['g_params'], 'batch_stats': g_stats}}
   for name, params in raw['d_params'].items():
     variables[name] = {'params': params}

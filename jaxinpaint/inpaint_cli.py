@@ -22,7 +22,8 @@ import jaxinpaint
 # No JAX behind these two: `--help` and input errors stay fast.
 from jaxinpaint import data, masks
 
-DEFAULT_CHECKPOINT = Path(jaxinpaint.__file__).parent / 'assets' / 'celeba64'
+ASSETS = Path(jaxinpaint.__file__).parent / 'assets'  # the shipped models
+DEFAULT_CHECKPOINT = ASSETS / 'celeba64'
 DEFAULT_INPUT = 'examples/faces'
 PAPER_STEPS = 1000
 CPU_DEFAULT_STEPS = 200
@@ -77,8 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
       formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument(
       '--checkpoint', metavar='DIR', default=None,
-      help='model directory: a training --workdir or an exported model '
-      f'(default: the shipped model, {DEFAULT_CHECKPOINT}).')
+      help='model directory: a training --workdir or an exported model, or '
+      'the name of a model shipped in the package: celeba64 (the default; '
+      'CelebA 64x64 WGAN), celeba64_dcgan (the Yeh et al. baseline), '
+      'cifar32 (CIFAR-10 32x32 WGAN).')
   p.add_argument(
       '--input', default=DEFAULT_INPUT, metavar='SRC',
       help='an image file, a folder of images (.png/.jpg/.jpeg, searched '
@@ -159,6 +162,25 @@ def _names_list(names) -> str:
 # Checking inputs (no JAX computation happens here).
 
 
+def add_bench_flags(p: argparse.ArgumentParser, item: str = 'image') -> None:
+  """The latent-search and output flags that the bench/ scripts share."""
+  p.add_argument('--steps', type=int, default=1000,
+                 help='Adam iterations on z (default: 1000, the paper).')
+  p.add_argument('--restarts', type=int, default=1,
+                 help=f'random initializations of z per {item} (default: 1).')
+  p.add_argument('--batch-size', type=int, default=64,
+                 help=f'{item}s completed together in one compiled call '
+                 '(default: 64).')
+  p.add_argument('--seed', type=int, default=0,
+                 help='seed of the initial latents (default: 0).')
+  p.add_argument('--out', default=None, metavar='DIR',
+                 help='output folder (default: docs/results in the repo).')
+  p.add_argument('--overwrite', action='store_true',
+                 help='replace existing output files.')
+  p.add_argument('--no-progress', action='store_true',
+                 help='no progress bars.')
+
+
 def check_counts(args, **positive):
   """--steps, --limit, --seed, ... in range, else a UserError naming it."""
   for flag, value in positive.items():
@@ -178,6 +200,11 @@ def _check_flags(args):
                     'conditional completion has no ground truth to compare to')
 
 
+def _shipped_names():
+  return sorted(p.name for p in ASSETS.iterdir() if p.is_dir()) if (
+      ASSETS.is_dir()) else []
+
+
 def _model_dir(arg):
   """The checkpoint directory and its config (cheap: no arrays loaded)."""
   from jaxinpaint import checkpoint
@@ -189,8 +216,11 @@ def _model_dir(arg):
                       'workdir or an exported model)')
   else:
     model_dir = Path(arg)
+    if not model_dir.is_dir() and Path(arg).name == arg:
+      model_dir = ASSETS / arg  # a shipped model's name
     if not model_dir.is_dir():
-      raise UserError(f'--checkpoint {arg}: no such directory')
+      raise UserError(f'--checkpoint {arg}: no such directory (nor a shipped '
+                      f'model: {", ".join(_shipped_names())})')
   try:
     config = checkpoint.load_config(model_dir)
   except (FileNotFoundError, ValueError) as e:  # ValueError: bad JSON

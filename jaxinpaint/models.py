@@ -54,6 +54,12 @@ def downsample(x):
   return nn.avg_pool(x, (2, 2), strides=(2, 2))
 
 
+def batch_norm(train: bool, momentum: float, dtype) -> nn.BatchNorm:
+  """BatchNorm with batch statistics when training, running ones otherwise."""
+  return nn.BatchNorm(use_running_average=not train, momentum=momentum,
+                      dtype=dtype)
+
+
 class UpBlock(nn.Module):
   """BN → ReLU → up → conv3x3 → BN → ReLU → conv3x3, plus up → conv1x1."""
   features: int
@@ -62,9 +68,7 @@ class UpBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    norm = functools.partial(
-        nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
-        dtype=self.dtype)
+    norm = lambda: batch_norm(train, self.bn_momentum, self.dtype)
     conv = functools.partial(nn.Conv, dtype=self.dtype)
     shortcut = conv(self.features, (1, 1))(upsample(x))
     h = nn.relu(norm()(x))
@@ -108,9 +112,7 @@ class Generator(nn.Module):
     x = x.reshape(z.shape[:-1] + (4, 4, 8 * self.width))
     for features in widths:
       x = UpBlock(features, self.dtype, self.bn_momentum)(x, train)
-    x = nn.BatchNorm(
-        use_running_average=not train, momentum=self.bn_momentum,
-        dtype=self.dtype)(x)
+    x = batch_norm(train, self.bn_momentum, self.dtype)(x)
     x = nn.Conv(3, (3, 3), dtype=self.dtype)(nn.relu(x))
     return jnp.tanh(x.astype(jnp.float32))
 
@@ -171,9 +173,7 @@ class DCGANGenerator(nn.Module):
 
   @nn.compact
   def __call__(self, z, train: bool = False):
-    norm = functools.partial(
-        nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
-        dtype=self.dtype)
+    norm = lambda: batch_norm(train, self.bn_momentum, self.dtype)
     n = _num_doublings(self.resolution, 4)
     x = nn.Dense(4 * 4 * 8 * self.width, dtype=self.dtype)(z)
     x = nn.relu(norm()(x.reshape(z.shape[:-1] + (4, 4, 8 * self.width))))
@@ -199,9 +199,7 @@ class DCGANDiscriminator(nn.Module):
     for i in range(n):
       x = nn.Conv(self.width * 2 ** i, (4, 4), (2, 2), dtype=self.dtype)(x)
       if i > 0:  # DCGAN: no BN on the first layer
-        x = nn.BatchNorm(
-            use_running_average=not train, momentum=self.bn_momentum,
-            dtype=self.dtype)(x)
+        x = batch_norm(train, self.bn_momentum, self.dtype)(x)
       x = nn.leaky_relu(x, 0.2)
     x = x.reshape(x.shape[:-3] + (-1,))
     return nn.Dense(1, dtype=self.dtype)(x)[..., 0].astype(jnp.float32)

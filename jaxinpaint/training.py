@@ -454,6 +454,23 @@ def train_and_evaluate(config, workdir):
   return state
 
 
+def _recalibration_key(config):
+  return jax.random.fold_in(jax.random.key(config.seed), 2**30 + 1)
+
+
+def recalibrated_stats(generator, g_params, g_stats, config,
+                       num_batches=None):
+  """G's BatchNorm statistics for inference from `num_batches` (default: the
+  config's `bn_recalibration_batches`) batches of z drawn from the run's
+  fixed key: `finalize` and `export` compute the same ones."""
+  batches = num_batches or config.train.bn_recalibration_batches
+  recalibrate = jax.jit(functools.partial(
+      recalibrate_batch_stats, generator, num_batches=max(1, batches),
+      batch_size=config.train.batch_size, z_dim=config.model.z_dim,
+      arch=config.model.arch))
+  return recalibrate(g_params, g_stats, _recalibration_key(config))
+
+
 def finalize(state, nets, config):
   """Recalibrates G's statistics for inference; reports how much that moved.
 
@@ -462,14 +479,9 @@ def finalize(state, nets, config):
   the running statistics had gone stale.
   """
   generator = nets['generator']
-  key = jax.random.fold_in(jax.random.key(config.seed), 2**30 + 1)
-  batch = config.train.batch_size
-  recalibrate = jax.jit(functools.partial(
-      recalibrate_batch_stats, generator,
-      num_batches=max(1, config.train.bn_recalibration_batches),
-      batch_size=batch, z_dim=config.model.z_dim, arch=config.model.arch))
-  g_stats_eval = recalibrate(state.g_params, state.g_stats, key)
-
+  g_stats_eval = recalibrated_stats(generator, state.g_params, state.g_stats,
+                                    config)
+  key, batch = _recalibration_key(config), config.train.batch_size
   z = models.sample_latent(jax.random.fold_in(key, 1),
                            (batch, config.model.z_dim), config.model.arch)
   train_mode, _ = _generate(nets, state, z, True)

@@ -13,7 +13,6 @@ import sys
 import types
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image

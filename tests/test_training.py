@@ -25,7 +25,7 @@ def npz(tmp_path_factory):
 
 
 def npz_flags(npz, steps, **extra):
-  flags = [f'--config.data.folder=', f'--config.data.npz={npz}',
+  flags = ['--config.data.folder=', f'--config.data.npz={npz}',
            f'--config.train.steps={steps}']
   return flags + [f'--config.{k}={v}' for k, v in extra.items()]
 
