@@ -429,7 +429,7 @@ def table_markdown(kind, plan, settings, metrics_by_method) -> str:
   n = len(plan.images)
   h = plan.images.shape[1]
   where = PAPER_TABLE.get(kind, 'not in the paper')
-  lines = [f'# Inpainting, mask `{kind}` (cf. the paper\'s {where}, CelebA)',
+  lines = [f'# Inpainting, mask `{kind}` (cf. the paper\'s {where})',
            '',
            f'- {n} image{"s" * (n != 1)} from `{plan.input_label}` '
            f'({h}x{h}), the first {n} in sorted order',

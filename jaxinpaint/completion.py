@@ -7,10 +7,11 @@ G(ẑ) and Poisson-blended into y.
 
 The per-(image, restart) step — loss, gradient, Adam update, clip to [-1, 1]
 — is written for one latent and `jax.vmap`ped over restarts and images, and
-the whole optimization is one `lax.scan` inside `jit` (on CPU, by default, a
-Python loop over that compiled step instead: `Options.loop`). So an image's result
-depends on its own (y, M, key) only, never on the rest of its batch, and G
-runs in inference mode (BatchNorm running statistics) for the same reason.
+the whole optimization is one `lax.scan` inside `jit` (on CPU, by default,
+a Python loop over that compiled step instead: `Options.loop`). So an
+image's result depends on its own (y, M, key) only, never on the rest of its
+batch, and G runs in inference mode (BatchNorm running statistics) for the
+same reason.
 
 Conventions: images float32 (N, H, W, C) in [-1, 1]; masks (N, H, W, 1),
 1 = known; `variables` = {'generator': {'params', 'batch_stats'},
