@@ -32,7 +32,7 @@ DEFAULT_INPUT = '../shared/data/celeba64/test'  # relative to the repo root
 DEFAULT_OUT = 'docs/results'  # relative to the repo root
 # The models in the package: the defaults of --wgan and --dcgan.
 SHIPPED = {'wgan': inpaint_cli.DEFAULT_CHECKPOINT,
-           'dcgan': inpaint_cli.DEFAULT_CHECKPOINT.parent / 'celeba64_dcgan'}
+           'dcgan': inpaint_cli.ASSETS / 'celeba64_dcgan'}
 
 METHODS = ('paper_wgan', 'yeh_wgan', 'yeh_gradient_wgan', 'yeh_dcgan',
            'harmonic', 'telea', 'biharmonic')

@@ -320,14 +320,17 @@ def _search(variables, data, keys, known, mask, *, objective, options, arch):
   times slower than outside one (jax#12868; bench/completion.py measures
   both), so on CPU this is the faster way to the same numbers.
   """
-  static = dict(objective=objective, options=options)
   if not _host_loop(options):
     return _search_fused(variables, data, keys, known, mask, arch=arch,
-                         **static)
+                         objective=objective, options=options)
+  # The one-step programs never read `steps`: keyed without it, one compile
+  # serves every step count.
+  steps, options = options.steps, dataclasses.replace(options, steps=0)
+  static = dict(objective=objective, options=options)
   state = _init_search_jit(keys, options=options, z_dim=_z_dim(variables),
                            arch=arch)
   losses = []
-  for _ in range(options.steps):
+  for _ in range(steps):
     state, loss = _search_steps_jit(variables, data, state, length=1,
                                     **static)
     losses.append(loss)

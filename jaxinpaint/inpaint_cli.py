@@ -193,8 +193,9 @@ def check_counts(args, **positive):
 
 
 def _check_flags(args):
-  check_counts(args, steps=1 if args.steps is None else args.steps, restarts=args.restarts,
-               batch_size=args.batch_size, grid_max=args.grid_max)
+  check_counts(args, steps=1 if args.steps is None else args.steps,
+               restarts=args.restarts, batch_size=args.batch_size,
+               grid_max=args.grid_max)
   if args.reference and args.evaluate:
     raise UserError('--evaluate cannot be combined with --reference: a '
                     'conditional completion has no ground truth to compare to')
