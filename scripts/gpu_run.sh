@@ -7,7 +7,7 @@
 #     scripts/gpu_run.sh                  # dry run on a CPU (a few minutes)
 #
 # Inputs (prepared beforehand with scripts/prepare_gpu_data.py):
-#   $DATA/train  training images (JPEG),   $DATA/test  test images
+#   $DATA/train.zip  training images,   $DATA/test.zip  test images
 #   $WHEELS      pure-Python wheels installed into /tmp/site when present
 #                (the versions CI tests: flax, optax, orbax, chex,
 #                ml_collections), so only jax/jaxlib differ from CI.
@@ -72,8 +72,10 @@ command -v nvidia-smi > /dev/null && nvidia-smi -L
 
 # 2. Data: decode the training images once into memory-friendly uint8.
 npz="$WORK/train.npz"
-python3 scripts/prepare_gpu_data.py --train "$DATA/train" --decode-to "$npz" \
-  --resolution 64 || exit 1
+python3 scripts/prepare_gpu_data.py --train "$DATA/train.zip" \
+  --decode-to "$npz" --resolution 64 || exit 1
+python3 scripts/prepare_gpu_data.py --train "$DATA/test.zip" \
+  --extract-to "$WORK/test" || exit 1
 
 # 3. Train until the budget minus the reserve; SIGTERM saves a checkpoint.
 train_s=$(( $(left) - RESERVE ))
@@ -97,7 +99,7 @@ last_sample=$(ls "$WORK/run/samples/"*.png 2>/dev/null | tail -1)
 say "model exported"
 
 # 5. The paper's tables on the test faces, paper loss and Yeh et al.'s.
-python3 bench/paper_tables.py --input "$DATA/test" --wgan "$WORK/model" \
+python3 bench/paper_tables.py --input "$WORK/test" --wgan "$WORK/model" \
   --methods paper_wgan,yeh_wgan --limit "$FACES" --steps "$CSTEPS" \
   --batch-size "$FACES" --out "$WORK/tables" --no-progress
 say "tables done"

@@ -5,17 +5,21 @@
 
 Re-encodes the first `--count` training images (sorted names, so the subset is
 the same every time) as JPEG at `--quality` (85: ~1.85 KB a 64x64 face) into
-OUT/train and copies the test images unchanged into OUT/test. Prints the size.
+OUT/train.zip and stores the test images unchanged in OUT/test.zip: one
+uncompressed zip each, since thousands of small files cost more to send than
+their bytes. Prints the size.
 
-On the GPU host, `--decode-to FILE.npz` instead decodes the `--train` folder
-once into one uint8 array (the `config.data.npz` source), so training reads
-memory rather than decoding JPEGs every step.
+On the GPU host, `--decode-to FILE.npz` instead decodes `--train` (a folder
+or such a zip) once into one uint8 array (the `config.data.npz` source), so
+training reads memory rather than decoding JPEGs every step; `--extract-to
+DIR` unpacks a zip (the test images, for the tables).
 """
 import argparse
 import concurrent.futures
-import time
-import shutil
+import io
 import sys
+import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -24,22 +28,45 @@ from PIL import Image
 from jaxinpaint import data
 
 
-def _reencode(src, dst, quality):
-  with Image.open(src) as img:
-    img.convert('RGB').save(dst, 'JPEG', quality=quality)
+def _reencode(path, quality):
+  buffer = io.BytesIO()
+  with Image.open(path) as img:
+    img.convert('RGB').save(buffer, 'JPEG', quality=quality)
+  return buffer.getvalue()
 
 
-def decode_to_npz(folder, path, resolution):
+def _write_zip(path, names, contents):
+  with zipfile.ZipFile(path, 'w', zipfile.ZIP_STORED) as z:
+    for name, content in zip(names, contents):
+      z.writestr(name, content)
+
+
+def _read_zip(path):
+  with zipfile.ZipFile(path) as z:
+    return [(n, z.read(n)) for n in sorted(z.namelist())]
+
+
+def _decode(content, resolution):
+  with Image.open(io.BytesIO(content)) as img:
+    img = img.convert('RGB')
+    if img.size != (resolution, resolution):
+      raise ValueError(f'expected {resolution}x{resolution}, got {img.size}')
+    return np.asarray(img)
+
+
+def decode_to_npz(source, path, resolution):
   start = time.time()
-  files = data.list_image_files(folder)
-  chunks = [files[i:i + 1000] for i in range(0, len(files), 1000)]
-  with concurrent.futures.ThreadPoolExecutor() as pool:
-    parts = list(pool.map(lambda c: data.load_images(c, resolution)[0],
-                          chunks))
-  # [-1, 1] floats back to the exact uint8 values (x = u / 127.5 - 1).
-  images = np.rint((np.concatenate(parts) + 1) * 127.5).astype(np.uint8)
+  if zipfile.is_zipfile(source):
+    contents = [c for _, c in _read_zip(source)]
+    with concurrent.futures.ThreadPoolExecutor() as pool:
+      images = np.stack(list(pool.map(
+          lambda c: _decode(c, resolution), contents, chunksize=256)))
+  else:
+    # [-1, 1] floats back to the exact uint8 values (x = u / 127.5 - 1).
+    images = np.rint((data.load_images(source, resolution)[0] + 1)
+                     * 127.5).astype(np.uint8)
   np.savez(path, images=images)
-  print(f'decoded {len(images)} images from {folder} into {path} '
+  print(f'decoded {len(images)} images from {source} into {path} '
         f'in {time.time() - start:.1f} s')
 
 
@@ -53,28 +80,35 @@ def main():
   p.add_argument('--out', default='.gpudata', help='output folder')
   p.add_argument('--decode-to', default=None, metavar='FILE.npz',
                  help='decode --train into one uint8 .npz instead')
+  p.add_argument('--extract-to', default=None, metavar='DIR',
+                 help='unpack the zip --train into DIR instead')
   p.add_argument('--resolution', type=int, default=64,
                  help='side of the decoded images (with --decode-to)')
   args = p.parse_args()
   if args.decode_to:
     decode_to_npz(args.train, args.decode_to, args.resolution)
     return
+  if args.extract_to:
+    Path(args.extract_to).mkdir(parents=True, exist_ok=True)
+    for name, content in _read_zip(args.train):
+      Path(args.extract_to, name).write_bytes(content)
+    return
   out = Path(args.out)
   if out.exists() and any(out.iterdir()):
     sys.exit(f'error: --out {out}: exists and is not empty')
+  out.mkdir(parents=True, exist_ok=True)
   train = data.list_image_files(args.train)[:args.count]
-  (out / 'train').mkdir(parents=True)
   with concurrent.futures.ThreadPoolExecutor() as pool:
-    list(pool.map(
-        lambda i: _reencode(train[i], out / 'train' / f'{i:06d}.jpg',
-                            args.quality), range(len(train))))
+    contents = list(pool.map(lambda p: _reencode(p, args.quality), train))
+  _write_zip(out / 'train.zip', [f'{i:06d}.jpg' for i in range(len(train))],
+             contents)
   if args.test:
-    (out / 'test').mkdir()
-    for path in data.list_image_files(args.test):
-      shutil.copy(path, out / 'test' / Path(path).name)
-  size = sum(f.stat().st_size for f in out.rglob('*') if f.is_file())
-  print(f'{len(train)} training images in {out}/train'
-        + (f', test images in {out}/test' if args.test else '')
+    test = data.list_image_files(args.test)
+    _write_zip(out / 'test.zip', [Path(p).name for p in test],
+               [Path(p).read_bytes() for p in test])
+  size = sum(f.stat().st_size for f in out.iterdir())
+  print(f'{len(train)} training images in {out}/train.zip'
+        + (f', {len(test)} test images in {out}/test.zip' if args.test else '')
         + f': {size / 2**20:.1f} MiB')
 
 
