@@ -14,6 +14,7 @@ ASSETS = inpaint_cli.ASSETS
 # name -> (arch, resolution, the folder of real images its samples resemble)
 SHIPPED = {
     'celeba64': ('wgan', 64, REPO / 'examples' / 'faces'),
+    'celeba64_cpu': ('wgan', 64, REPO / 'examples' / 'faces'),
     'celeba64_dcgan': ('dcgan', 64, REPO / 'examples' / 'faces'),
     'cifar32': ('wgan', 32, None),
 }
