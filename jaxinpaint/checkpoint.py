@@ -74,13 +74,23 @@ def load_inference_variables(model_dir):
   raw, step = restore_raw(model_dir)
   to_f32 = lambda t: jax.tree.map(
       lambda x: jnp.asarray(np.asarray(x, np.float32)), t)
-  variables = {'generator': {'params': to_f32(raw['g_params']),
-                             'batch_stats': to_f32(raw['g_stats_eval'])}}
-  for name, params in raw['d_params'].items():
-    variables[name] = {'params': to_f32(params)}
-    if raw.get('d_stats', {}).get(name):
-      variables[name]['batch_stats'] = to_f32(raw['d_stats'][name])
-  return config, variables, step
+  return config, to_f32(inference_variables(raw)), step
+
+
+def inference_variables(tree):
+  """{'generator': {'params', 'batch_stats'}, 'critic': {'params'}, ...} of
+  a saved pytree or TrainState (anything with g_params, g_stats_eval,
+  d_params, d_stats), G's statistics being the recalibrated ones."""
+  get = (tree.get if isinstance(tree, dict)
+         else lambda k, default=None: getattr(tree, k, default))
+  variables = {'generator': {'params': get('g_params'),
+                             'batch_stats': get('g_stats_eval')}}
+  d_stats = get('d_stats', None) or {}
+  for name, params in get('d_params').items():
+    variables[name] = {'params': params}
+    if d_stats.get(name):
+      variables[name]['batch_stats'] = d_stats[name]
+  return variables
 
 
 def export_inference(model_dir, config, variables, step, dtype=jnp.bfloat16):

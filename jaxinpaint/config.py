@@ -22,6 +22,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.skip_corrupt = False  # True: skip unreadable files and count them
   c.data.num_threads = 8  # decoding threads of the background prefetch
   c.data.prefetch_batches = 8
+  # True: decode the whole set once into one uint8 array on the accelerator
+  # (replicated) and draw each batch inside the jitted step: no host
+  # pipeline, no per-step host-to-device copy.
+  c.data.on_device = False
+  c.data.cache = ''  # .npy of the decoded set (on_device): reused next run
 
   c.model = ml_collections.ConfigDict()
   c.model.arch = 'wgan'  # 'wgan' (residual G, D, Dp) or 'dcgan' (Yeh et al.)
@@ -45,4 +50,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.keep_checkpoints = 2
   c.train.bn_recalibration_batches = 200  # after training, for completion
   c.train.multiprocess = False  # call jax.distributed.initialize()
+  # Seconds from process start (data loading and compilation included);
+  # at the deadline training stops between steps and finishes normally:
+  # checkpoint, BatchNorm recalibration, export. 0 = no limit.
+  c.train.time_limit = 0.0
+  c.train.export_to = ''  # at the end, export the inference model here
+  c.train.export_dtype = 'bfloat16'
+  # Warm start: an exported model or a work dir of the same networks; its
+  # G, D, Dp and G's BatchNorm statistics, fresh optimizers, its step count.
+  c.train.init_from = ''
+  # The n_critic loop: 'scan' compiles the critic step once (accelerators:
+  # much shorter compilation), 'unroll' (CPU: XLA:CPU runs convolutions in
+  # a loop body on a slow path); 'auto' picks by platform.
+  c.train.critic_loop = 'auto'
   return c

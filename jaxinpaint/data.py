@@ -656,3 +656,72 @@ def load_images(paths: PathLike | Iterable[PathLike],
     images[i] = _decode_file(path, resolution)
   names = [os.path.splitext(os.path.basename(p))[0] for p in paths]
   return _to_float(images), names
+
+
+# ----------------------------------------------------------------------------
+# The whole set as one array (data on the accelerator).
+
+
+def load_all(data_config: Any, resolution: int) -> np.ndarray:
+  """Every image of the source as uint8 (N, R, R, 3), decoded once.
+
+  With `data_config.cache` set to a .npy path, a decoded array there with
+  the right shape is memory-mapped instead of decoding again, and a missing
+  one is written (atomically) for the next run.
+  """
+  cache = getattr(data_config, 'cache', '')
+  source = _make_source(data_config)
+  shape = (len(source), resolution, resolution, 3)
+  if cache and os.path.isfile(cache):
+    images = np.load(cache, mmap_mode='r')
+    if images.shape != shape or images.dtype != np.uint8:
+      raise ValueError(
+          f'--config.data.cache={cache}: holds uint8{images.shape}, the '
+          f'source ({source.describe()}) gives uint8{shape}; delete it or '
+          'point to another file')
+    return images
+  images = np.empty(shape, np.uint8)
+
+  def fill(lo):
+    for i in range(lo, min(lo + _CHUNK, len(source))):
+      images[i] = source.read(i, resolution)
+
+  workers = max(1, getattr(data_config, 'num_threads', 8))
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    list(pool.map(fill, range(0, len(source), _CHUNK)))
+  if cache:
+    tmp = f'{cache}.tmp.npy'
+    np.save(tmp, images)
+    os.replace(tmp, cache)
+  return images
+
+
+def device_batches(images, seed: int, first_batch, num_batches: int,
+                   batch_size: int):
+  """Global batches first_batch, ..., first_batch + num_batches - 1, drawn
+  inside a jitted function from uint8 `images` (N, R, R, 3) already on the
+  device: float32 (num_batches, batch_size, R, R, 3) in [-1, 1].
+
+  The same stream as `stream_indices` describes (each epoch a permutation of
+  the N images; a batch that straddles two epochs takes the end of one and
+  the start of the next), with the permutation drawn by JAX from
+  fold_in(key(seed), epoch): a pure function of (seed, first_batch), so a
+  resumed run draws the same batches. Needs num_batches * batch_size <= N
+  (the call then spans at most two epochs).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  n = images.shape[0]
+  if num_batches * batch_size > n:
+    raise ValueError(f'{num_batches} batches of {batch_size} need at least '
+                     f'{num_batches * batch_size} images, the set has {n}')
+  positions = ((first_batch + jnp.arange(num_batches))[:, None] * batch_size
+               + jnp.arange(batch_size)[None, :])
+  epochs = positions // n
+  key = jax.random.key(seed)
+  first = jax.random.permutation(jax.random.fold_in(key, epochs.min()), n)
+  second = jax.random.permutation(jax.random.fold_in(key, epochs.min() + 1),
+                                  n)
+  indices = jnp.where(epochs == epochs.min(), first[positions % n],
+                      second[positions % n])
+  return images[indices].astype(jnp.float32) / 127.5 - 1.0

@@ -23,11 +23,7 @@ def export(workdir, out, dtype='bfloat16', recalibration_batches=None):
   g_stats = training.recalibrated_stats(
       nets['generator'], raw['g_params'], raw['g_stats'], config,
       recalibration_batches)
-  variables = {'generator': {'params': raw['g_params'], 'batch_stats': g_stats}}
-  for name, params in raw['d_params'].items():
-    variables[name] = {'params': params}
-    if raw['d_stats'].get(name):
-      variables[name]['batch_stats'] = raw['d_stats'][name]
+  variables = checkpoint.inference_variables(dict(raw, g_stats_eval=g_stats))
   checkpoint.export_inference(out, config, variables, step, jnp.dtype(dtype))
   return step
 

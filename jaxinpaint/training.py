@@ -128,8 +128,13 @@ def _generator_loss(g_params, state, nets, config, z):
   return loss, g_stats
 
 
-def train_step(state: TrainState, real, *, nets, config, batch_sharding=None):
-  """One generator iteration. real: (n_critic, B, H, W, 3) in [-1, 1]."""
+def train_step(state: TrainState, real, *, nets, config, batch_sharding=None,
+               critic_loop='unroll'):
+  """One generator iteration. real: (n_critic, B, H, W, 3) in [-1, 1].
+
+  critic_loop: 'scan' (the critic update compiled once) or 'unroll' (a
+  Python loop); the same arithmetic either way.
+  """
   opt = make_optimizer(config.train)
   key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   batch = real.shape[1]
@@ -141,23 +146,30 @@ def train_step(state: TrainState, real, *, nets, config, batch_sharding=None):
       z = jax.lax.with_sharding_constraint(z, batch_sharding)
     return z
 
-  # A Python loop, not lax.scan: XLA:CPU runs convolutions inside a while
-  # loop on a slow path (~14x slower here); n_critic is small, so unrolling
-  # costs little compile time and nothing on GPUs.
-  n_critic = real.shape[0]
-  d_params, d_stats, d_opt_state = (state.d_params, state.d_stats,
-                                    state.d_opt_state)
-  for i in range(n_critic):
+  def critic_iteration(carry, inputs):
+    d_params, d_stats, d_opt_state = carry
+    i, real_i = inputs
     k_z, k_gp = jax.random.split(jax.random.fold_in(key, i))
     fake, _ = _generate(nets, state, sample_z(k_z), True)
     fake = jax.lax.stop_gradient(fake)
-    (_, (critic_metrics, new_stats)), grads = jax.value_and_grad(
-        _critic_loss, has_aux=True)(d_params, d_stats, nets, config, real[i],
+    (_, (metrics, new_stats)), grads = jax.value_and_grad(
+        _critic_loss, has_aux=True)(d_params, d_stats, nets, config, real_i,
                                     fake, k_gp)
     updates, d_opt_state = opt.update(grads, d_opt_state, d_params)
     d_params = optax.apply_updates(d_params, updates)
-    d_stats = new_stats or d_stats
-  critic_metrics['d_grad_norm'] = optax.tree.norm(grads)
+    metrics['d_grad_norm'] = optax.tree.norm(grads)
+    return (d_params, new_stats or d_stats, d_opt_state), metrics
+
+  n_critic = real.shape[0]
+  carry = (state.d_params, state.d_stats, state.d_opt_state)
+  if critic_loop == 'scan':
+    carry, metrics = jax.lax.scan(critic_iteration, carry,
+                                  (jnp.arange(n_critic), real))
+    critic_metrics = jax.tree.map(lambda m: m[-1], metrics)
+  else:
+    for i in range(n_critic):
+      carry, critic_metrics = critic_iteration(carry, (i, real[i]))
+  d_params, d_stats, d_opt_state = carry
   state = state.replace(d_params=d_params, d_stats=d_stats,
                         d_opt_state=d_opt_state)
 
@@ -173,6 +185,48 @@ def train_step(state: TrainState, real, *, nets, config, batch_sharding=None):
   metrics = dict(critic_metrics)
   metrics.update(g_loss=g_loss, g_grad_norm=optax.tree.norm(grads))
   return state, metrics
+
+
+def resolve_critic_loop(train_config):
+  """'auto' -> 'unroll' on CPU (XLA:CPU runs convolutions inside a while loop
+  on a slow path, ~14x slower here), 'scan' elsewhere (one compiled critic
+  update instead of n_critic: minutes less compilation on a GPU)."""
+  loop = train_config.critic_loop
+  if loop not in ('auto', 'scan', 'unroll'):
+    raise ValueError(f"--config.train.critic_loop={loop!r}: expected 'auto', "
+                     "'scan' or 'unroll'")
+  if loop == 'auto':
+    return 'unroll' if jax.default_backend() == 'cpu' else 'scan'
+  return loop
+
+
+def build_train_step(config, nets, mesh, state_sharding, on_device=False):
+  """The jitted, sharded training step over `mesh` (state replicated).
+
+  Returns step_fn(state, real) -> (state, metrics) with real (n_critic, B, H,
+  W, 3) sharded over 'data' on B; with on_device=True instead
+  step_fn(state, images), which draws the step's batches from the uint8 set
+  `images` (replicated) by `data.device_batches` at batch step * n_critic.
+  The state's buffers are donated.
+  """
+  replicated = NamedSharding(mesh, P())
+  real_sharding = NamedSharding(mesh, P(None, 'data'))
+  step = functools.partial(
+      train_step, nets=nets, config=config,
+      batch_sharding=NamedSharding(mesh, P('data')),
+      critic_loop=resolve_critic_loop(config.train))
+  n_critic, batch = config.train.n_critic, config.train.batch_size
+
+  def step_on_device(state, images):
+    real = data.device_batches(images, config.seed, state.step * n_critic,
+                               n_critic, batch)
+    return step(state, jax.lax.with_sharding_constraint(real, real_sharding))
+
+  return jax.jit(step_on_device if on_device else step,
+                 in_shardings=(state_sharding,
+                               replicated if on_device else real_sharding),
+                 out_shardings=(state_sharding, replicated),
+                 donate_argnums=0)
 
 
 def recalibrate_batch_stats(generator, g_params, g_stats, key, num_batches,
@@ -320,6 +374,91 @@ class _RunFiles:
       self._metrics.close()
 
 
+_IMPORT_TIME = time.time()
+
+
+def process_start_time():
+  """When this process started (Linux: /proc), else when this module was
+  imported: the origin of `config.train.time_limit`."""
+  try:
+    with open('/proc/self/stat') as f:
+      fields = f.read().rsplit(')', 1)[1].split()
+    with open('/proc/uptime') as f:
+      uptime = float(f.read().split()[0])
+    return time.time() - uptime + int(fields[19]) / os.sysconf('SC_CLK_TCK')
+  except (OSError, ValueError, IndexError):
+    return _IMPORT_TIME
+
+
+def warm_start_state(config, nets, init_from):
+  """A fresh TrainState (fresh optimizers, rng from config.seed) holding the
+  networks of `init_from` (an exported model or a work dir) and its step."""
+  source = checkpoint.load_config(init_from)
+  theirs = {k: source.model.get(k) for k in ('arch', 'resolution', 'width',
+                                             'z_dim')}
+  ours = {k: config.model[k] for k in theirs}
+  if theirs != ours:
+    raise ValueError(f'--config.train.init_from={init_from}: a model of other '
+                     f'networks ({theirs}; this run: {ours})')
+  _, variables, step = checkpoint.load_inference_variables(init_from)
+  fresh = init_state(config, nets)
+  d_params = {k: variables[k]['params'] for k in fresh.d_params}
+  d_stats = {k: variables[k]['batch_stats'] for k in fresh.d_stats}
+  g_params = variables['generator']['params']
+  # Training continues from the statistics completion used (the source's
+  # recalibrated ones); the EMA takes over from there.
+  g_stats = variables['generator']['batch_stats']
+  cast = lambda new, like: jax.tree.map(
+      lambda a, b: jnp.asarray(a, b.dtype), new, like)
+  opt = make_optimizer(config.train)
+  g_params, d_params = (cast(g_params, fresh.g_params),
+                        cast(d_params, fresh.d_params))
+  return fresh.replace(
+      step=jnp.asarray(step, jnp.int32), g_params=g_params,
+      g_stats=cast(g_stats, fresh.g_stats),
+      g_stats_eval=jax.tree.map(jnp.copy, cast(g_stats, fresh.g_stats)),
+      d_params=d_params, d_stats=cast(d_stats, fresh.d_stats),
+      g_opt_state=opt.init(g_params), d_opt_state=opt.init(d_params))
+
+
+def free_memory(device):
+  """Bytes free on `device` (a CPU device: the host's available memory)."""
+  stats = device.memory_stats() or {}
+  if 'bytes_limit' in stats:
+    return stats['bytes_limit'] - stats.get('bytes_in_use', 0)
+  return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+
+
+def _device_images(config, mesh):
+  """The decoded set on the mesh (replicated), after checking it fits."""
+  images = data.load_all(config.data, config.model.resolution)
+  needed = config.train.n_critic * config.train.batch_size
+  if len(images) < needed:
+    raise ValueError(
+        f'--config.data.on_device: {len(images)} images, but one step draws '
+        f'n_critic x batch_size = {needed}')
+  device = jax.local_devices()[0]
+  free = free_memory(device)
+  # Half the free memory at most: the networks, optimizer states and
+  # activations need the rest.
+  if images.nbytes > free / 2:
+    raise ValueError(
+        f'--config.data.on_device: the decoded set is '
+        f'{images.nbytes / 2**30:.2f} GiB, {device.device_kind} has '
+        f'{free / 2**30:.2f} GiB free (at most half of it is used for data); '
+        'set --config.data.on_device=False or use fewer images')
+  sharding = NamedSharding(mesh, P())
+  return jax.make_array_from_callback(images.shape, sharding,
+                                      lambda index: np.asarray(images[index]))
+
+
+def _check_export_to(path):
+  if path and Path(path).exists() and (
+      not Path(path).is_dir() or any(Path(path).iterdir())):
+    raise ValueError(f'--config.train.export_to={path}: exists and is not an '
+                     'empty directory; nothing would be exported there')
+
+
 def _first_non_finite(pulled):
   """(step, name) of the first NaN/Inf among pulled metrics, or None."""
   for step, metrics in pulled:
@@ -336,10 +475,14 @@ def train_and_evaluate(config, workdir):
   checkpoints under workdir/checkpoints and workdir/config.json.
   """
   # Bad input fails here, before anything is written.
+  deadline = (process_start_time() + config.train.time_limit
+              if config.train.time_limit > 0 else None)
   source = data.describe_source(config.data)
   check_batch_size(config.train.batch_size)
   check_workdir(workdir)
   _check_resumable(workdir, config)
+  _check_export_to(config.train.export_to)
+  resolve_critic_loop(config.train)
 
   nets = models.build_models(config.model)
   mesh = make_mesh()
@@ -350,30 +493,39 @@ def train_and_evaluate(config, workdir):
   abstract = jax.eval_shape(init)
   state_sharding = jax.tree.map(lambda _: replicated, abstract)
   files = _RunFiles(workdir, config)
-  if files.last_saved is None:
-    state = jax.jit(init, out_shardings=state_sharding)()
-  else:
+  if files.last_saved is not None:
     target = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
         abstract, state_sharding)
     state = files.manager().restore(
         files.last_saved, args=ocp.args.StandardRestore(target))
+  elif config.train.init_from:
+    state = jax.device_put(
+        warm_start_state(config, nets, config.train.init_from), state_sharding)
+  else:
+    state = jax.jit(init, out_shardings=state_sharding)()
   start = int(jax.device_get(state.step))
 
-  step_fn = jax.jit(
-      functools.partial(train_step, nets=nets, config=config,
-                        batch_sharding=NamedSharding(mesh, P('data'))),
-      in_shardings=(state_sharding, real_sharding),
-      out_shardings=(state_sharding, replicated), donate_argnums=0)
-
+  on_device = config.data.on_device
+  step_fn = build_train_step(config, nets, mesh, state_sharding, on_device)
   n_critic, res = config.train.n_critic, config.model.resolution
   global_shape = (n_critic, config.train.batch_size, res, res, 3)
-  # Each generator step consumes n_critic real batches: resuming at step s
-  # continues at batch s·n_critic of the same deterministic sequence.
-  batch_iter = data.make_batch_iterator(
-      config.data, res, config.train.batch_size, seed=config.seed,
-      start_batch=start * n_critic, process_index=jax.process_index(),
-      process_count=jax.process_count())
+  if on_device:
+    images = _device_images(config, mesh)
+    next_input = lambda: images
+    batch_iter = None
+  else:
+    # Each generator step consumes n_critic real batches: resuming at step
+    # s continues at batch s·n_critic of the same deterministic sequence.
+    batch_iter = data.make_batch_iterator(
+        config.data, res, config.train.batch_size, seed=config.seed,
+        start_batch=start * n_critic, process_index=jax.process_index(),
+        process_count=jax.process_count())
+
+    def next_input():
+      local = np.stack([next(batch_iter) for _ in range(n_critic)])
+      return jax.make_array_from_process_local_data(real_sharding, local,
+                                                    global_shape)
 
   sample_z = models.sample_latent(
       jax.random.fold_in(jax.random.key(config.seed), 2**30),
@@ -386,6 +538,25 @@ def train_and_evaluate(config, workdir):
   bar = tqdm.tqdm(total=total, initial=start, disable=not files.is_chief,
                   desc='train', unit='it', dynamic_ncols=True)
   pending = []  # (step, on-device metrics) not yet pulled to the host
+  # (time, step) of the first flush: the speed that predicts where the
+  # time limit will stop is measured from there (compilation excluded).
+  first_flush = []
+
+  def report_expected_steps(now, step):
+    if not first_flush:
+      first_flush.append((now, step))
+      return
+    if len(first_flush) > 1:
+      return
+    (t0, s0) = first_flush[0]
+    rate = (step - s0) / max(now - t0, 1e-9)
+    expected = min(total, int(step + rate * max(deadline - now, 0)))
+    first_flush.append((now, step))
+    files.log([{'step': step, 'it_per_s': rate,
+                'expected_final_step': expected}])
+    if files.is_chief:
+      bar.write(f'time limit: {rate:.2f} it/s, expect to stop near step '
+                f'{expected} in {deadline - now:.0f} s')
 
   def flush():
     """Pulls pending metrics; stops on NaN/Inf before anything is saved."""
@@ -406,6 +577,8 @@ def train_and_evaluate(config, workdir):
       bar.set_postfix(d=f"{last['critic_loss']:.3f}",
                       g=f"{last['g_loss']:.3f}",
                       w=f"{last.get('wasserstein', 0.0):.3f}")
+      if deadline is not None:
+        report_expected_steps(now, pulled[-1][0])
 
   # Forced CPU devices can deadlock in collectives when steps queue up
   # behind each other on a small machine; real accelerators need no sync.
@@ -413,11 +586,9 @@ def train_and_evaluate(config, workdir):
   step = start
   try:
     with _StopRequest() as stop:
-      while step < total and stop.signum is None:
-        local = np.stack([next(batch_iter) for _ in range(n_critic)])
-        real = jax.make_array_from_process_local_data(
-            real_sharding, local, global_shape)
-        state, metrics = step_fn(state, real)
+      while (step < total and stop.signum is None
+             and (deadline is None or time.time() < deadline)):
+        state, metrics = step_fn(state, next_input())
         if sync_each_step:
           jax.block_until_ready(state)
         step += 1
@@ -438,11 +609,19 @@ def train_and_evaluate(config, workdir):
             f'stopped by {signal.Signals(stop.signum).name} at step {step}; '
             f'checkpoint saved in {workdir}; rerun the same command to '
             'resume')
+    if step < total:
+      bar.write(f'time limit of {config.train.time_limit:g} s reached at step '
+                f'{step}')
     if step != files.last_saved:
       state, record = finalize(state, nets, config)
       files.log([record])
       files.save(state, step)
-    if batch_iter.num_skipped:
+      if config.train.export_to and files.is_chief:
+        checkpoint.export_inference(
+            config.train.export_to, config,
+            checkpoint.inference_variables(jax.device_get(state)), step,
+            jnp.dtype(config.train.export_dtype))
+    if batch_iter is not None and batch_iter.num_skipped:
       files.log([{'step': step, 'skipped_unreadable_images':
                   batch_iter.num_skipped}])
       logging.warning('skipped %d unreadable images (see the log above)',
@@ -450,7 +629,8 @@ def train_and_evaluate(config, workdir):
   finally:
     bar.close()
     files.close()
-    batch_iter.close()
+    if batch_iter is not None:
+      batch_iter.close()
   return state
 
 
