@@ -1,19 +1,24 @@
-"""Training speed: generator iterations/s and images/s for one config.
+"""Training speed: generator iterations/s, data from the host vs on the device.
 
   python bench/train_step.py                      # paper size: 64x64, d=64, batch 64
-  python bench/train_step.py --config.model.dtype=bfloat16
+  python bench/train_step.py --widths 32,64 --config.model.dtype=bfloat16
   python bench/train_step.py --config configs/tiny.py
 
-Compiles once, then times `--steps` jitted steps on synthetic batches (the
-input pipeline has its own benchmark, bench/data_pipeline.py). One generator
-iteration = n_critic critic updates + one generator update; "images/s" counts
-the real images consumed, n_critic x batch per iteration.
+For each width, compiles `training.build_train_step` twice and times
+`--steps` jitted steps of each, side by side:
+  host:    real batches made on the host (float32) and copied to the device
+           every step, as the host input pipeline does (decoding excluded:
+           bench/data_pipeline.py times that);
+  device:  a uint8 set already on the device, batches drawn inside the step
+           (`--config.data.on_device=True`).
+One generator iteration = n_critic critic updates + one generator update;
+"images/s" counts the real images consumed, n_critic x batch per iteration.
 """
-import functools
 import time
 from pathlib import Path
 
 import jax
+import numpy as np
 from absl import app, flags
 from jax.sharding import NamedSharding, PartitionSpec as P
 from ml_collections import config_flags
@@ -24,47 +29,67 @@ REPO = Path(__file__).resolve().parents[1]
 config_flags.DEFINE_config_file('config', str(REPO / 'configs/celeba64.py'),
                                 'Config to time.', lock_config=True)
 flags.DEFINE_integer('steps', 20, 'Timed generator iterations.')
+flags.DEFINE_list('widths', [], 'Base widths to time (default: the config\'s).')
+flags.DEFINE_integer('images', 2048, 'Images in the on-device set.')
+
+
+def time_steps(step_fn, state, make_input, steps):
+  """(compile seconds, iterations/s) of `steps` calls after a warm-up."""
+  start = time.perf_counter()
+  state, metrics = step_fn(state, make_input())  # compiles
+  jax.block_until_ready(metrics)
+  compile_s = time.perf_counter() - start
+  start = time.perf_counter()
+  for _ in range(steps):
+    state, metrics = step_fn(state, make_input())
+  jax.block_until_ready((state, metrics))
+  return compile_s, steps / (time.perf_counter() - start)
+
+
+def bench_width(config, steps, num_images):
+  nets = models.build_models(config.model)
+  mesh = training.make_mesh()
+  res, batch, n_critic = (config.model.resolution, config.train.batch_size,
+                          config.train.n_critic)
+  rng = np.random.default_rng(0)
+  host_batch = rng.uniform(-1, 1, (n_critic, batch, res, res, 3)).astype(
+      np.float32)
+  images = jax.device_put(
+      rng.integers(0, 256, (max(num_images, n_critic * batch), res, res, 3),
+                   dtype=np.uint8), NamedSharding(mesh, P()))
+  real_sharding = NamedSharding(mesh, P(None, 'data'))
+  inputs = {'host': lambda: jax.device_put(host_batch, real_sharding),
+            'device': lambda: images}
+  results = {}
+  for mode, make_input in inputs.items():
+    init = lambda: training.init_state(config, nets)
+    state_sharding = jax.tree.map(lambda _: NamedSharding(mesh, P()),
+                                  jax.eval_shape(init))
+    state = jax.jit(init, out_shardings=state_sharding)()
+    step_fn = training.build_train_step(config, nets, mesh, state_sharding,
+                                        on_device=mode == 'device')
+    results[mode] = time_steps(step_fn, state, make_input, steps)
+  return results
 
 
 def main(argv):
   del argv
   config = flags.FLAGS.config
   training.check_batch_size(config.train.batch_size)
-  nets = models.build_models(config.model)
-  mesh = training.make_mesh()
-  replicated = NamedSharding(mesh, P())
-  real_sharding = NamedSharding(mesh, P(None, 'data'))
-  init = functools.partial(training.init_state, config, nets)
-  state_sharding = jax.tree.map(lambda _: replicated, jax.eval_shape(init))
-  state = jax.jit(init, out_shardings=state_sharding)()
-  step = jax.jit(
-      functools.partial(training.train_step, nets=nets, config=config,
-                        batch_sharding=NamedSharding(mesh, P('data'))),
-      in_shardings=(state_sharding, real_sharding),
-      out_shardings=(state_sharding, replicated), donate_argnums=0)
-  res, batch, n_critic = (config.model.resolution, config.train.batch_size,
-                          config.train.n_critic)
-  real = jax.device_put(
-      jax.random.uniform(jax.random.key(0), (n_critic, batch, res, res, 3),
-                         minval=-1, maxval=1), real_sharding)
-
-  start = time.perf_counter()
-  compiled = step.lower(state, real).compile()
-  compile_s = time.perf_counter() - start
-  state, metrics = compiled(state, real)  # warm-up
-  jax.block_until_ready(metrics)
-  start = time.perf_counter()
-  for _ in range(flags.FLAGS.steps):
-    state, metrics = compiled(state, real)
-  jax.block_until_ready((state, metrics))
-  seconds = time.perf_counter() - start
-  its = flags.FLAGS.steps / seconds
   print(f'device: {jax.device_count()} x {jax.devices()[0].device_kind}')
-  print(f'config: {config.model.arch} {res}x{res} width {config.model.width} '
-        f'batch {batch} n_critic {n_critic} dtype {config.model.dtype}')
-  print(f'compile: {compile_s:.1f} s')
-  print(f'generator iterations/s: {its:.2f}')
-  print(f'images/s: {its * batch * n_critic:.0f}')
+  for width in flags.FLAGS.widths or [config.model.width]:
+    config.model.width = int(width)
+    results = bench_width(config, flags.FLAGS.steps, flags.FLAGS.images)
+    print(f'config: {config.model.arch} {config.model.resolution}x'
+          f'{config.model.resolution} width {width} batch '
+          f'{config.train.batch_size} n_critic {config.train.n_critic} dtype '
+          f'{config.model.dtype} critic loop '
+          f'{training.resolve_critic_loop(config.train)}')
+    images_per_it = config.train.batch_size * config.train.n_critic
+    for mode, (compile_s, its) in results.items():
+      print(f'  data on {mode:6s}: {its:8.2f} it/s  {its * images_per_it:8.0f} '
+            f'images/s  (compile {compile_s:.1f} s)')
+    print(f'  device/host: {results["device"][1] / results["host"][1]:.2f}x')
 
 
 if __name__ == '__main__':

@@ -13,23 +13,31 @@
 #                ml_collections), so only jax/jaxlib differ from CI.
 # Settings (environment): BUDGET seconds for everything (the training time
 # limit is what is left after RESERVE seconds for export, tables, benches),
-# WIDTH, BATCH, CONFIG, FACES (test faces per table), CSTEPS (Adam steps),
-# BENCH=0 to skip the benchmarks.
+# WIDTH, BATCH, CONFIG and RES (the data set and its resolution, e.g.
+# CONFIG=configs/svhn64.py), INIT_FROM (warm start; default the shipped
+# jaxinpaint/assets/celeba64, used only if it has this width and
+# resolution; empty: train from scratch), FACES (test images per table),
+# MASKS, CSTEPS (Adam steps), BENCH=0 to skip the benchmarks, PYTHON.
 # Output: at most 8 files in $RESULTS (default $OUT, else gpu_results):
 #   model.tar (the exported bfloat16 model), tables.tar, samples.png,
-#   metrics.jsonl, figures.json, log.txt.
+#   metrics.jsonl, figures.json, log.txt, jax_cache.tar (if <= 15 MB: carry
+#   it in $DATA next time).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 start=$(date +%s)
 BUDGET=${BUDGET:-520}
-RESERVE=${RESERVE:-200}
+RESERVE=${RESERVE:-170}
 WIDTH=${WIDTH:-32}
 BATCH=${BATCH:-64}
 CONFIG=${CONFIG:-configs/celeba64.py}
 FACES=${FACES:-256}
 CSTEPS=${CSTEPS:-1000}
 BENCH=${BENCH:-1}
+RES=${RES:-64}
+MASKS=${MASKS:-center,three_squares}
+PYTHON=${PYTHON:-python3}
+INIT_FROM=${INIT_FROM-jaxinpaint/assets/celeba64}
 DATA=${DATA:-.gpudata}
 WHEELS=${WHEELS:-.whl}
 RESULTS=${RESULTS:-${OUT:-gpu_results}}
@@ -45,7 +53,7 @@ say() { echo "[$(elapsed)s] $*"; }
 
 # 1. Packages: the carried wheels, if any, then the versions and the device.
 check_packages() {
-  python3 - <<'EOF'
+  "$PYTHON" - <<'EOF'
 import importlib
 for name in ('jax', 'jaxlib', 'flax', 'optax', 'orbax.checkpoint', 'chex',
              'ml_collections', 'numpy', 'PIL'):
@@ -56,7 +64,7 @@ print('devices:', jax.devices())
 EOF
 }
 if compgen -G "$WHEELS/*.whl" > /dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
     --upgrade --target /tmp/site "$WHEELS"/*.whl &&
     export PYTHONPATH="/tmp/site:$PYTHONPATH"
 fi
@@ -64,34 +72,53 @@ if ! check_packages; then
   # A carried wheel that does not fit the image (e.g. its tensorstore): keep
   # the image's own packages and add only what it lacks.
   say "carried wheels failed to import; falling back to the image's packages"
-  rm -rf /tmp/site && python3 -m pip install -q --no-index --no-deps \
+  rm -rf /tmp/site && "$PYTHON" -m pip install -q --no-index --no-deps \
     --target /tmp/site "$WHEELS"/ml_collections-*.whl
   check_packages || exit 1
 fi
 command -v nvidia-smi > /dev/null && nvidia-smi -L
 
+# XLA's compilation cache: the processes below share programs, and a cache
+# brought back from the last run (jax_cache.tar in $DATA) skips most of the
+# minutes a GPU spends compiling, when its jax and GPU are the same.
+export JAX_COMPILATION_CACHE_DIR="$WORK/jax_cache"
+[ -f "$DATA/jax_cache.tar" ] && tar -xf "$DATA/jax_cache.tar" -C "$WORK"
+
 # 2. Data: decode the training images once into memory-friendly uint8.
 npz="$WORK/train.npz"
-python3 scripts/prepare_gpu_data.py --train "$DATA/train.zip" \
-  --decode-to "$npz" --resolution 64 || exit 1
-python3 scripts/prepare_gpu_data.py --train "$DATA/test.zip" \
+"$PYTHON" scripts/prepare_gpu_data.py --train "$DATA/train.zip" \
+  --decode-to "$npz" --resolution "$RES" || exit 1
+"$PYTHON" scripts/prepare_gpu_data.py --train "$DATA/test.zip" \
   --extract-to "$WORK/test" || exit 1
 
-# 3. Train until the budget minus the reserve; SIGTERM saves a checkpoint.
+# 3. Train until the budget minus the reserve (the time limit counts from
+# the process start), then finalize and export the bfloat16 model. Warm
+# start from INIT_FROM when it holds the same networks. `timeout` is only a
+# safety net: SIGTERM also saves a checkpoint.
+init_flag=()
+if [ -n "$INIT_FROM" ]; then
+  if "$PYTHON" -c "import json,sys; c=json.load(open('$INIT_FROM/config.json'))['model']; sys.exit(not (c['width']==$WIDTH and c['resolution']==$RES))" 2>/dev/null; then
+    init_flag=(--config.train.init_from="$INIT_FROM")
+    say "warm start from $INIT_FROM"
+  else
+    say "not warm-starting: $INIT_FROM is not a width-$WIDTH ${RES}x$RES model"
+  fi
+fi
 train_s=$(( $(left) - RESERVE ))
 say "training for ${train_s}s: $CONFIG width $WIDTH batch $BATCH bfloat16"
-timeout -s TERM -k 60 "$train_s" python3 train.py --config "$CONFIG" \
-  --workdir "$WORK/run" \
-  --config.data.folder= --config.data.npz="$npz" \
+timeout -s TERM -k 60 $(( train_s + 120 )) "$PYTHON" train.py --config "$CONFIG" \
+  --workdir "$WORK/run" "${init_flag[@]}" \
+  --config.data.folder= --config.data.npz="$npz" --config.data.on_device=True \
   --config.model.width="$WIDTH" --config.model.dtype=bfloat16 \
   --config.train.batch_size="$BATCH" --config.train.steps=10000000 \
+  --config.train.time_limit="$train_s" --config.train.export_to="$WORK/model" \
   --config.train.log_every=100 --config.train.sample_every=1000 \
-  --config.train.checkpoint_every=500
-say "training ended with exit code $? (124/130: stopped by the time limit)"
+  --config.train.checkpoint_every=1000
+say "training ended with exit code $?"
+[ -d "$WORK/model" ] || "$PYTHON" -m jaxinpaint.export --workdir "$WORK/run" \
+  --out "$WORK/model" --dtype bfloat16 || exit 1
 
-# 4. Export in bfloat16 (recalibrates G's BatchNorm statistics).
-python3 -m jaxinpaint.export --workdir "$WORK/run" --out "$WORK/model" \
-  --dtype bfloat16 || exit 1
+# 4. Bring back the model, the metrics and the last samples.
 tar -cf "$RESULTS/model.tar" -C "$WORK" model
 cp "$WORK/run/metrics.jsonl" "$RESULTS/"
 last_sample=$(ls "$WORK/run/samples/"*.png 2>/dev/null | tail -1)
@@ -99,8 +126,8 @@ last_sample=$(ls "$WORK/run/samples/"*.png 2>/dev/null | tail -1)
 say "model exported"
 
 # 5. The paper's tables on the test faces, paper loss and Yeh et al.'s.
-python3 bench/paper_tables.py --input "$WORK/test" --wgan "$WORK/model" \
-  --methods paper_wgan,yeh_wgan --limit "$FACES" --steps "$CSTEPS" \
+"$PYTHON" bench/paper_tables.py --input "$WORK/test" --wgan "$WORK/model" \
+  --masks "$MASKS" --methods paper_wgan,yeh_wgan --limit "$FACES" --steps "$CSTEPS" \
   --batch-size "$FACES" --out "$WORK/tables" --no-progress
 say "tables done"
 tar -cf "$RESULTS/tables.tar" -C "$WORK" tables
@@ -115,19 +142,15 @@ bench() {  # bench SECONDS_NEEDED command...
     say "skipped (budget): $*"
   fi
 }
-bench 30 python3 bench/train_step.py --config.model.width=32 \
-  --config.model.dtype=bfloat16 --steps 30
-bench 30 python3 bench/completion.py --width 32 --images 64 --steps 1000 \
+bench 60 "$PYTHON" bench/completion.py --width 32 --images 64 --steps 1000 \
   --dtype bfloat16 --batched-only
-bench 30 python3 bench/completion.py --width 32 --images 64 --steps 1000 \
+bench 60 "$PYTHON" bench/completion.py --width 32 --images 64 --steps 1000 \
   --dtype float32 --batched-only
-bench 40 python3 bench/train_step.py --config.model.width=64 \
-  --config.model.dtype=bfloat16 --steps 20
-bench 30 python3 bench/completion.py --width 64 --images 64 --steps 1000 \
-  --dtype bfloat16 --batched-only
+bench 120 "$PYTHON" bench/train_step.py --widths 32,64 \
+  --config.model.dtype=bfloat16 --steps 30
 
 # 7. One JSON of the figures: training speed from metrics.jsonl, the tables.
-python3 - "$WORK" "$RESULTS/figures.json" <<'EOF'
+"$PYTHON" - "$WORK" "$RESULTS/figures.json" <<'EOF'
 import json, sys, pathlib
 work, out = pathlib.Path(sys.argv[1]), sys.argv[2]
 records = [json.loads(l) for l in open(work / 'run/metrics.jsonl')]
@@ -146,5 +169,9 @@ figures['bench'] = bench.read_text() if bench.exists() else ''
 pathlib.Path(out).write_text(json.dumps(figures, indent=1))
 print('figures:', {k: v for k, v in figures.items() if k != 'tables'})
 EOF
+cache_mb=$(du -sm "$WORK/jax_cache" 2>/dev/null | cut -f1)
+if [ -n "$cache_mb" ] && [ "$cache_mb" -le 15 ]; then
+  tar -cf "$RESULTS/jax_cache.tar" -C "$WORK" jax_cache
+fi
 say "done"
 ls -la "$RESULTS"
