@@ -32,8 +32,6 @@ def main():
   p.add_argument('--num-threads', type=int, nargs='+', default=[2, 8],
                  help='decoding thread counts to try (config default: 8)')
   p.add_argument('--prefetch-batches', type=int, default=8)
-  p.add_argument('--no-fast-jpeg', action='store_true',
-                 help='decode every JPEG through Image.open (for comparison)')
   args = p.parse_args()
 
   folder = (REPO / args.folder).resolve()
@@ -42,9 +40,6 @@ def main():
     return
   print(f'{len(os.sched_getaffinity(0))} cores, load average '
         f'{os.getloadavg()[0]:.2f} (other processes skew images/s)')
-  if args.no_fast_jpeg:
-    # pylint: disable-next=protected-access
-    data._fast_jpeg_state.update(checked=True, works=False)
   for num_threads in args.num_threads:
     cfg = config_lib.base_config().data
     cfg.folder = str(folder)

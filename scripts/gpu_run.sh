@@ -2,11 +2,12 @@
 # One command for an offline GPU host: train under a wall-clock budget, export,
 # tabulate, benchmark, and pack the results into a few files.
 #
+#   scripts/gpu_run.sh prepare            # here: pack what travels
 #   scripts/gpu_run.sh                    # defaults below, on the GPU host
 #   BUDGET=180 WIDTH=8 BATCH=8 FACES=4 CSTEPS=20 BENCH=0 \
 #     scripts/gpu_run.sh                  # dry run on a CPU (a few minutes)
 #
-# Inputs (prepared beforehand with scripts/prepare_gpu_data.py):
+# Inputs (`prepare` makes them: scripts/prepare_gpu_data.py, pip download):
 #   $DATA/train.zip  training images,   $DATA/test.zip  test images
 #   $WHEELS      pure-Python wheels installed into /tmp/site when present
 #                (the versions CI tests: flax, optax, orbax, chex,
@@ -19,11 +20,28 @@
 # resolution; empty: train from scratch), FACES (test images per table),
 # MASKS, CSTEPS (Adam steps), BENCH=0 to skip the benchmarks, PYTHON.
 # Output: at most 8 files in $RESULTS (default $OUT, else gpu_results):
-#   model.tar (the exported bfloat16 model), tables.tar, samples.png,
+#   model.tar (the exported bfloat16 model; over 15 MiB: model.tar.part00,
+#   01, ...), tables.tar, samples.png,
 #   metrics.jsonl, figures.json, log.txt, jax_cache.tar (if <= 15 MB: carry
 #   it in $DATA next time).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = prepare ]; then
+  # The faces (2 zips, ~50 MB) and the pure-Python wheels at the versions
+  # installed here, which are the ones CI tests.
+  python3 scripts/prepare_gpu_data.py --train "${TRAIN_DIR:-../shared/data/celeba64/train}" \
+    --test "${TEST_DIR:-../shared/data/celeba64/test}" \
+    --count "${COUNT:-25000}" --out "${DATA:-.gpudata}" || exit 1
+  for package in flax optax orbax-checkpoint chex ml_collections; do
+    version=$(python3 -c "import importlib.metadata as m; print(m.version('$package'))") &&
+    python3 -m pip download -q --no-deps --only-binary=:all: \
+      --python-version 3.12 --implementation cp \
+      --platform manylinux2014_x86_64 -d "${WHEELS:-.whl}" "$package==$version" || exit 1
+  done
+  ls -la "${DATA:-.gpudata}" "${WHEELS:-.whl}"
+  exit 0
+fi
 
 start=$(date +%s)
 BUDGET=${BUDGET:-520}
@@ -119,7 +137,12 @@ say "training ended with exit code $?"
   --out "$WORK/model" --dtype bfloat16 || exit 1
 
 # 4. Bring back the model, the metrics and the last samples.
-tar -cf "$RESULTS/model.tar" -C "$WORK" model
+tar -cf "$WORK/model.tar" -C "$WORK" model
+if [ "$(stat -c %s "$WORK/model.tar")" -le $(( 15 * 1024 * 1024 )) ]; then
+  mv "$WORK/model.tar" "$RESULTS/"
+else  # width 64: ~30 MB; `cat model.tar.part* > model.tar` joins the parts
+  split -b 15M -d "$WORK/model.tar" "$RESULTS/model.tar.part"
+fi
 cp "$WORK/run/metrics.jsonl" "$RESULTS/"
 last_sample=$(ls "$WORK/run/samples/"*.png 2>/dev/null | tail -1)
 [ -n "$last_sample" ] && cp "$last_sample" "$RESULTS/samples.png"
@@ -142,12 +165,14 @@ bench() {  # bench SECONDS_NEEDED command...
     say "skipped (budget): $*"
   fi
 }
-bench 60 "$PYTHON" bench/completion.py --width 32 --images 64 --steps 1000 \
-  --dtype bfloat16 --batched-only
-bench 60 "$PYTHON" bench/completion.py --width 32 --images 64 --steps 1000 \
-  --dtype float32 --batched-only
-bench 120 "$PYTHON" bench/train_step.py --widths 32,64 \
-  --config.model.dtype=bfloat16 --steps 30
+for width in 32 64; do
+  for dtype in bfloat16 float32; do
+    bench 60 "$PYTHON" bench/completion.py --width $width --images 64 \
+      --steps 1000 --dtype $dtype --batched-only
+  done
+  [ $width = 32 ] && bench 120 "$PYTHON" bench/train_step.py --widths 32,64 \
+    --config.model.dtype=bfloat16 --steps 30
+done
 
 # 7. One JSON of the figures: training speed from metrics.jsonl, the tables.
 "$PYTHON" - "$WORK" "$RESULTS/figures.json" <<'EOF'
