@@ -5,7 +5,10 @@ Layout of a model directory (a training work dir or an exported model):
   DIR/checkpoints/<step>/   orbax StandardSave of a pytree whose fields include
                             g_params, g_stats_eval, d_params (and, in a
                             training work dir, everything needed to resume)
+  DIR/checksums.json        exported models only: the SHA-256 of every array
+                            of that pytree, checked when the model is loaded
 """
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -18,6 +21,12 @@ import orbax.checkpoint as ocp
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
+CHECKSUM_FILE = 'checksums.json'
+
+
+class ChecksumError(ValueError):
+  """An array of an exported model differs from the checksum it was saved
+  with: the files were damaged after export."""
 
 
 def manager(workdir, keep: int = 2, create: bool = True):
@@ -37,7 +46,15 @@ def load_config(workdir) -> ml_collections.ConfigDict:
     raise FileNotFoundError(
         f'{workdir}: not a jaxinpaint model directory (no {CONFIG_FILE}); '
         'expected a training --workdir or an exported model')
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+  try:
+    saved = json.loads(path.read_text(encoding='utf-8'))
+  except ValueError as e:  # bad JSON or bad UTF-8
+    raise ValueError(f'{path}: not a valid config file '
+                     f'({str(e).splitlines()[0]})') from e
+  if not isinstance(saved, dict):
+    raise ValueError(f'{path}: not a valid config file (expected a JSON '
+                     f'object, got {type(saved).__name__})')
+  return ml_collections.ConfigDict(saved)
 
 
 def latest_step(workdir):
@@ -72,6 +89,7 @@ def load_inference_variables(model_dir):
   """
   config = load_config(model_dir)
   raw, step = restore_raw(model_dir)
+  check_checksums(model_dir, raw)
   to_f32 = lambda t: jax.tree.map(
       lambda x: jnp.asarray(np.asarray(x, np.float32)), t)
   return config, to_f32(inference_variables(raw)), step
@@ -93,13 +111,77 @@ def inference_variables(tree):
   return variables
 
 
+def check_new_model_dir(path, label=None):
+  """Raises ValueError unless `path` is an empty folder or can be made one.
+
+  `label` (default: the path) starts the message, e.g. `--out DIR`.
+  """
+  label = label or str(path)
+  path = Path(path).absolute()
+  if path.exists() and not (path.is_dir() and not any(path.iterdir())):
+    raise ValueError(f'{label}: exists and is not an empty directory; '
+                     'nothing would be exported there')
+  existing = next(p for p in (path, *path.parents) if p.exists())
+  if not existing.is_dir():
+    raise ValueError(f'{label}: {existing} is not a directory')
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ValueError(f'{label}: {existing} is not writable')
+
+
+def array_checksums(tree):
+  """{tree path: SHA-256 of the array's bytes (C order, stored dtype)} of
+  every array of `tree`, paths like 'g_params/Dense_0/kernel'."""
+  leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]
+  return {jax.tree_util.keystr(path, simple=True, separator='/'):
+          hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
+          for path, x in leaves}
+
+
+def write_checksums(model_dir, tree):
+  """DIR/checksums.json for the arrays of `tree`, as saved in DIR."""
+  Path(model_dir, CHECKSUM_FILE).write_text(json.dumps(
+      {'sha256': array_checksums(tree)}, indent=2, sort_keys=True) + '\n')
+
+
+def check_checksums(model_dir, tree):
+  """Compares the restored `tree` with DIR/checksums.json, if there is one
+  (models exported before checksums existed have none).
+
+  Raises:
+    ChecksumError: naming the model directory and the first bad array.
+  """
+  path = Path(model_dir, CHECKSUM_FILE)
+  if not path.is_file():
+    return
+  try:
+    expected = json.loads(path.read_text(encoding='utf-8')).get('sha256')
+  except (ValueError, AttributeError):  # bad JSON or UTF-8; not an object
+    expected = None
+  if not isinstance(expected, dict):
+    raise ChecksumError(f'{model_dir}: {CHECKSUM_FILE} is not a valid '
+                        'checksum file (expected {"sha256": {array path: '
+                        'hex digest}})')
+  actual = array_checksums(tree)
+  for key in sorted(expected.keys() | actual.keys()):
+    if key not in actual:
+      problem = f'is listed in {CHECKSUM_FILE} but missing from the checkpoint'
+    elif key not in expected:
+      problem = f'has no checksum in {CHECKSUM_FILE}'
+    elif actual[key] != expected[key]:
+      problem = f'does not match its SHA-256 in {CHECKSUM_FILE}'
+    else:
+      continue
+    raise ChecksumError(f'{model_dir}: array {key} {problem}: the model '
+                        'files are damaged; export or copy the model again')
+
+
 def export_inference(model_dir, config, variables, step, dtype=jnp.bfloat16):
-  """Writes the networks alone (no optimizer state) in `dtype`.
+  """Writes the networks alone (no optimizer state) in `dtype`, with the
+  SHA-256 of every array (checksums.json).
 
   The result loads with `load_inference_variables`, like a training dir.
   """
-  if Path(model_dir).exists() and any(Path(model_dir).iterdir()):
-    raise FileExistsError(f'{model_dir}: exists and is not empty')
+  check_new_model_dir(model_dir)
   cast = lambda t: jax.tree.map(lambda x: jnp.asarray(x, dtype), t)
   tree = {'step': jnp.asarray(step),
           'g_params': cast(variables['generator']['params']),
@@ -113,3 +195,4 @@ def export_inference(model_dir, config, variables, step, dtype=jnp.bfloat16):
   mgr = manager(model_dir, keep=1)
   mgr.save(step, args=ocp.args.StandardSave(tree))
   mgr.wait_until_finished()
+  write_checksums(model_dir, tree)

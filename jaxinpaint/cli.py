@@ -82,8 +82,19 @@ def _parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except (AttributeError, KeyError) as e:  # ConfigDict: no such key
-    _fail(f'unknown config key {e} in a --config.* override; the keys are '
-          'those of jaxinpaint/config.py')
+    # ConfigDict wraps a KeyError in an AttributeError, and str() of a
+    # KeyError is the repr of its text, '\n' and all; the text is the key,
+    # then maybe a suggestion on a line of its own.
+    cause = e
+    while cause.args and isinstance(cause.args[0], BaseException):
+      cause = cause.args[0]
+    text = (cause.args[0] if cause.args and isinstance(cause.args[0], str)
+            else str(cause))
+    key, *hint = text.strip().splitlines() or ['']
+    hint = ' '.join(line.strip() for line in hint)
+    _fail(f'unknown config key {key} in a --config.* override'
+          + (f' ({hint})' if hint else '')
+          + '; the keys are those of jaxinpaint/config.py')
   except (flags.Error, ValueError, TypeError) as e:
     _fail(str(e).splitlines()[0])
 

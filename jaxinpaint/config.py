@@ -4,6 +4,8 @@ Files in `configs/` start from `base_config()` and change what differs, so a
 key read by the library always exists (a typo on the command line is an
 error, not a silently ignored value).
 """
+import math
+
 import ml_collections
 
 
@@ -64,3 +66,88 @@ def base_config() -> ml_collections.ConfigDict:
   # a loop body on a slow path); 'auto' picks by platform.
   c.train.critic_loop = 'auto'
   return c
+
+
+# Allowed values of the string keys with a fixed set of choices.
+_CHOICES = {
+    'model.arch': ('wgan', 'dcgan'),
+    'model.dtype': ('float32', 'bfloat16', 'float16'),
+    'train.loss': ('wgan_gp', 'gan'),
+    'train.export_dtype': ('bfloat16', 'float16', 'float32'),
+    'train.critic_loop': ('auto', 'scan', 'unroll'),
+}
+# Integer keys that count something (a 0 divides by zero or does nothing).
+_AT_LEAST_ONE = (
+    'data.num_threads', 'data.prefetch_batches', 'model.width',
+    'model.z_dim', 'train.batch_size', 'train.steps', 'train.n_critic',
+    'train.log_every', 'train.checkpoint_every', 'train.sample_every',
+    'train.keep_checkpoints', 'train.bn_recalibration_batches')
+# Seeds reach jax.random.key, which takes 32-bit values without overflow.
+_SEED_LIMIT = 2**32
+
+
+def _flatten(node, prefix=''):
+  """{'train.steps': value, ...} of a (nested) ConfigDict."""
+  flat = {}
+  for key, value in node.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      flat.update(_flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def _type_problem(value, default):
+  """What is wrong with the type of `value`, given the schema's default."""
+  # bool is an int in Python: check it first, both ways.
+  if isinstance(default, bool) or isinstance(value, bool):
+    ok = isinstance(value, bool) and isinstance(default, bool)
+  elif isinstance(default, float):
+    ok = isinstance(value, (int, float)) and math.isfinite(value)
+  else:
+    ok = isinstance(value, type(default))
+  kind = {bool: 'a boolean', int: 'an integer', float: 'a finite number',
+          str: 'a string'}[type(default)]
+  return None if ok else f'must be {kind}'
+
+
+def _range_problem(key, value):
+  """What is wrong with a well-typed `value` of `key`, or None."""
+  if key in _CHOICES and value not in _CHOICES[key]:
+    return 'expected one of ' + ', '.join(repr(c) for c in _CHOICES[key])
+  if key in _AT_LEAST_ONE and value < 1:
+    return 'must be >= 1'
+  if key == 'seed' and not 0 <= value < _SEED_LIMIT:
+    return 'must be >= 0 and < 2**32'
+  if key == 'model.resolution' and (value < 8 or value & (value - 1)):
+    return 'must be a power of two >= 8 (8, 16, 32, 64, ...)'
+  if key == 'train.learning_rate' and value <= 0:
+    return 'must be > 0'
+  if key in ('train.gp_weight', 'train.time_limit') and value < 0:
+    return 'must be >= 0'
+  if key in ('train.b1', 'train.b2') and not 0 <= value < 1:
+    return 'must be >= 0 and < 1'
+  return None
+
+
+def validate(config) -> None:
+  """Checks every key of a run's config against the schema of base_config.
+
+  Raises ValueError with one line naming the first bad key as its command
+  line flag, e.g. `--config.train.log_every=0: must be >= 1`: a bad value
+  fails before a run writes anything, not steps later (a ZeroDivisionError,
+  an empty critic loop, a run that is 'done' at step 0).
+  """
+  schema, given = _flatten(base_config()), _flatten(config)
+  unknown = sorted(given.keys() - schema.keys())
+  if unknown:
+    raise ValueError(f'--config.{unknown[0]}: not a key of '
+                     'jaxinpaint/config.py')
+  for key, default in schema.items():
+    if key not in given:
+      raise ValueError(f'--config.{key}: missing (every key of '
+                       'jaxinpaint/config.py must be set)')
+    value = given[key]
+    problem = _type_problem(value, default) or _range_problem(key, value)
+    if problem:
+      raise ValueError(f'--config.{key}={value!r}: {problem}')

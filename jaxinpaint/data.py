@@ -28,7 +28,6 @@ plain colour JPEGs that skips PIL's Python header parser (same pixels).
 """
 import collections
 import concurrent.futures
-import io
 import logging
 import os
 import pathlib
@@ -141,16 +140,11 @@ def _decode_file(path: str, resolution: int) -> np.ndarray:
     CorruptImageError: the file cannot be read or decoded (naming it).
   """
   try:
-    with open(path, 'rb') as f:
-      data = f.read()
-    img = _decode_jpeg_fast(data, resolution)
-    if img is not None:
-      return _crop_resize(img, resolution)
     # Restricting the formats skips PIL's probing of every plugin; the
     # extension only picks which one to try first.
     formats = (('JPEG', 'PNG') if path.lower().endswith(_JPEG_EXTENSIONS)
                else ('PNG', 'JPEG'))
-    with Image.open(io.BytesIO(data), formats=formats) as img:
+    with Image.open(path, formats=formats) as img:
       return _crop_resize(img, resolution)
   except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
           EOFError) as e:
@@ -158,107 +152,6 @@ def _decode_file(path: str, resolution: int) -> np.ndarray:
     # included) and sometimes SyntaxError/ValueError from header parsing.
     raise CorruptImageError(
         f'cannot read image {path}: {type(e).__name__}: {e}') from e
-
-
-# ----------------------------------------------------------------------------
-# Fast path for plain colour JPEGs.
-#
-# For a 64x64 JPEG, PIL's Python code (the marker parser of JpegImagePlugin,
-# which also unpacks quantization tables we never use, and ImageFile.load)
-# costs more CPU than libjpeg's decode itself, and it holds the GIL, which
-# caps what decoding threads can do. We read the frame header ourselves and
-# call the libjpeg decoder that JpegImagePlugin would call, with the same
-# arguments (rawmode 'RGB', the DCT scale that draft() would pick): pixels are
-# bit-identical (checked once per process, see `_fast_jpeg_works`, and in the
-# tests). Anything unusual (greyscale, CMYK, 12-bit, truncated or corrupt
-# data, a Pillow whose internals changed) returns None and takes the normal
-# Image.open path, which also produces the error messages.
-
-# Start-of-frame markers (0xC4, 0xC8 and 0xCC are DHT, JPG and DAC).
-_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-_fast_jpeg_state = {'checked': False, 'works': False}
-
-
-def _jpeg_frame_size(data: bytes) -> tuple[int, int] | None:
-  """(width, height) of an 8-bit, 3-component JPEG, else None."""
-  if data[:2] != b'\xff\xd8':
-    return None
-  i, n = 2, len(data)
-  while i + 10 <= n:
-    if data[i] != 0xFF:
-      return None
-    marker = data[i + 1]
-    if marker == 0xFF:  # Fill byte.
-      i += 1
-      continue
-    if marker in _SOF_MARKERS:
-      bits, layers = data[i + 4], data[i + 9]
-      height = (data[i + 5] << 8) | data[i + 6]
-      width = (data[i + 7] << 8) | data[i + 8]
-      ok = bits == 8 and layers == 3 and width and height
-      return (width, height) if ok else None
-    if marker == 0xDA or 0xD0 <= marker <= 0xD9 or marker == 0x01:
-      return None  # Scan before frame, or a marker without a length.
-    i += 2 + ((data[i + 2] << 8) | data[i + 3])
-  return None
-
-
-def _decode_jpeg_fast(data: bytes, resolution: int,
-                      check: bool = True) -> Image.Image | None:
-  """RGB image decoded at the DCT scale draft() would use, or None."""
-  if check and not _fast_jpeg_works():
-    return None
-  size = _jpeg_frame_size(data)
-  if size is None:
-    return None
-  w, h = size
-  if Image.MAX_IMAGE_PIXELS and w * h > Image.MAX_IMAGE_PIXELS:
-    return None  # Let PIL warn or raise about decompression bombs.
-  # JpegImageFile.draft's choice: the largest of 8, 4, 2, 1 that keeps both
-  # sides >= resolution.
-  ratio = min(w // resolution, h // resolution)
-  scale = next(s for s in (8, 4, 2, 1) if ratio >= s or s == 1)
-  size = (-(-w // scale), -(-h // scale))
-  try:
-    core = Image.core.new('RGB', size)
-    decoder = Image.core.jpeg_decoder('RGB', 'RGB', '', scale, 0)
-    try:
-      decoder.setimage(core, (0, 0) + size)
-      status, error = decoder.decode(data)
-    finally:
-      decoder.cleanup()
-    # status < 0: the decoder reached the end; >= 0: it wants more data.
-    if status >= 0 or error < 0:
-      return None
-    return Image.Image()._new(core)  # pylint: disable=protected-access
-  except Exception:  # pylint: disable=broad-except
-    # Internals changed or libjpeg refused: Image.open decides (and names
-    # the problem).
-    return None
-
-
-def _fast_jpeg_works() -> bool:
-  """Whether the fast path matches Image.open on this Pillow (cached)."""
-  if not _fast_jpeg_state['checked']:
-    works = False
-    try:
-      rng = np.random.default_rng(0)
-      pixels = rng.integers(0, 256, (40, 56, 3), np.uint8)
-      buf = io.BytesIO()
-      Image.fromarray(pixels).save(buf, 'JPEG', quality=90)
-      data = buf.getvalue()
-      works = True
-      for resolution in (8, 40):  # DCT scale 4, then 1.
-        fast = _decode_jpeg_fast(data, resolution, check=False)
-        with Image.open(io.BytesIO(data)) as img:
-          slow = _crop_resize(img, resolution)
-        works = works and fast is not None and np.array_equal(
-            _crop_resize(fast, resolution), slow)
-    except Exception:  # pylint: disable=broad-except
-      works = False
-    # Two threads may both run the check: harmless, same answer.
-    _fast_jpeg_state.update(checked=True, works=works)
-  return _fast_jpeg_state['works']
 
 
 # ----------------------------------------------------------------------------
@@ -351,9 +244,34 @@ class _TfdsSource:
     # Imported here: tfds takes ~0.5 s to import and most runs use a folder.
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     self.label = f'{name}:{split}'
-    self.source = tfds.data_source(name, split=split, data_dir=data_dir or None)
+    try:
+      # download=False: otherwise tfds downloads and prepares a set that is
+      # not here (many GB, hours), unasked, inside a run.
+      self.source = tfds.data_source(name, split=split,
+                                     data_dir=data_dir or None, download=False)
+    except Exception as e:  # pylint: disable=broad-except
+      # tfds raises many types (NotImplementedError, AssertionError, ...),
+      # and for a set that was never prepared none of them says so.
+      raise ValueError(self._open_error(tfds, name, data_dir, e)) from e
     if not len(self.source):
       raise ValueError(f'tfds split {self.label} contains no examples')
+
+  def _open_error(self, tfds, name: str, data_dir: str | None,
+                  error: Exception) -> str:
+    """One line on why the split cannot be opened."""
+    try:
+      builder = tfds.builder(name, data_dir=data_dir or None)
+      prepared = builder.is_prepared()
+    except Exception:  # pylint: disable=broad-except
+      prepared = True  # e.g. an unknown name: `error` says so
+    if not prepared:
+      return (f'tfds {name} is not prepared here (nothing in '
+              f'{builder.data_dir}); run `tfds build {name} '
+              '--file_format=array_record` first, or point to the folder '
+              'where it is prepared (TFDS_DATA_DIR, or '
+              '--config.data.tfds_data_dir in training)')
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return f'tfds {self.label}: cannot open it: {first}'
 
   def __len__(self) -> int:
     return len(self.source)
@@ -372,8 +290,12 @@ class _TfdsSource:
 _SOURCE_FLAGS = ('folder', 'npz', 'tfds_name')
 
 
-def _make_source(data_config: Any):
-  """The one source that `data_config` (config.data) names."""
+def open_source(data_config: Any):
+  """The one source that `data_config` (config.data) names.
+
+  It has len() (its number of images), `describe()` and `read(index,
+  resolution)`.
+  """
   chosen = [k for k in _SOURCE_FLAGS if getattr(data_config, k, '')]
   if len(chosen) != 1:
     flags = ', '.join(f'--config.data.{k}' for k in _SOURCE_FLAGS)
@@ -391,7 +313,7 @@ def _make_source(data_config: Any):
 
 def describe_source(data_config: Any) -> str:
   """One line for logs, e.g. 'folder ../x (44715 images)'."""
-  return _make_source(data_config).describe()
+  return open_source(data_config).describe()
 
 
 # ----------------------------------------------------------------------------
@@ -614,7 +536,7 @@ def make_batch_iterator(data_config: Any, resolution: int,
                      f'divisible by the process count {process_count}')
   if start_batch < 0:
     raise ValueError(f'start_batch must be >= 0, got {start_batch}')
-  source = _make_source(data_config)
+  source = open_source(data_config)
   return BatchIterator(
       source, resolution, global_batch_size, seed, start_batch, process_index,
       process_count,
@@ -670,7 +592,7 @@ def load_all(data_config: Any, resolution: int) -> np.ndarray:
   one is written (atomically) for the next run.
   """
   cache = getattr(data_config, 'cache', '')
-  source = _make_source(data_config)
+  source = open_source(data_config)
   shape = (len(source), resolution, resolution, 3)
   if cache and os.path.isfile(cache):
     images = np.load(cache, mmap_mode='r')

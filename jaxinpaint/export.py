@@ -5,8 +5,9 @@
 
 Keeps G, D and Dp (no optimizer state), recalibrates G's BatchNorm
 statistics for the final weights (a run stopped by a signal saved only the
-running averages), and stores the arrays in `--dtype`. The result loads with
-`checkpoint.load_inference_variables`, like the work dir itself.
+running averages), and stores the arrays in `--dtype` with their SHA-256
+(checksums.json). The result loads with `checkpoint.load_inference_variables`,
+like the work dir itself.
 """
 import argparse
 import sys
@@ -17,6 +18,8 @@ from jaxinpaint import checkpoint, models, training
 
 
 def export(workdir, out, dtype='bfloat16', recalibration_batches=None):
+  # Before the recalibration, which compiles and runs G for a while.
+  checkpoint.check_new_model_dir(out, f'--out {out}')
   config = checkpoint.load_config(workdir)
   raw, step = checkpoint.restore_raw(workdir)
   nets = models.build_models(config.model)
@@ -43,7 +46,7 @@ def main(argv=None):
   try:
     step = export(args.workdir, args.out, args.dtype,
                   args.recalibration_batches)
-  except (FileNotFoundError, FileExistsError, ValueError) as e:
+  except (FileNotFoundError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
   print(f'exported step {step} of {args.workdir} to {args.out}')

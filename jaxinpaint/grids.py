@@ -25,12 +25,17 @@ def make_grid(images, ncol: int | None = None, pad: int = 2):
 
 
 def save_png(path, image_uint8):
-  """Writes atomically: a crash never leaves a half-written PNG."""
+  """Writes atomically: a crash never leaves a half-written PNG, and a
+  failure or Ctrl-C no temporary file."""
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(f'.{path.name}.tmp')
-  Image.fromarray(np.asarray(image_uint8)).save(tmp, format='PNG')
-  os.replace(tmp, path)
+  try:
+    Image.fromarray(np.asarray(image_uint8)).save(tmp, format='PNG')
+    os.replace(tmp, path)
+  except BaseException:
+    tmp.unlink(missing_ok=True)
+    raise
 
 
 def save_grid(path, images, ncol: int | None = None):

@@ -2,9 +2,11 @@
 
 A thin layer over `pipeline` and `completion`: parse flags, check every
 input and output path before any computation (so a bad run writes nothing),
-complete, write PNGs, a grid and metrics. Expected failures end with one
-`error: ...` line on stderr and exit code 2 (bad flags or inputs) or 1 (the
-computation went wrong); notes and warnings also go to stderr.
+complete, and write each batch's PNGs and metrics as soon as it is done (so
+an interrupted run keeps them), then a grid and a summary. Expected failures
+end with one `error: ...` line on stderr and exit code 2 (bad flags or
+inputs), 1 (the computation or a write went wrong) or 130 (Ctrl-C); notes
+and warnings also go to stderr.
 """
 import argparse
 import csv
@@ -27,6 +29,10 @@ DEFAULT_CHECKPOINT = ASSETS / 'celeba64'
 DEFAULT_INPUT = 'examples/faces'
 PAPER_STEPS = 1000
 CPU_DEFAULT_STEPS = 200
+# Bounds of --steps (the paper uses 1000: a larger count is a typo that would
+# run for days) and --seed (jax.random.key takes 32-bit seeds).
+MAX_STEPS = 1_000_000
+SEED_LIMIT = 2**32
 GRID_FILE, RAW_DIR = 'grid.png', 'raw'
 METRICS_FILE, SUMMARY_FILE = 'metrics.csv', 'summary.json'
 # Notes that concern many images list this many names, then a count.
@@ -58,7 +64,12 @@ outputs (under --out):
                     as in the paper's tables), psnr_mean, ssim, hole_mse,
                     n_images, and the run's settings
 Metrics are computed on the uint8 [0, 255] values of the written PNGs. An
-existing output file is never replaced without --overwrite.
+existing output file is never replaced without --overwrite, and an output
+path that is one of the input files (images, masks, reference) is refused.
+Images and metrics rows are written as each batch finishes: after Ctrl-C
+(exit code 130) or a failed write, rerun with --resume to do the rest. In
+metrics.csv and summary.json, bytes of a file name that are not UTF-8 are
+written as \\xNN.
 
 examples:
   inpaint.py --input photos/ --mask masks/ --out filled
@@ -70,6 +81,13 @@ examples:
 
 class UserError(Exception):
   """A bad flag, input or output path: one line on stderr, exit code 2."""
+
+
+class _RunError(Exception):
+  """The computation or a write failed: one line on stderr, exit code 1.
+
+  Raised out of the progress bar's loop, so that the bar is closed first.
+  """
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
                  'images themselves (hole pixels are ignored).')
   p.add_argument('--overwrite', action='store_true',
                  help='replace existing output files.')
+  p.add_argument('--resume', action='store_true',
+                 help='complete an interrupted run (same flags): skip the '
+                 'images whose outputs are already in --out (<name>.png and '
+                 'raw/<name>.png, and for the first --grid-max images also '
+                 'grid.png), complete the others, and extend metrics.csv '
+                 '(the skipped images\' rows are recomputed from their PNGs) '
+                 'and rewrite summary.json.')
   p.add_argument('--limit', type=int, default=None, metavar='N',
                  help='use only the first N images.')
   p.add_argument('--no-blend', action='store_true',
@@ -186,10 +211,12 @@ def check_counts(args, **positive):
   for flag, value in positive.items():
     if value < 1:
       raise UserError(f'--{flag.replace("_", "-")} must be >= 1, got {value}')
+  if positive.get('steps', 1) > MAX_STEPS:
+    raise UserError(f'--steps must be <= {MAX_STEPS}, got {positive["steps"]}')
   if args.limit is not None and args.limit < 1:
     raise UserError(f'--limit must be >= 1, got {args.limit}')
-  if args.seed < 0:
-    raise UserError(f'--seed must be >= 0, got {args.seed}')
+  if not 0 <= args.seed < SEED_LIMIT:
+    raise UserError(f'--seed must be >= 0 and < 2**32, got {args.seed}')
 
 
 def _check_flags(args):
@@ -199,6 +226,9 @@ def _check_flags(args):
   if args.reference and args.evaluate:
     raise UserError('--evaluate cannot be combined with --reference: a '
                     'conditional completion has no ground truth to compare to')
+  if args.resume and args.overwrite:
+    raise UserError('--resume keeps the finished outputs and --overwrite '
+                    'replaces them: pass one of them')
 
 
 def _shipped_names():
@@ -226,9 +256,14 @@ def _model_dir(arg):
     config = checkpoint.load_config(model_dir)
   except (FileNotFoundError, ValueError) as e:  # ValueError: bad JSON
     raise UserError(str(e)) from e
-  if checkpoint.latest_step(model_dir) is None:
+  step = checkpoint.latest_step(model_dir)
+  if step is None:
     raise UserError(f'{model_dir}: not a jaxinpaint model directory (no '
                     f'checkpoint under {checkpoint.CHECKPOINT_DIR}/)')
+  if step == 0:
+    raise UserError(f'{model_dir}: its checkpoint is from step 0, a model '
+                    'that never trained (its completions would be noise); '
+                    'train it, or pass another --checkpoint')
   return model_dir, config
 
 
@@ -289,26 +324,18 @@ def _load_tfds(spec: str, resolution: int, limit):
                     'tfds:celeb_a:test')
   _, name, split = parts
   try:
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    source = tfds.data_source(name, split=split)
-    count = len(source)
-  except Exception as e:  # pylint: disable=broad-except
-    # tfds raises many types (DatasetNotFoundError, AssertionError, ...).
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    raise UserError(f'--input {spec}: cannot open the tfds split: '
-                    f'{first}') from e
-  count = count if limit is None else min(limit, count)
-  if not count:
-    raise UserError(f'--input {spec}: the split has no examples')
-  images = []
-  for i in range(count):
-    example = source[i]
-    if 'image' not in example:
-      raise UserError(f'--input {spec}: examples have no "image" feature '
-                      f'(features: {sorted(example)})')
-    images.append(data._crop_resize_array(  # pylint: disable=protected-access
-        example['image'], resolution))
-  images = data._to_float(np.stack(images))  # pylint: disable=protected-access
+    # As in training: never downloads (an unprepared set is an error that
+    # says how to prepare it), and every failure is one line.
+    # pylint: disable-next=protected-access
+    source = data._TfdsSource(name, split, None)
+  except (ImportError, ValueError) as e:
+    raise UserError(f'--input {spec}: {e}') from e
+  count = len(source) if limit is None else min(limit, len(source))
+  try:
+    images = np.stack([source.read(i, resolution) for i in range(count)])
+  except ValueError as e:  # no "image" feature
+    raise UserError(f'--input {spec}: {e}') from e
+  images = data._to_float(images)  # pylint: disable=protected-access
   prefix = _SAFE_NAME.sub('_', f'{name}_{split}')
   return images, [f'{prefix}_{i:05d}' for i in range(count)]
 
@@ -399,40 +426,225 @@ def _output_paths(out: Path, names, evaluate: bool):
   return paths
 
 
-def _check_outputs(out: Path, names, evaluate: bool, overwrite: bool):
-  if out.exists() and not out.is_dir():
-    raise UserError(f'--out {out}: exists and is not a folder')
+def _file_id(path):
+  """The file behind `path`, symlinks resolved: equal for two names of it."""
+  st = os.stat(path)
+  return st.st_dev, st.st_ino
+
+
+def _input_files(args) -> dict:
+  """{file id: 'image PATH'} of the files the run reads: the images (the
+  whole --input folder), mask files and the reference."""
+  files = []
+  if not args.input.startswith('tfds:'):
+    path = Path(args.input)
+    files += [('image', p) for p in (data.list_image_files(path)
+                                     if path.is_dir() else [path])]
+  if args.mask not in masks.MASK_KINDS:
+    path = Path(args.mask)
+    files += [('mask', p) for p in (data.list_image_files(path)
+                                    if path.is_dir() else [path])]
+  if args.reference is not None:
+    files.append(('reference', args.reference))
+  return {_file_id(p): f'{what} {p}' for what, p in files}
+
+
+def _check_writable(out: Path):
+  """--out and --out/raw can be made and written to: checked before any
+  work, so a run does not fail at its end."""
+  raw = out / RAW_DIR
+  for folder in (out, raw):
+    if folder.exists() and not folder.is_dir():
+      raise UserError(f'--out {out}: {folder} exists and is not a folder')
+  absolute = out.absolute()
+  existing = next(p for p in (absolute, *absolute.parents) if p.exists())
+  if not existing.is_dir():
+    raise UserError(f'--out {out}: {existing} is not a folder')
+  for folder in (existing, raw) if raw.is_dir() else (existing,):
+    if not os.access(folder, os.W_OK | os.X_OK):
+      raise UserError(f'--out {out}: {folder} is not writable')
+
+
+def _finished(out: Path, names, grid_max: int) -> np.ndarray:
+  """--resume: which images an earlier run wrote completely, bool (N,).
+
+  An image is finished when both its PNGs exist. The first --grid-max
+  images also need grid.png, which is written once all of them are done:
+  their G(z) is in no file, so without the grid they are all done again.
+  """
+  done = np.array([(out / f'{n}.png').is_file()
+                   and (out / RAW_DIR / f'{n}.png').is_file() for n in names])
+  rows = min(len(names), grid_max)
+  if not (done[:rows].all() and (out / GRID_FILE).is_file()):
+    done[:rows] = False
+  return done
+
+
+def _check_outputs(out: Path, names, args, inputs: dict) -> np.ndarray:
+  """Refuses outputs that are input files, and (without --overwrite or
+  --resume) existing ones; returns which images --resume skips."""
   if Path(GRID_FILE).stem in names:
     raise UserError(f'an input image is named {Path(GRID_FILE).stem!r}: its '
                     f'output would collide with {out / GRID_FILE}; rename it')
-  targets = _output_paths(out, names, evaluate)
-  if not overwrite:
+  targets = _output_paths(out, names, args.evaluate)
+  # Whatever the flags: --overwrite would destroy the input, and --resume
+  # would take it for a finished output.
+  for t in targets:
+    if t.exists() and _file_id(t) in inputs:
+      raise UserError(f'{t} is an input ({inputs[_file_id(t)]}): writing '
+                      'there would destroy it; choose another --out')
+  if args.resume:
+    return _finished(out, names, args.grid_max)
+  if not args.overwrite:
     for t in targets:
       if t.exists():
         raise UserError(f'{t} already exists; pass --overwrite to replace '
                         'it, or choose another --out')
-  return targets
+  return np.zeros(len(names), bool)
+
+
+def _read_finished(out: Path, names, done, resolution: int) -> np.ndarray:
+  """--resume --evaluate: the finished images' PNGs, uint8 (K, R, R, 3)."""
+  arrays = []
+  for i in np.flatnonzero(done):
+    path = out / f'{names[i]}.png'
+    (w, h), _ = _inspect_image(path)
+    if (w, h) != (resolution, resolution):
+      raise UserError(f'--resume: {path} is {w}x{h}, not {resolution}x'
+                      f'{resolution}: not an output of this model')
+    with Image.open(path) as img:
+      arrays.append(np.asarray(img.convert('RGB')))
+  return np.stack(arrays)
 
 
 # ----------------------------------------------------------------------------
 # Writing.
 
 
-def _write_csv(path: Path, names, per_image):
-  tmp = path.with_name(f'.{path.name}.tmp')
-  with open(tmp, 'w', newline='') as f:
-    w = csv.writer(f)
-    keys = ('mse', 'psnr', 'ssim', 'hole_mse')
-    w.writerow(('name',) + keys)
-    for i, n in enumerate(names):
-      w.writerow([n] + [f'{per_image[k][i]:.6f}' for k in keys])
-  os.replace(tmp, path)
+def _text(name) -> str:
+  """A file name or path as text that any UTF-8 file or terminal takes:
+  bytes that are not UTF-8 (surrogate escapes in Python) become \\xNN."""
+  return os.fsencode(name).decode('utf-8', 'backslashreplace')
 
 
 def _write_json(path: Path, obj):
   tmp = path.with_name(f'.{path.name}.tmp')
-  tmp.write_text(json.dumps(obj, indent=2) + '\n')
-  os.replace(tmp, path)
+  try:
+    tmp.write_text(json.dumps(obj, indent=2) + '\n')
+    os.replace(tmp, path)
+  except BaseException:
+    tmp.unlink(missing_ok=True)
+    raise
+
+
+_METRIC_KEYS = ('mse', 'psnr', 'ssim', 'hole_mse')
+
+
+class _Writer:
+  """Writes each batch as soon as it is completed, so an interrupted or
+  failed run keeps the finished ones: its PNGs, grid.png once the grid's
+  rows are all done, and its rows of metrics.csv (with --evaluate)."""
+
+  def __init__(self, args, inputs, keep, finished_metrics):
+    self.args, self.inputs, self.keep = args, inputs, keep
+    self.out, n = inputs.out, len(inputs.names)
+    self.complete = int(inputs.done.sum())  # images with both PNGs
+    self.per_image = {k: np.zeros(n) for k in _METRIC_KEYS}
+    self._csv = None  # metrics.csv, opened at the first rows to write
+    self._csv_rows = []
+    if finished_metrics is not None:
+      for j, i in enumerate(np.flatnonzero(inputs.done)):
+        self._add_metrics(i, {k: v[j] for k, v in finished_metrics.items()})
+    # The grid's rows, when it has to be made: G(z) and blended of each.
+    rows = min(n, args.grid_max)
+    self.grid = None if inputs.done[:rows].all() else {}
+    self.grid_rows = rows
+
+  def _fail(self, path, error: OSError):
+    raise _RunError(
+        f'cannot write {_text(path)}: {error.strerror or error}; '
+        f'{self.complete} of {len(self.inputs.names)} images are complete in '
+        f'{_text(self.out)}/ (rerun with --resume to do the rest)') from error
+
+  def _add_metrics(self, i, values):
+    for k in _METRIC_KEYS:
+      self.per_image[k][i] = values[k]
+    self._csv_rows.append([_text(self.inputs.names[i])]
+                          + [f'{values[k]:.6f}' for k in _METRIC_KEYS])
+
+  def _flush_metrics(self):
+    """Appends the pending rows to metrics.csv (made at the first call)."""
+    path = self.out / METRICS_FILE
+    try:
+      if self._csv is None:
+        self._csv = open(path, 'w', newline='', encoding='utf-8')
+        self._csv_rows.insert(0, ('name',) + _METRIC_KEYS)
+      csv.writer(self._csv).writerows(self._csv_rows)
+      self._csv.flush()
+    except OSError as e:
+      self._fail(path, e)
+    self._csv_rows.clear()
+
+  def batch(self, rows, results, per_image=None):
+    """Writes the completed images `rows` (indices into the inputs)."""
+    finite = np.isfinite(results['blended']).all(axis=(1, 2, 3))
+    if not finite.all():
+      bad = [self.inputs.names[rows[j]] for j in np.flatnonzero(~finite)]
+      raise _RunError(f'completion produced non-finite values for '
+                      f'{_names_list(bad)}; is the checkpoint healthy?')
+    from jaxinpaint import grids, metrics  # pylint: disable=g-import-not-at-top
+    blended = metrics.to_uint8(results['blended'])
+    overlay = metrics.to_uint8(results['overlay'])
+    for j, i in enumerate(rows):
+      name = self.inputs.names[i]
+      # The blended PNG last: with both, --resume counts the image as done.
+      for path, image in ((self.out / RAW_DIR / f'{name}.png', overlay[j]),
+                          (self.out / f'{name}.png', blended[j])):
+        try:
+          grids.save_png(path, image)
+        except OSError as e:
+          self._fail(path, e)
+      self.complete += 1
+    if self.grid is not None:
+      for j, i in enumerate(rows):
+        if i < self.grid_rows:
+          self.grid[i] = (results['generated'][j], results['blended'][j])
+      if len(self.grid) == self.grid_rows:
+        self._write_grid()
+    if per_image is not None:
+      for j, i in enumerate(rows):
+        self._add_metrics(i, {k: per_image[k][j] for k in _METRIC_KEYS})
+      self._flush_metrics()
+
+  def _write_grid(self):
+    from jaxinpaint import grids  # pylint: disable=g-import-not-at-top
+    inputs, rows = self.inputs, self.grid_rows
+    images = inputs.images[:rows]
+    columns = [np.where(self.keep[:rows], images, 0.0)]  # holes shown grey
+    if inputs.reference is not None:
+      columns.append(np.broadcast_to(inputs.reference, images.shape))
+    columns += [np.stack([self.grid[i][0] for i in range(rows)]),
+                np.stack([self.grid[i][1] for i in range(rows)])]
+    if self.args.evaluate:
+      columns.append(images)
+    try:
+      grids.save_rows(self.out / GRID_FILE, columns)
+    except OSError as e:
+      self._fail(self.out / GRID_FILE, e)
+    self.grid = None
+
+  def finish(self, summary):
+    """metrics.csv (if nothing was completed in this run) and summary.json."""
+    if self.args.evaluate:
+      self._flush_metrics()
+      try:
+        _write_json(self.out / SUMMARY_FILE, summary)
+      except OSError as e:
+        self._fail(self.out / SUMMARY_FILE, e)
+
+  def close(self):
+    if self._csv is not None:
+      self._csv.close()
 
 
 @dataclasses.dataclass
@@ -444,6 +656,8 @@ class _Inputs:
   mask: np.ndarray  # (1 or N, R, R, 1) float32, 1 = known
   reference: np.ndarray | None  # (1, R, R, 3) or None
   out: Path
+  done: np.ndarray  # (N,) bool: finished by an earlier run (--resume)
+  finished: np.ndarray | None  # --resume --evaluate: their PNGs, uint8
 
 
 def prepare(args) -> _Inputs:
@@ -464,9 +678,14 @@ def prepare(args) -> _Inputs:
       _note(f'note: --loss {args.loss} does not apply to conditional '
             'completion (--reference); it has its own loss (paper eq. 10-12)')
   out = Path(args.out)
-  _check_outputs(out, names, args.evaluate, args.overwrite)
+  _check_writable(out)
+  done = _check_outputs(out, names, args, _input_files(args))
+  finished = None
+  if args.evaluate and done.any():
+    finished = _read_finished(out, names, done, resolution)
   _mask_notes(mask, names, conditional=reference is not None)
-  return _Inputs(model_dir, images, names, mask, reference, out)
+  return _Inputs(model_dir, images, names, mask, reference, out, done,
+                 finished)
 
 
 def run(args, inputs: _Inputs) -> dict:
@@ -477,7 +696,7 @@ def run(args, inputs: _Inputs) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   from absl import logging  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import checkpoint, completion, grids, metrics, pipeline
+  from jaxinpaint import checkpoint, completion, metrics, pipeline
   logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
   images, names, mask, reference, out = (inputs.images, inputs.names,
                                          inputs.mask, inputs.reference,
@@ -486,6 +705,8 @@ def run(args, inputs: _Inputs) -> dict:
   try:
     config, variables, step = checkpoint.load_inference_variables(
         inputs.model_dir)
+  except checkpoint.ChecksumError as e:
+    _error(str(e))
   except Exception as e:  # pylint: disable=broad-except
     # A damaged checkpoint: orbax and tensorstore raise many types.
     first = (str(e).strip().splitlines() or [''])[0]
@@ -501,68 +722,85 @@ def run(args, inputs: _Inputs) -> dict:
   options = completion.Options(steps=args.steps, restarts=args.restarts,
                                blend=not args.no_blend)
   keep = np.broadcast_to(mask > 0.5, images.shape[:-1] + (1,))
+  mask_rows = lambda rows: mask if len(mask) == 1 else mask[rows]
   # --evaluate: the inputs are whole, so damage them (holes grey, 0 in
   # [-1, 1]). Otherwise y is the damaged image as given: completion never
   # reads its hole pixels.
   y = np.where(keep, images, np.float32(0)) if args.evaluate else images
-  batches = -(-n // min(args.batch_size, n))
-  _note(f'completing {n} image{"s" * (n != 1)} with the model at step {step}: '
-        f'{args.steps} Adam steps x {args.restarts} restart(s) on '
-        f'{jax.devices()[0].platform}, {batches} compiled batch'
-        f'{"es" * (batches != 1)} (a CPU takes minutes; a GPU seconds)')
-  results = pipeline.inpaint_batches(
-      variables, config.model, y, mask, np.arange(n), spec=spec,
-      options=options, batch_size=args.batch_size, seed=args.seed,
-      reference=reference)
-  finite = np.isfinite(results['blended']).all(axis=(1, 2, 3))
-  if not finite.all():
-    bad = [names[i] for i in np.flatnonzero(~finite)]
-    _error(f'completion produced non-finite values for {_names_list(bad)}; '
-           'is the checkpoint healthy?', code=1)
 
-  summary, per_image = {}, None
-  if args.evaluate:
-    per_image, summary = pipeline.evaluate(images, results, mask)
+  finished_metrics = None
+  if inputs.finished is not None:
+    done = np.flatnonzero(inputs.done)
+    finished_metrics, _ = pipeline.evaluate(
+        images[done], inputs.finished.astype(np.float32) / 127.5 - 1,
+        mask_rows(done))
+  todo = np.flatnonzero(~inputs.done)
+  writer = _Writer(args, inputs, keep, finished_metrics)
+  results = None
+  try:
+    if len(todo) < n:
+      _note(f'--resume: {n - len(todo)} of {n} images are finished in '
+            f'{_text(out)}/; skipping them')
+    if len(todo):
+      batches = -(-len(todo) // min(args.batch_size, len(todo)))
+      _note(f'completing {len(todo)} image{"s" * (len(todo) != 1)} with the '
+            f'model at step {step}: {args.steps} Adam steps x '
+            f'{args.restarts} restart(s) on {jax.devices()[0].platform}, '
+            f'{batches} compiled batch{"es" * (batches != 1)} (a CPU takes '
+            'minutes; a GPU seconds)')
 
-  # Writing: every target was checked by `prepare`.
-  out.mkdir(parents=True, exist_ok=True)
-  blended_u8 = metrics.to_uint8(results['blended'])
-  overlay_u8 = metrics.to_uint8(results['overlay'])
-  for i, name in enumerate(names):
-    grids.save_png(out / f'{name}.png', blended_u8[i])
-    grids.save_png(out / RAW_DIR / f'{name}.png', overlay_u8[i])
-  rows = min(n, args.grid_max)
-  columns = [np.where(keep, images, 0.0)[:rows]]  # holes shown grey
-  if conditional:
-    columns.append(np.broadcast_to(reference, images.shape)[:rows])
-  columns += [results['generated'][:rows], results['blended'][:rows]]
-  if args.evaluate:
-    columns.append(images[:rows])
-  grids.save_rows(out / GRID_FILE, columns)
+      def on_batch(start, stop, batch):
+        rows = todo[start:stop]
+        per_image = None
+        if args.evaluate:
+          per_image, _ = pipeline.evaluate(images[rows], batch,
+                                           mask_rows(rows))
+        writer.batch(rows, batch, per_image)
 
-  summary.update(
-      method='conditional' if conditional else 'inpainting',
-      loss=loss_name or 'conditional',
-      loss_weights=dataclasses.asdict(spec),
-      steps=args.steps, restarts=args.restarts, batch_size=args.batch_size,
-      seed=args.seed, mask=args.mask, blend=not args.no_blend,
-      input=args.input, reference=args.reference,
-      checkpoint=str(inputs.model_dir), checkpoint_step=step,
-      model={k: config.model[k] for k in ('arch', 'resolution', 'width',
-                                          'z_dim')},
-      final_loss_mean=float(results['final_loss'].min(axis=1).mean()),
-      device=jax.devices()[0].device_kind)
-  if args.evaluate:
-    _write_csv(out / METRICS_FILE, names, per_image)
-    _write_json(out / SUMMARY_FILE, summary)
+      results = pipeline.inpaint_batches(
+          variables, config.model, y[todo], mask_rows(todo), todo, spec=spec,
+          options=options, batch_size=args.batch_size, seed=args.seed,
+          reference=reference, on_batch=on_batch)
 
-  print(f'wrote {n} completed image{"s" * (n != 1)} to {out}/ '
-        f'(unblended overlays in {out / RAW_DIR}/, grid {out / GRID_FILE})')
+    summary = {}
+    if args.evaluate:
+      summary = metrics.summarize(*(writer.per_image[k]
+                                    for k in _METRIC_KEYS))
+    summary.update(
+        method='conditional' if conditional else 'inpainting',
+        loss=loss_name or 'conditional',
+        loss_weights=dataclasses.asdict(spec),
+        steps=args.steps, restarts=args.restarts, batch_size=args.batch_size,
+        seed=args.seed, mask=_text(args.mask), blend=not args.no_blend,
+        input=_text(args.input),
+        reference=args.reference and _text(args.reference),
+        checkpoint=_text(inputs.model_dir), checkpoint_step=step,
+        model={k: config.model[k] for k in ('arch', 'resolution', 'width',
+                                            'z_dim')},
+        resumed=n - len(todo),
+        # Of the images completed in this run (None: all were resumed).
+        final_loss_mean=(None if results is None else
+                         float(results['final_loss'].min(axis=1).mean())),
+        device=jax.devices()[0].device_kind)
+    writer.finish(summary)
+  except _RunError as e:
+    _error(str(e), code=1)
+  except KeyboardInterrupt:
+    _error(f'interrupted: {writer.complete} of {n} images are complete in '
+           f'{_text(out)}/; rerun with --resume to do the rest', code=130)
+  finally:
+    writer.close()
+
+  print(f'wrote {len(todo)} completed image{"s" * (len(todo) != 1)} to '
+        f'{_text(out)}/ (unblended overlays in {_text(out / RAW_DIR)}/, grid '
+        f'{_text(out / GRID_FILE)})'
+        + (f'; {n - len(todo)} finished before' if len(todo) < n else ''))
   if args.evaluate:
     print(f'metrics: MSE {summary["mse"]:.2f}, PSNR {summary["psnr"]:.2f} dB '
           f'(mean per image {summary["psnr_mean"]:.2f}), SSIM '
           f'{summary["ssim"]:.4f}, hole MSE {summary["hole_mse"]:.2f} over '
-          f'{n} images -> {out / METRICS_FILE}, {out / SUMMARY_FILE}')
+          f'{n} images -> {_text(out / METRICS_FILE)}, '
+          f'{_text(out / SUMMARY_FILE)}')
   return summary
 
 
@@ -570,11 +808,14 @@ def main(argv=None):
   """Entry point; `argv` without the program name (default: sys.argv[1:]).
 
   Returns the run's summary dict; exits (SystemExit) with code 2 on bad
-  flags or inputs, before anything is computed or written, and 1 when the
-  computation fails.
+  flags or inputs, before anything is computed or written, 1 when the
+  computation or a write fails, and 130 on Ctrl-C.
   """
   args = build_parser().parse_args(argv)
-  return run(args, checked(prepare, args))
+  try:
+    return run(args, checked(prepare, args))
+  except KeyboardInterrupt:  # `run` handles one once it has written
+    _error('interrupted; nothing was written', code=130)
 
 
 def checked(prepare_fn, args):

@@ -54,7 +54,7 @@ def _padded_rows(start: int, n: int, batch_size: int) -> np.ndarray:
 def inpaint_batches(variables, model_config, images, masks, indices, *,
                     spec, options: completion.Options, batch_size: int,
                     seed: int, progress: bool = True,
-                    reference=None) -> Dict[str, np.ndarray]:
+                    reference=None, on_batch=None) -> Dict[str, np.ndarray]:
   """Completes N images with `completion.complete`, `batch_size` at a time.
 
   Args:
@@ -77,6 +77,10 @@ def inpaint_batches(variables, model_config, images, masks, indices, *,
     progress: show a tqdm bar over batches (on stderr).
     reference: optional (1 or N, H, W, 3) float32 in [-1, 1], the reference
       face(s) y2: conditional completion (`completion.complete_conditional`).
+    on_batch: optional `on_batch(start, stop, results)`, called after each
+      batch with its rows [start, stop) of the dict returned below: a caller
+      that writes them there keeps the finished batches of a run that is
+      interrupted later.
 
   Returns:
     dict of numpy arrays with leading axis N: 'generated' G(ẑ), 'overlay'
@@ -133,8 +137,11 @@ def inpaint_batches(variables, model_config, images, masks, indices, *,
       out = dict(out, cg_iterations=np.full((batch,), -1, np.int32))
     out = jax.device_get({k: out[k] for k in RESULT_KEYS})
     keep = min(batch, n - start)  # drop the padding rows
+    out = {k: np.asarray(out[k])[:keep] for k in RESULT_KEYS}
+    if on_batch is not None:
+      on_batch(start, start + keep, out)
     for k in RESULT_KEYS:
-      pieces[k].append(np.asarray(out[k])[:keep])
+      pieces[k].append(out[k])
   return {k: np.concatenate(v) for k, v in pieces.items()}
 
 

@@ -24,6 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import tqdm
 
 from jaxinpaint import checkpoint, data, grids, losses, models
+from jaxinpaint import config as config_lib
 
 
 @struct.dataclass
@@ -290,7 +291,8 @@ def _check_resumable(workdir, config):
   path = Path(workdir, checkpoint.CONFIG_FILE)
   if checkpoint.latest_step(workdir) is None or not path.is_file():
     return
-  saved = json.loads(path.read_text()).get('model')
+  # load_config: a damaged config.json gives an error naming it.
+  saved = checkpoint.load_config(workdir).to_dict().get('model')
   wanted = json.loads(config.to_json())['model']
   if saved != wanted:
     raise ValueError(
@@ -429,14 +431,27 @@ def free_memory(device):
   return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
 
 
+def check_data_size(config, num_images):
+  """Refuses a set smaller than what one draw takes: a batch (host data) or
+  a whole step (data on the device); either would repeat images."""
+  batch = config.train.batch_size
+  if config.data.on_device:
+    needed = config.train.n_critic * batch
+    if num_images < needed:
+      raise ValueError(
+          f'--config.data.on_device: the data set has {num_images} images, '
+          f'but one step draws n_critic x batch_size = {needed}; use fewer '
+          'or smaller batches, or more images')
+  elif num_images < batch:
+    raise ValueError(
+        f'--config.train.batch_size={batch}: the data set has {num_images} '
+        f'images, but one batch draws {batch}; use a smaller batch or more '
+        'images')
+
+
 def _device_images(config, mesh):
   """The decoded set on the mesh (replicated), after checking it fits."""
   images = data.load_all(config.data, config.model.resolution)
-  needed = config.train.n_critic * config.train.batch_size
-  if len(images) < needed:
-    raise ValueError(
-        f'--config.data.on_device: {len(images)} images, but one step draws '
-        f'n_critic x batch_size = {needed}')
   device = jax.local_devices()[0]
   free = free_memory(device)
   # Half the free memory at most: the networks, optimizer states and
@@ -453,10 +468,8 @@ def _device_images(config, mesh):
 
 
 def _check_export_to(path):
-  if path and Path(path).exists() and (
-      not Path(path).is_dir() or any(Path(path).iterdir())):
-    raise ValueError(f'--config.train.export_to={path}: exists and is not an '
-                     'empty directory; nothing would be exported there')
+  if path:
+    checkpoint.check_new_model_dir(path, f'--config.train.export_to={path}')
 
 
 def _first_non_finite(pulled):
@@ -475,14 +488,17 @@ def train_and_evaluate(config, workdir):
   checkpoints under workdir/checkpoints and workdir/config.json.
   """
   # Bad input fails here, before anything is written.
+  config_lib.validate(config)
   deadline = (process_start_time() + config.train.time_limit
               if config.train.time_limit > 0 else None)
-  source = data.describe_source(config.data)
+  source = data.open_source(config.data)
+  description, num_images = source.describe(), len(source)
+  del source  # an npz source holds every image; the batches open their own
+  check_data_size(config, num_images)
   check_batch_size(config.train.batch_size)
   check_workdir(workdir)
   _check_resumable(workdir, config)
   _check_export_to(config.train.export_to)
-  resolve_critic_loop(config.train)
 
   nets = models.build_models(config.model)
   mesh = make_mesh()
@@ -532,7 +548,7 @@ def train_and_evaluate(config, workdir):
       (64, config.model.z_dim), config.model.arch)
   sample_fn = jax.jit(functools.partial(sample_images, nets['generator']))
 
-  logging.info('training on %s with %d devices from step %d', source,
+  logging.info('training on %s with %d devices from step %d', description,
                jax.device_count(), start)
   total = config.train.steps
   bar = tqdm.tqdm(total=total, initial=start, disable=not files.is_chief,

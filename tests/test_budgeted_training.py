@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import run, write_npz, load_config
+from helpers import run, write_npz
 from jaxinpaint import checkpoint, data, models, training
 from test_training import (TRAIN, TRAINED, assert_trees_equal, npz_flags,
                            read_step_metrics, restore, tiny_config)
@@ -115,16 +115,21 @@ def test_scan_and_unrolled_critic_loops_agree(npz):
   assert max(float(m) for m in moved) > 1e-6
 
 
-def test_on_device_training_resumes_bit_exact(npz, tmp_path):
-  on_device = {'data.on_device': True}
-  straight = tmp_path / 'straight'
-  training.train_and_evaluate(tiny_config(npz, 4, **on_device), straight)
-  resumed = tmp_path / 'resumed'
-  training.train_and_evaluate(tiny_config(npz, 2, **on_device), resumed)
-  training.train_and_evaluate(tiny_config(npz, 4, **on_device), resumed)
+def assert_resume_is_bit_exact(npz, tmp_path, stop, total, **overrides):
+  """Training to `total` in one run equals stopping at `stop` and resuming;
+  returns the straight run's work dir."""
+  straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
+  training.train_and_evaluate(tiny_config(npz, total, **overrides), straight)
+  training.train_and_evaluate(tiny_config(npz, stop, **overrides), resumed)
+  training.train_and_evaluate(tiny_config(npz, total, **overrides), resumed)
   a, b = restore(straight), restore(resumed)
-  assert int(a['step']) == int(b['step']) == 4
+  assert int(a['step']) == int(b['step']) == total
   assert_trees_equal(a, b, TRAINED + ('g_stats_eval',))
+  return straight
+
+
+def test_on_device_training_resumes_bit_exact(npz, tmp_path):
+  assert_resume_is_bit_exact(npz, tmp_path, 2, 4, **{'data.on_device': True})
 
 
 def test_on_device_data_larger_than_memory_is_refused(npz, tmp_path,
@@ -200,15 +205,8 @@ def test_warm_start_loads_the_source_and_resumes_bit_exact(npz, tmp_path):
   np.testing.assert_array_equal(  # fresh optimizers
       jax.tree.leaves(got['d_opt_state'])[-1], 0)
 
-  straight = tmp_path / 'straight'
-  training.train_and_evaluate(tiny_config(npz, 7, **warm), straight)
-  resumed = tmp_path / 'resumed'
-  training.train_and_evaluate(tiny_config(npz, 5, **warm), resumed)
-  training.train_and_evaluate(tiny_config(npz, 7, **warm), resumed)
-  a, b = restore(straight), restore(resumed)
-  assert int(a['step']) == int(b['step']) == 7
+  straight = assert_resume_is_bit_exact(npz, tmp_path, 5, 7, **warm)
   assert [r['step'] for r in read_step_metrics(straight)] == [4, 5, 6, 7]
-  assert_trees_equal(a, b, TRAINED + ('g_stats_eval',))
 
 
 def test_warm_start_from_other_networks_is_refused(npz, tmp_path):

@@ -8,6 +8,8 @@ the whole file (and `complete_conditional` once).
 import csv
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import types
@@ -17,8 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxinpaint import checkpoint, config as config_lib, data, inpaint_cli
-from jaxinpaint import models
+from jaxinpaint import checkpoint, completion, config as config_lib, data
+from jaxinpaint import inpaint_cli, models
 
 ROOT = Path(__file__).resolve().parents[1]
 CELEBA_TEST = ROOT.parent / 'shared' / 'data' / 'celeba64' / 'test'
@@ -73,7 +75,8 @@ def test_help_says_white_is_known(capsys):
   assert 'white = known' in text and 'black = hole' in text
   for flag in ('--checkpoint', '--input', '--mask', '--reference', '--steps',
                '--restarts', '--batch-size', '--loss', '--seed', '--out',
-               '--evaluate', '--overwrite', '--limit', '--no-blend'):
+               '--evaluate', '--overwrite', '--resume', '--limit',
+               '--no-blend'):
     assert flag in text
 
 
@@ -246,14 +249,15 @@ def test_tfds_input(monkeypatch):
               for _ in range(5)]
   calls = []
 
-  def data_source(name, split):
-    calls.append((name, split))
+  def data_source(name, split, data_dir, download):
+    calls.append((name, split, data_dir, download))
     return examples
 
   monkeypatch.setitem(sys.modules, 'tensorflow_datasets',
                       types.SimpleNamespace(data_source=data_source))
   images, names = inpaint_cli._load_inputs('tfds:faces:test[:4]', RES, 3)
-  assert calls == [('faces', 'test[:4]')]
+  # Never a download: an unprepared set must be an error, not hours of it.
+  assert calls == [('faces', 'test[:4]', None, False)]
   assert images.shape == (3, RES, RES, 3) and images.dtype == np.float32
   assert names == ['faces_test_4__00000', 'faces_test_4__00001',
                    'faces_test_4__00002']
@@ -278,3 +282,237 @@ def test_script_entry_point(ckpt, tmp_path):
       'resize it to 64x64 first (inpaint.py never resizes, so outputs stay '
       'aligned with inputs and masks)')
   assert not (tmp_path / 'out').exists()
+
+
+# ----------------------------------------------------------------------------
+# Outputs that would destroy inputs, unwritable outputs, interrupted runs.
+
+
+def files_under(folder):
+  return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob('*')
+                if p.is_file())
+
+
+def assert_one_error_line(err, *fragments):
+  lines = err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: '), err
+  for fragment in fragments:
+    assert fragment in lines[0], (fragment, lines[0])
+  return lines[0]
+
+
+def test_an_output_that_is_an_input_is_refused(ckpt, tmp_path, capsys):
+  folder = tmp_path / 'faces'
+  write_image(folder / 'face.png', seed=1)
+  write_image(tmp_path / 'masks' / 'face.png', mode='L', fill=255)
+  original = (folder / 'face.png').read_bytes()
+  (tmp_path / 'link').symlink_to(folder)  # the same folder by another name
+  base = ['--checkpoint', ckpt, *FAST]
+  cases = [
+      ['--input', folder, '--out', folder, '--overwrite'],
+      ['--input', folder, '--out', folder, '--resume'],
+      ['--input', folder / 'face.png', '--out', tmp_path / 'link',
+       '--overwrite'],
+      ['--input', folder, '--out', folder],
+  ]
+  for extra in cases:
+    code, _, _, err = cli(base + extra, capsys)
+    assert code == 2, (extra, err)
+    line = assert_one_error_line(err, 'is an input (image ', 'face.png',
+                                 'choose another --out')
+    # The file exists because it is the input: --overwrite is no remedy.
+    assert '--overwrite' not in line
+    assert (folder / 'face.png').read_bytes() == original
+    assert files_under(folder) == ['face.png']
+  # A mask file is an input too.
+  write_image(tmp_path / 'in' / 'face.png', seed=2)
+  code, _, _, err = cli(base + ['--input', tmp_path / 'in', '--mask',
+                                tmp_path / 'masks', '--out', tmp_path / 'masks',
+                                '--overwrite'], capsys)
+  assert code == 2
+  assert_one_error_line(err, 'is an input (mask ')
+  assert files_under(tmp_path / 'masks') == ['face.png']
+
+
+def test_an_unwritable_out_is_refused_before_any_work(ckpt, tmp_path, capsys,
+                                                      monkeypatch):
+  write_image(tmp_path / 'in' / 'a.png')
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('in the way')
+  read_only = tmp_path / 'read_only'
+  read_only.mkdir()
+  read_only.chmod(0o555)
+  # root may write anywhere: tell it that this folder is read-only.
+  access = os.access
+  monkeypatch.setattr(os, 'access', lambda path, mode, **kw: (
+      Path(path) != read_only and access(path, mode, **kw)))
+  raw_blocked = tmp_path / 'raw_blocked'
+  raw_blocked.mkdir()
+  (raw_blocked / 'raw').write_text('a file where raw/ goes')
+  # Nothing may be computed: the check comes before loading the model.
+  monkeypatch.setattr(checkpoint, 'load_inference_variables', None)
+  cases = [(blocker / 'sub', [f'--out {blocker / "sub"}', str(blocker),
+                              'not a folder']),
+           (read_only / 'out', [str(read_only), 'not writable']),
+           (raw_blocked, [str(raw_blocked / 'raw'), 'not a folder'])]
+  try:
+    for out, fragments in cases:
+      code, _, _, err = cli(['--checkpoint', ckpt, '--input', tmp_path / 'in',
+                             '--out', out, *FAST], capsys)
+      assert code == 2, err
+      assert_one_error_line(err, *fragments)
+  finally:
+    read_only.chmod(0o755)
+  assert blocker.read_text() == 'in the way'
+  assert files_under(read_only) == [] and files_under(raw_blocked) == ['raw']
+
+
+def test_a_write_failure_keeps_the_finished_batches(ckpt, tmp_path, capsys,
+                                                    monkeypatch):
+  for i, name in enumerate('abcd'):
+    write_image(tmp_path / 'in' / f'{name}.png', seed=i)
+  out = tmp_path / 'out'
+  save = Image.Image.save
+  saved = []
+
+  def save_until_the_disk_is_full(self, fp, *args, **kwargs):
+    saved.append(fp)
+    # Batch 1: raw/a, a, raw/b, b and grid.png (its 2 rows are done); then
+    # the second batch's first PNG, half written.
+    if len(saved) == 6:
+      Path(fp).write_bytes(b'\x89PNG half')
+      raise OSError(28, 'No space left on device')
+    return save(self, fp, *args, **kwargs)
+
+  monkeypatch.setattr(Image.Image, 'save', save_until_the_disk_is_full)
+  code, _, _, err = cli(['--checkpoint', ckpt, '--input', tmp_path / 'in',
+                         '--out', out, '--grid-max', '2', *FAST], capsys)
+  assert code == 1, err
+  assert err.strip().splitlines()[-1] == (
+      f'error: cannot write {out / "raw" / "c.png"}: No space left on device; '
+      f'2 of 4 images are complete in {out}/ (rerun with --resume to do the '
+      'rest)')
+  # The first batch and its grid are kept; no temporary file is left.
+  assert files_under(out) == ['a.png', 'b.png', 'grid.png', 'raw/a.png',
+                              'raw/b.png']
+
+
+def test_ctrl_c_keeps_finished_batches_and_resume_does_the_rest(
+    ckpt, tmp_path, capsys, monkeypatch):
+  for i, name in enumerate('abcde'):
+    write_image(tmp_path / 'in' / f'{name}.png', seed=i)
+  out = tmp_path / 'out'
+  argv = ['--checkpoint', ckpt, '--input', tmp_path / 'in', '--out', out,
+          '--evaluate', '--grid-max', '2', *FAST]
+  complete = completion.complete
+  batches = []
+
+  def complete_until_ctrl_c(*args, **kwargs):
+    batches.append(np.asarray(args[1]).shape)
+    if len(batches) == 2:  # the user presses Ctrl-C in the second batch
+      os.kill(os.getpid(), signal.SIGINT)
+    return complete(*args, **kwargs)
+
+  monkeypatch.setattr(completion, 'complete', complete_until_ctrl_c)
+  code, _, _, err = cli(argv, capsys)
+  assert code == 130
+  assert 'Traceback' not in err
+  assert err.strip().splitlines()[-1] == (
+      f'error: interrupted: 2 of 5 images are complete in {out}/; rerun with '
+      '--resume to do the rest')
+  assert files_under(out) == ['a.png', 'b.png', 'grid.png', 'metrics.csv',
+                              'raw/a.png', 'raw/b.png']
+  with open(out / 'metrics.csv') as f:
+    assert [r['name'] for r in csv.DictReader(f)] == ['a', 'b']
+  stamps = {n: (out / f'{n}.png').stat().st_mtime_ns for n in 'ab'}
+
+  # Without --resume the finished outputs are not touched.
+  code, _, _, err = cli(argv, capsys)
+  assert code == 2 and 'already exists' in err
+
+  batches.clear()
+  monkeypatch.setattr(completion, 'complete', lambda *a, **k: (
+      batches.append(1), complete(*a, **k))[1])
+  code, summary, _, err = cli(argv + ['--resume'], capsys)
+  assert code == 0, err
+  assert '2 of 5 images are finished' in err
+  assert len(batches) == 2  # c, d and e only: two batches of 2
+  assert {n: (out / f'{n}.png').stat().st_mtime_ns for n in 'ab'} == stamps
+  assert summary['resumed'] == 2 and summary['n_images'] == 5
+  with open(out / 'metrics.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert [r['name'] for r in rows] == list('abcde')
+  # The same numbers as one uninterrupted run.
+  fresh = tmp_path / 'fresh'
+  code, expected, _, err = cli(argv[:5] + [fresh] + argv[6:], capsys)
+  assert code == 0, err
+  assert (out / 'metrics.csv').read_text() == (
+      fresh / 'metrics.csv').read_text()
+  for key in ('mse', 'psnr', 'ssim', 'hole_mse', 'n_images'):
+    assert summary[key] == expected[key], key
+  assert not any('.tmp' in f for f in files_under(out))
+
+
+def test_file_names_that_are_not_utf8(ckpt, tmp_path, capsys):
+  raw_name = b'caf\xe9'  # Latin-1, not valid UTF-8
+  folder = tmp_path / 'in'
+  write_image(folder / os.fsdecode(raw_name + b'.png'))
+  write_image(folder / 'plain.png', seed=3)
+  out = tmp_path / 'out'
+  code, _, _, err = cli(['--checkpoint', ckpt, '--input', folder, '--out', out,
+                         '--evaluate', *FAST], capsys)
+  assert code == 0, err
+  # The files keep the input's bytes; the CSV says \xe9 in valid UTF-8.
+  assert os.path.isfile(os.path.join(os.fsencode(out), raw_name + b'.png'))
+  with open(out / 'metrics.csv', encoding='utf-8') as f:
+    assert [r['name'] for r in csv.DictReader(f)] == ['caf\\xe9', 'plain']
+  json.loads((out / 'summary.json').read_text(encoding='utf-8'))
+  assert not any('.tmp' in f for f in files_under(out))
+
+
+def test_out_of_range_flags_and_unusable_models(ckpt, tmp_path, capsys):
+  good = tmp_path / 'good'
+  write_image(good / 'face.png')
+  untrained = tmp_path / 'untrained'
+  c = config_lib.base_config()
+  c.model.resolution, c.model.width, c.model.z_dim = RES, 4, 16
+  checkpoint.export_inference(untrained, c, models.random_variables(c.model),
+                              0)
+  bad_json = tmp_path / 'bad_json'
+  bad_json.mkdir()
+  (bad_json / 'config.json').write_text('{"model": ')
+  out = tmp_path / 'out'
+  cases = [
+      (['--seed', str(2**63)], [f'--seed must be >= 0 and < 2**32, got '
+                                f'{2**63}']),
+      (['--steps', str(10**20)], ['--steps must be <= 1000000']),
+      (['--checkpoint', untrained], [str(untrained), 'step 0',
+                                     'never trained']),
+      (['--checkpoint', bad_json], [str(bad_json / 'config.json'),
+                                    'not a valid config file']),
+      (['--resume', '--overwrite'], ['--resume', '--overwrite']),
+  ]
+  for extra, fragments in cases:
+    code, _, _, err = cli(['--checkpoint', ckpt, '--input', good, '--out', out,
+                           *FAST, *extra], capsys)
+    assert code == 2, (extra, err)
+    assert_one_error_line(err, *fragments)
+    assert not out.exists()
+
+
+def test_a_damaged_model_is_refused(ckpt, tmp_path, capsys):
+  write_image(tmp_path / 'in' / 'a.png')
+  damaged = tmp_path / 'damaged'
+  shutil.copytree(ckpt, damaged)
+  sums = json.loads((damaged / 'checksums.json').read_text())
+  sums['sha256']['g_params/Dense_0/kernel'] = '0' * 64
+  (damaged / 'checksums.json').write_text(json.dumps(sums))
+  out = tmp_path / 'out'
+  code, _, _, err = cli(['--checkpoint', damaged, '--input', tmp_path / 'in',
+                         '--out', out, *FAST], capsys)
+  assert code == 2
+  assert err.strip().splitlines()[-1] == (
+      f'error: {damaged}: array g_params/Dense_0/kernel does not match its '
+      'SHA-256 in checksums.json: the model files are damaged; export or '
+      'copy the model again')
+  assert not out.exists()

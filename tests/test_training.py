@@ -268,6 +268,11 @@ def test_unknown_config_key(tmp_path):
   workdir = tmp_path / 'w'
   result = run([*TRAIN, f'--workdir={workdir}', '--config.train.stepz=3'])
   assert_clean_failure(result, workdir, 'stepz')
+  # The message's text, not its repr with quotes and '\n' in it.
+  assert result.stderr.strip().splitlines()[-1] == (
+      "error: unknown config key 'stepz' in a --config.* override (Did you "
+      'mean "steps" instead of "stepz"?); the keys are those of '
+      'jaxinpaint/config.py')
 
 
 def test_batch_not_divisible_by_devices(npz, tmp_path):
