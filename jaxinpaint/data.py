@@ -10,7 +10,7 @@ Three sources, chosen by `config.data` (exactly one must be set):
     (random access to ArrayRecord files, no TensorFlow needed).
 
 Every image is center-cropped to a square, resized to the model resolution
-and scaled to float32 in [-1, 1] (the library's convention, DESIGN.md).
+and scaled to float32 in [-1, 1] (the library's convention, docs/design.md).
 
 Batches are a pure function of (seed, batch index): global batch k holds the
 elements k*B, ..., k*B + B - 1 of an infinite stream in which epoch e is the

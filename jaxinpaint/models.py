@@ -138,7 +138,7 @@ class PatchCritic(nn.Module):
 
   Three down-sampling blocks at every resolution, so a patch covers the same
   number of pixels (as in pix2pix's PatchGAN) and the map grows with R: 8x8
-  for 64x64 images (DESIGN.md), 16x16 for 128x128.
+  for 64x64 images (docs/design.md), 16x16 for 128x128.
 
   `__call__` returns the map's mean (the score used in the losses);
   `patch_scores` the map itself.

@@ -32,7 +32,7 @@ LONG_STEPS = 20
 
 
 # ---------------------------------------------------------------------------
-# Independent numpy references (paper eq. 5-8, 10-15; DESIGN.md "Completion")
+# Independent numpy references (paper eq. 5-8, 10-15; docs/design.md)
 # ---------------------------------------------------------------------------
 
 def np_window_fraction(mask, value, window=7):
