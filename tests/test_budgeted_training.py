@@ -128,8 +128,11 @@ def assert_resume_is_bit_exact(npz, tmp_path, stop, total, **overrides):
   return straight
 
 
-def test_on_device_training_resumes_bit_exact(npz, tmp_path):
-  assert_resume_is_bit_exact(npz, tmp_path, 2, 4, **{'data.on_device': True})
+# 'scan' is what accelerators run ('auto'); the CPU runs 'unroll'.
+@pytest.mark.parametrize('critic_loop', ['unroll', 'scan'])
+def test_on_device_training_resumes_bit_exact(npz, tmp_path, critic_loop):
+  assert_resume_is_bit_exact(npz, tmp_path, 2, 4, **{
+      'data.on_device': True, 'train.critic_loop': critic_loop})
 
 
 def test_on_device_data_larger_than_memory_is_refused(npz, tmp_path,
