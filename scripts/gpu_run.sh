@@ -4,6 +4,9 @@
 #
 #   scripts/gpu_run.sh prepare            # here: pack what travels
 #   scripts/gpu_run.sh                    # defaults below, on the GPU host
+#   TRAIN_DIR=../shared/data/svhn/train TEST_DIR=../shared/data/svhn/test \
+#     COUNT=8000 TEST_RES=64 scripts/gpu_run.sh prepare
+#   CONFIG=configs/svhn64.py INIT_FROM= scripts/gpu_run.sh   # SVHN at 64x64
 #   BUDGET=180 WIDTH=8 BATCH=8 FACES=4 CSTEPS=20 BENCH=0 \
 #     scripts/gpu_run.sh                  # dry run on a CPU (a few minutes)
 #
@@ -32,7 +35,8 @@ if [ "${1:-}" = prepare ]; then
   # installed here, which are the ones CI tests.
   python3 scripts/prepare_gpu_data.py --train "${TRAIN_DIR:-../shared/data/celeba64/train}" \
     --test "${TEST_DIR:-../shared/data/celeba64/test}" \
-    --count "${COUNT:-25000}" --out "${DATA:-.gpudata}" || exit 1
+    --count "${COUNT:-20000}" --out "${DATA:-.gpudata}" \
+    ${TEST_RES:+--test-resolution "$TEST_RES"} || exit 1
   for package in flax optax orbax-checkpoint chex ml_collections; do
     version=$(python3 -c "import importlib.metadata as m; print(m.version('$package'))") &&
     python3 -m pip download -q --no-deps --only-binary=:all: \

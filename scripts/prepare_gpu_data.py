@@ -1,13 +1,15 @@
 """Packs training and test images small enough to travel to an offline GPU host.
 
   python scripts/prepare_gpu_data.py --train ../shared/data/celeba64/train \
-      --test ../shared/data/celeba64/test --count 25000 --out .gpudata
+      --test ../shared/data/celeba64/test --count 20000 --out .gpudata
 
 Re-encodes the first `--count` training images (sorted names, so the subset is
-the same every time) as JPEG at `--quality` (85: ~1.85 KB a 64x64 face) into
-OUT/train.zip and stores the test images unchanged in OUT/test.zip: one
-uncompressed zip each, since thousands of small files cost more to send than
-their bytes. Prints the size.
+the same every time) as JPEG at `--quality` (85: ~1.95 KB a 64x64 face) into
+OUT/train.zip and stores the test images in OUT/test.zip: unchanged, or, with
+`--test-resolution R`, as PNGs of the loader's R x R preprocessing (the
+tables need test images at the model's resolution: SVHN's 32x32 digits for
+a 64x64 model). One uncompressed zip each, since thousands of small files
+cost more to send than their bytes. Prints the size.
 
 On the GPU host, `--decode-to FILE.npz` instead decodes `--train` (a folder
 or such a zip) once into one uint8 array (the `config.data.npz` source), so
@@ -18,6 +20,7 @@ import argparse
 import concurrent.futures
 import io
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -46,25 +49,36 @@ def _read_zip(path):
     return [(n, z.read(n)) for n in sorted(z.namelist())]
 
 
-def _decode(content, resolution):
-  with Image.open(io.BytesIO(content)) as img:
-    img = img.convert('RGB')
-    if img.size != (resolution, resolution):
-      raise ValueError(f'expected {resolution}x{resolution}, got {img.size}')
-    return np.asarray(img)
+def _png(image):
+  buffer = io.BytesIO()
+  Image.fromarray(image).save(buffer, 'PNG')
+  return buffer.getvalue()
+
+
+def _load_uint8(paths, resolution):
+  """The training loader's preprocessing (crop, resize) as uint8."""
+  chunks = [paths[i:i + 1000] for i in range(0, len(paths), 1000)]
+  with concurrent.futures.ThreadPoolExecutor() as pool:
+    parts = list(pool.map(lambda c: data.load_images(c, resolution)[0],
+                          chunks))
+  # [-1, 1] floats back to the exact uint8 values (x = u / 127.5 - 1).
+  return np.rint((np.concatenate(parts) + 1) * 127.5).astype(np.uint8)
+
+
+def extract(zip_path, folder):
+  Path(folder).mkdir(parents=True, exist_ok=True)
+  for name, content in _read_zip(zip_path):
+    Path(folder, name).write_bytes(content)
 
 
 def decode_to_npz(source, path, resolution):
   start = time.time()
   if zipfile.is_zipfile(source):
-    contents = [c for _, c in _read_zip(source)]
-    with concurrent.futures.ThreadPoolExecutor() as pool:
-      images = np.stack(list(pool.map(
-          lambda c: _decode(c, resolution), contents, chunksize=256)))
+    with tempfile.TemporaryDirectory() as folder:
+      extract(source, folder)
+      images = _load_uint8(data.list_image_files(folder), resolution)
   else:
-    # [-1, 1] floats back to the exact uint8 values (x = u / 127.5 - 1).
-    images = np.rint((data.load_images(source, resolution)[0] + 1)
-                     * 127.5).astype(np.uint8)
+    images = _load_uint8(data.list_image_files(source), resolution)
   np.savez(path, images=images)
   print(f'decoded {len(images)} images from {source} into {path} '
         f'in {time.time() - start:.1f} s')
@@ -74,8 +88,11 @@ def main():
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   p.add_argument('--train', required=True, help='folder of training images')
   p.add_argument('--test', default=None, help='folder of test images')
-  p.add_argument('--count', type=int, default=25000,
-                 help='training images to take (default: 25000)')
+  p.add_argument('--count', type=int, default=20000,
+                 help='training images to take (default: 20000, which with '
+                 'the repository and the wheels stays under 64 MiB)')
+  p.add_argument('--test-resolution', type=int, default=None,
+                 help='store the test images preprocessed to this size')
   p.add_argument('--quality', type=int, default=85, help='JPEG quality')
   p.add_argument('--out', default='.gpudata', help='output folder')
   p.add_argument('--decode-to', default=None, metavar='FILE.npz',
@@ -89,9 +106,7 @@ def main():
     decode_to_npz(args.train, args.decode_to, args.resolution)
     return
   if args.extract_to:
-    Path(args.extract_to).mkdir(parents=True, exist_ok=True)
-    for name, content in _read_zip(args.train):
-      Path(args.extract_to, name).write_bytes(content)
+    extract(args.train, args.extract_to)
     return
   out = Path(args.out)
   if out.exists() and any(out.iterdir()):
@@ -104,8 +119,12 @@ def main():
              contents)
   if args.test:
     test = data.list_image_files(args.test)
-    _write_zip(out / 'test.zip', [Path(p).name for p in test],
-               [Path(p).read_bytes() for p in test])
+    if args.test_resolution:
+      _write_zip(out / 'test.zip', [f'{Path(p).stem}.png' for p in test],
+                 map(_png, _load_uint8(test, args.test_resolution)))
+    else:
+      _write_zip(out / 'test.zip', [Path(p).name for p in test],
+                 [Path(p).read_bytes() for p in test])
   size = sum(f.stat().st_size for f in out.iterdir())
   print(f'{len(train)} training images in {out}/train.zip'
         + (f', {len(test)} test images in {out}/test.zip' if args.test else '')

@@ -17,6 +17,8 @@ SHIPPED = {
     'celeba64_cpu': ('wgan', 64, REPO / 'examples' / 'faces'),
     'celeba64_dcgan': ('dcgan', 64, REPO / 'examples' / 'faces'),
     'cifar32': ('wgan', 32, None),
+    'svhn32': ('wgan', 32, REPO / 'examples' / 'digits'),
+    'svhn32_dcgan': ('dcgan', 32, REPO / 'examples' / 'digits'),
 }
 
 
@@ -53,12 +55,16 @@ def test_shipped_weights_load_and_generate_image_range_outputs(name):
                                reals.mean((0, 1, 2)), atol=0.35)
 
 
-def test_inpaint_runs_out_of_the_box(tmp_path):
+@pytest.mark.parametrize('flags,size', [
+    ([], 64),  # the default: the example faces, the CelebA model
+    (['--checkpoint', 'svhn32', '--input', 'examples/digits'], 32),
+])
+def test_inpaint_runs_out_of_the_box(tmp_path, flags, size):
   out = tmp_path / 'inpainted'
-  result = run(['inpaint.py', '--limit', '2', '--steps', '5', '--out',
+  result = run(['inpaint.py', *flags, '--limit', '2', '--steps', '5', '--out',
                 str(out)])
   assert result.returncode == 0, result.stderr[-3000:]
   grid = Image.open(out / 'grid.png')
-  assert grid.width > 3 * 64 and grid.height > 2 * 64
+  assert grid.width > 3 * size and grid.height > 2 * size
   assert len(list(out.glob('*.png'))) == 3  # two faces and the grid
   assert str(out) in result.stdout
