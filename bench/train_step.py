@@ -23,6 +23,7 @@ from absl import app, flags
 from jax.sharding import NamedSharding, PartitionSpec as P
 from ml_collections import config_flags
 
+from jaxinpaint import config as config_lib
 from jaxinpaint import models, training
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,6 +76,7 @@ def bench_width(config, steps, num_images):
 def main(argv):
   del argv
   config = flags.FLAGS.config
+  config_lib.validate(config)
   training.check_batch_size(config.train.batch_size)
   print(f'device: {jax.device_count()} x {jax.devices()[0].device_kind}')
   for width in flags.FLAGS.widths or [config.model.width]:

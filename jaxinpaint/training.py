@@ -191,11 +191,9 @@ def train_step(state: TrainState, real, *, nets, config, batch_sharding=None,
 def resolve_critic_loop(train_config):
   """'auto' -> 'unroll' on CPU (XLA:CPU runs convolutions inside a while loop
   on a slow path, ~14x slower here), 'scan' elsewhere (one compiled critic
-  update instead of n_critic: minutes less compilation on a GPU)."""
+  update instead of n_critic: minutes less compilation on a GPU). The value
+  is checked by config.validate."""
   loop = train_config.critic_loop
-  if loop not in ('auto', 'scan', 'unroll'):
-    raise ValueError(f"--config.train.critic_loop={loop!r}: expected 'auto', "
-                     "'scan' or 'unroll'")
   if loop == 'auto':
     return 'unroll' if jax.default_backend() == 'cpu' else 'scan'
   return loop
@@ -409,16 +407,16 @@ def warm_start_state(config, nets, init_from):
   g_params = variables['generator']['params']
   # Training continues from the statistics completion used (the source's
   # recalibrated ones); the EMA takes over from there.
-  g_stats = variables['generator']['batch_stats']
   cast = lambda new, like: jax.tree.map(
       lambda a, b: jnp.asarray(a, b.dtype), new, like)
+  g_stats = cast(variables['generator']['batch_stats'], fresh.g_stats)
   opt = make_optimizer(config.train)
   g_params, d_params = (cast(g_params, fresh.g_params),
                         cast(d_params, fresh.d_params))
   return fresh.replace(
-      step=jnp.asarray(step, jnp.int32), g_params=g_params,
-      g_stats=cast(g_stats, fresh.g_stats),
-      g_stats_eval=jax.tree.map(jnp.copy, cast(g_stats, fresh.g_stats)),
+      step=jnp.asarray(step, jnp.int32), g_params=g_params, g_stats=g_stats,
+      # A copy: g_stats is donated with the state, g_stats_eval beside it.
+      g_stats_eval=jax.tree.map(jnp.copy, g_stats),
       d_params=d_params, d_stats=cast(d_stats, fresh.d_stats),
       g_opt_state=opt.init(g_params), d_opt_state=opt.init(d_params))
 

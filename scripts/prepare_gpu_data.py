@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from jaxinpaint import config as config_lib
 from jaxinpaint import data
 
 
@@ -55,14 +56,11 @@ def _png(image):
   return buffer.getvalue()
 
 
-def _load_uint8(paths, resolution):
-  """The training loader's preprocessing (crop, resize) as uint8."""
-  chunks = [paths[i:i + 1000] for i in range(0, len(paths), 1000)]
-  with concurrent.futures.ThreadPoolExecutor() as pool:
-    parts = list(pool.map(lambda c: data.load_images(c, resolution)[0],
-                          chunks))
-  # [-1, 1] floats back to the exact uint8 values (x = u / 127.5 - 1).
-  return np.rint((np.concatenate(parts) + 1) * 127.5).astype(np.uint8)
+def _decoded(folder, resolution):
+  """The training loader's decoded uint8 set of `folder` (data.load_all)."""
+  source = config_lib.base_config().data
+  source.folder = str(folder)
+  return data.load_all(source, resolution)
 
 
 def extract(zip_path, folder):
@@ -76,9 +74,9 @@ def decode_to_npz(source, path, resolution):
   if zipfile.is_zipfile(source):
     with tempfile.TemporaryDirectory() as folder:
       extract(source, folder)
-      images = _load_uint8(data.list_image_files(folder), resolution)
+      images = _decoded(folder, resolution)
   else:
-    images = _load_uint8(data.list_image_files(source), resolution)
+    images = _decoded(source, resolution)
   np.savez(path, images=images)
   print(f'decoded {len(images)} images from {source} into {path} '
         f'in {time.time() - start:.1f} s')
@@ -121,7 +119,7 @@ def main():
     test = data.list_image_files(args.test)
     if args.test_resolution:
       _write_zip(out / 'test.zip', [f'{Path(p).stem}.png' for p in test],
-                 map(_png, _load_uint8(test, args.test_resolution)))
+                 map(_png, _decoded(args.test, args.test_resolution)))
     else:
       _write_zip(out / 'test.zip', [Path(p).name for p in test],
                  [Path(p).read_bytes() for p in test])
