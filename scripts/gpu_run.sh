@@ -126,17 +126,30 @@ if [ -n "$INIT_FROM" ]; then
     say "not warm-starting: $INIT_FROM is not a width-$WIDTH ${RES}x$RES model"
   fi
 fi
-train_s=$(( $(left) - RESERVE ))
-say "training for ${train_s}s: $CONFIG width $WIDTH batch $BATCH bfloat16"
-timeout -s TERM -k 60 $(( train_s + 120 )) "$PYTHON" train.py --config "$CONFIG" \
-  --workdir "$WORK/run" "${init_flag[@]}" \
-  --config.data.folder= --config.data.npz="$npz" --config.data.on_device=True \
-  --config.model.width="$WIDTH" --config.model.dtype=bfloat16 \
-  --config.train.batch_size="$BATCH" --config.train.steps=10000000 \
-  --config.train.time_limit="$train_s" --config.train.export_to="$WORK/model" \
-  --config.train.log_every=100 --config.train.sample_every=1000 \
-  --config.train.checkpoint_every=1000
-say "training ended with exit code $?"
+train() {  # train EXTRA_FLAGS...: until the budget minus the reserve
+  local train_s=$(( $(left) - RESERVE ))
+  say "training for ${train_s}s: $CONFIG width $WIDTH batch $BATCH bfloat16 $*"
+  timeout -s TERM -k 60 $(( train_s + 120 )) "$PYTHON" train.py --config "$CONFIG" \
+    --workdir "$WORK/run" "${init_flag[@]}" \
+    --config.data.folder= --config.data.npz="$npz" \
+    --config.model.width="$WIDTH" --config.model.dtype=bfloat16 \
+    --config.train.batch_size="$BATCH" --config.train.steps=10000000 \
+    --config.train.time_limit="$train_s" --config.train.export_to="$WORK/model" \
+    --config.train.log_every=100 --config.train.sample_every=1000 \
+    --config.train.checkpoint_every=1000 "$@"
+}
+train --config.data.on_device=True
+code=$?
+say "training ended with exit code $code"
+# A failure before any checkpoint (e.g. the device path on a new jax) gets
+# one retry on the host input pipeline and the unrolled critic loop, so the
+# budget still becomes a model.
+if [ ! -d "$WORK/model" ] && [ -z "$(ls "$WORK/run/checkpoints" 2>/dev/null)" ] &&
+   [ "$(left)" -gt $(( RESERVE + 60 )) ]; then
+  rm -rf "$WORK/run"
+  train --config.data.on_device=False --config.train.critic_loop=unroll
+  say "retry ended with exit code $?"
+fi
 [ -d "$WORK/model" ] || "$PYTHON" -m jaxinpaint.export --workdir "$WORK/run" \
   --out "$WORK/model" --dtype bfloat16 || exit 1
 
