@@ -20,9 +20,12 @@ for small gradients.
 
 Batches run on every local device by default: each batch is split over a
 one-axis `Mesh` (images on 'images', the networks replicated) and the same
-jitted search runs SPMD, each device on its own images. The per-image maths
-is unchanged, so results equal the one-device ones up to that rounding
-(tests/test_devices.py).
+jitted search runs SPMD, each device on its own images. The Adam steps need
+no communication; after them the restart selection gathers the latents
+(N x K x z_dim floats) and the CG blend's loop test reduces one flag per
+iteration over the devices (a converged system is frozen, so no value
+depends on the split). The per-image maths is unchanged, so results equal
+the one-device ones up to the rounding above (tests/test_devices.py).
 """
 from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 

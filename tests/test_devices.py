@@ -16,7 +16,9 @@ from helpers import run
 from jaxinpaint import completion, config as config_lib, masks, models
 from jaxinpaint import pipeline
 
-_FOUR_DEVICES = {'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
+# The CPU platform even on a GPU host: only it takes a forced device count.
+_FOUR_DEVICES = {'XLA_FLAGS': '--xla_force_host_platform_device_count=4',
+                 'JAX_PLATFORMS': 'cpu'}
 
 _SCRIPT = textwrap.dedent('''
   import jax, numpy as np
