@@ -27,7 +27,7 @@ iteration over the devices (a converged system is frozen, so no value
 depends on the split). The per-image maths is unchanged, so results equal
 the one-device ones up to the rounding above (tests/test_devices.py).
 """
-from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Mapping, Sequence, Tuple, Union
 
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -61,7 +61,7 @@ def _padded_rows(start: int, n: int, batch_size: int) -> np.ndarray:
   return start + np.arange(batch_size) % count
 
 
-# The mesh axis that completion batches are split on: one image per row.
+# The mesh axis that completion batches are split on (their leading axis).
 IMAGE_AXIS = 'images'
 
 Devices = Union[None, int, Sequence[jax.Device]]
