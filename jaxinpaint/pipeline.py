@@ -17,10 +17,20 @@ they are bitwise equal for batch sizes >= 2 (tests/test_pipeline.py). A
 batch of 1 may run other kernels; their rounding differences (~1e-7) can
 grow over many Adam steps, because Adam's update is nearly sign(gradient)
 for small gradients.
+
+Batches run on every local device by default: each batch is split over a
+one-axis `Mesh` (images on 'images', the networks replicated) and the same
+jitted search runs SPMD, each device on its own images. The Adam steps need
+no communication; after them the restart selection gathers the latents
+(N x K x z_dim floats) and the CG blend's loop test reduces one flag per
+iteration over the devices (a converged system is frozen, so no value
+depends on the split). The per-image maths is unchanged, so results equal
+the one-device ones up to the rounding above (tests/test_devices.py).
 """
-from typing import Dict, Mapping, Tuple
+from typing import Dict, Mapping, Sequence, Tuple, Union
 
 import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 import tqdm
 
@@ -51,10 +61,63 @@ def _padded_rows(start: int, n: int, batch_size: int) -> np.ndarray:
   return start + np.arange(batch_size) % count
 
 
+# The mesh axis that completion batches are split on (their leading axis).
+IMAGE_AXIS = 'images'
+
+Devices = Union[None, int, Sequence[jax.Device]]
+
+
+def completion_devices(devices: Devices = None) -> list:
+  """The devices `inpaint_batches` runs on.
+
+  None: all local devices; an int n: the first n local devices; a sequence:
+  those devices. Raises ValueError (one line) for a count out of range or an
+  empty sequence.
+  """
+  local = jax.local_devices()
+  if devices is None:
+    return list(local)
+  if isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
+    if not 1 <= devices <= len(local):
+      raise ValueError(f'devices={devices}: expected a count from 1 to the '
+                       f'{len(local)} local devices')
+    return list(local[:devices])
+  devices = list(devices)
+  if not devices or not all(isinstance(d, jax.Device) for d in devices):
+    raise ValueError(f'devices={devices!r}: expected None, a count or a '
+                     'non-empty list of jax devices')
+  return devices
+
+
+def batch_placement(devices: Sequence[jax.Device]):
+  """(place_batch, place_replicated): put a batch's arrays (split on their
+  leading axis over `devices`) and the networks' variables (a copy on each)
+  where the jitted search will run.
+
+  One device needs no mesh: the arrays are put on it and jit follows them.
+  """
+  if len(devices) == 1:
+    put = lambda tree: jax.device_put(tree, devices[0])
+    return put, put
+  mesh = Mesh(np.array(devices), (IMAGE_AXIS,))
+  split, replicated = NamedSharding(mesh, P(IMAGE_AXIS)), NamedSharding(
+      mesh, P())
+  return (lambda tree: jax.device_put(tree, split),
+          lambda tree: jax.device_put(tree, replicated))
+
+
+def round_batch_size(batch_size: int, n_images: int, n_devices: int) -> int:
+  """min(batch_size, n_images) rounded up to a multiple of n_devices, so every
+  device gets the same number of images (padding rows are dropped later)."""
+  batch = min(batch_size, n_images)
+  return -(-batch // n_devices) * n_devices
+
+
 def inpaint_batches(variables, model_config, images, masks, indices, *,
                     spec, options: completion.Options, batch_size: int,
                     seed: int, progress: bool = True,
-                    reference=None, on_batch=None) -> Dict[str, np.ndarray]:
+                    reference=None, on_batch=None,
+                    devices: Devices = None) -> Dict[str, np.ndarray]:
   """Completes N images with `completion.complete`, `batch_size` at a time.
 
   Args:
@@ -72,7 +135,9 @@ def inpaint_batches(variables, model_config, images, masks, indices, *,
       `reference`, a `completion.ConditionalSpec` or None for its default.
     options: `completion.Options` (steps, restarts, blending, ...).
     batch_size: images per compiled call, B >= 1. The batch is
-      min(B, N); the last batch is padded to it by repeating its rows.
+      min(B, N) rounded up to a multiple of the device count (7 images,
+      B = 3 on 4 devices: batches of 4); the last batch is padded to it by
+      repeating its rows, and padding rows never reach the results.
     seed: root seed of the latent initializations.
     progress: show a tqdm bar over batches (on stderr).
     reference: optional (1 or N, H, W, 3) float32 in [-1, 1], the reference
@@ -81,6 +146,11 @@ def inpaint_batches(variables, model_config, images, masks, indices, *,
       batch with its rows [start, stop) of the dict returned below: a caller
       that writes them there keeps the finished batches of a run that is
       interrupted later.
+    devices: where to run (`completion_devices`): None = all local
+      devices, an int = the first that many, or a list of devices. Each
+      batch is split evenly over them; an image's result depends only on
+      its own (y, M, key), so the device count changes results by float
+      rounding only.
 
   Returns:
     dict of numpy arrays with leading axis N: 'generated' G(ẑ), 'overlay'
@@ -111,21 +181,24 @@ def inpaint_batches(variables, model_config, images, masks, indices, *,
       raise ValueError(f'reference {reference.shape} does not fit images '
                        f'{images.shape}')
 
+  devices = completion_devices(devices)
+  place_batch, place_replicated = batch_placement(devices)
+  variables = place_replicated(variables)
   nets = models.build_models(model_config)
   if reference is None:
     run = lambda b, keys: completion.complete(
-        variables, images[b], masks[b], keys, nets=nets, spec=spec,
-        options=options, arch=model_config.arch)
+        variables, *place_batch((images[b], masks[b], keys)), nets=nets,
+        spec=spec, options=options, arch=model_config.arch)
   else:
     cond_spec = spec if spec is not None else completion.ConditionalSpec()
     if not isinstance(cond_spec, completion.ConditionalSpec):
       raise ValueError('conditional completion (reference given) needs a '
                        f'completion.ConditionalSpec, got {type(spec).__name__}')
     run = lambda b, keys: completion.complete_conditional(
-        variables, images[b], reference[b], masks[b], keys, nets=nets,
-        spec=cond_spec, options=options)
+        variables, *place_batch((images[b], reference[b], masks[b], keys)),
+        nets=nets, spec=cond_spec, options=options)
 
-  batch = min(batch_size, n)
+  batch = round_batch_size(batch_size, n, len(devices))
   starts = range(0, n, batch)
   pieces = {k: [] for k in RESULT_KEYS}
   for start in tqdm.tqdm(starts, desc='completing', unit='batch',
