@@ -339,7 +339,8 @@ def stream_indices(num_images: int, seed: int, positions: np.ndarray,
   Returns:
     int64 array shaped like `positions`.
   """
-  permutation = permutation or (lambda e: _permutation(num_images, seed, e))
+  permutation = permutation or (
+      lambda e: epoch_permutation(num_images, seed, e))
   positions = np.asarray(positions, np.int64)
   epochs = positions // num_images
   out = np.empty(positions.shape, np.int64)
@@ -349,7 +350,8 @@ def stream_indices(num_images: int, seed: int, positions: np.ndarray,
   return out
 
 
-def _permutation(num_images: int, seed: int, epoch: int) -> np.ndarray:
+def epoch_permutation(num_images: int, seed: int, epoch: int) -> np.ndarray:
+  """The order of the N images in epoch `epoch` of the stream."""
   rng = np.random.default_rng([seed % _SEED_MODULUS, epoch])
   return rng.permutation(num_images)
 
@@ -414,7 +416,7 @@ class BatchIterator:
     # that straddles the boundary.
     perm = self._perm_cache.get(epoch)
     if perm is None:
-      perm = _permutation(self._num_images, self._seed, epoch)
+      perm = epoch_permutation(self._num_images, self._seed, epoch)
       self._perm_cache[epoch] = perm
       while len(self._perm_cache) > 2:
         self._perm_cache.popitem(last=False)
