@@ -23,8 +23,8 @@ index of the next batch (`BatchIterator.next_batch`).
 Decoding runs in a thread pool with a bounded number of batches in flight:
 libjpeg/zlib and PIL's resize release the GIL, and threads need neither
 pickling nor shared memory. What holds the GIL is Python code around each
-image, so it is kept short: chunks of a batch per task, and a fast path for
-plain colour JPEGs that skips PIL's Python header parser (same pixels).
+image, so it is kept short: chunks of a batch per task, and JPEGs decoded at
+reduced scale (`Image.draft`) where the output is smaller.
 """
 import collections
 import concurrent.futures
@@ -505,7 +505,8 @@ class BatchIterator:
 def make_batch_iterator(data_config: Any, resolution: int,
                         global_batch_size: int, seed: int,
                         start_batch: int = 0, process_index: int = 0,
-                        process_count: int = 1) -> BatchIterator:
+                        process_count: int = 1,
+                        source=None) -> BatchIterator:
   """Background-prefetched batches of the source named by `data_config`.
 
   Args:
@@ -517,6 +518,8 @@ def make_batch_iterator(data_config: Any, resolution: int,
     start_batch: index of the first global batch to yield (resume point).
     process_index: this process's index in [0, process_count).
     process_count: number of processes that share each global batch.
+    source: `open_source(data_config)` if the caller has it already (an npz
+      source holds every image: opening it again would load them again).
 
   Returns:
     A `BatchIterator` yielding float32 arrays (B // P, R, R, 3) in [-1, 1]:
@@ -538,7 +541,8 @@ def make_batch_iterator(data_config: Any, resolution: int,
                      f'divisible by the process count {process_count}')
   if start_batch < 0:
     raise ValueError(f'start_batch must be >= 0, got {start_batch}')
-  source = open_source(data_config)
+  if source is None:
+    source = open_source(data_config)
   return BatchIterator(
       source, resolution, global_batch_size, seed, start_batch, process_index,
       process_count,
@@ -586,15 +590,17 @@ def load_images(paths: PathLike | Iterable[PathLike],
 # The whole set as one array (data on the accelerator).
 
 
-def load_all(data_config: Any, resolution: int) -> np.ndarray:
+def load_all(data_config: Any, resolution: int, source=None) -> np.ndarray:
   """Every image of the source as uint8 (N, R, R, 3), decoded once.
 
   With `data_config.cache` set to a .npy path, a decoded array there with
   the right shape is memory-mapped instead of decoding again, and a missing
-  one is written (atomically) for the next run.
+  one is written (atomically) for the next run. `source`: as for
+  `make_batch_iterator`.
   """
   cache = getattr(data_config, 'cache', '')
-  source = open_source(data_config)
+  if source is None:
+    source = open_source(data_config)
   shape = (len(source), resolution, resolution, 3)
   if cache and os.path.isfile(cache):
     images = np.load(cache, mmap_mode='r')
