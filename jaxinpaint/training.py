@@ -13,6 +13,7 @@ import signal
 import time
 from typing import Any, Callable, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -139,6 +140,10 @@ def train_step(state: TrainState, real, *, nets, config, batch_sharding=None,
   critic_loop: 'scan' (the critic update compiled once) or 'unroll' (a
   Python loop); the same arithmetic either way.
   """
+  # At trace time: a batch of another resolution would otherwise fail deep
+  # inside the critics with a message about a Dense kernel.
+  res = config.model.resolution
+  chex.assert_shape(real, (None, None, res, res, 3))
   opt = make_optimizer(config.train)
   key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   batch = real.shape[1]
@@ -240,6 +245,8 @@ def build_train_functions(config, nets, mesh, on_device=False):
   n_critic, batch = config.train.n_critic, config.train.batch_size
 
   def step_on_device(state, images):
+    chex.assert_rank(images, 4)
+    chex.assert_type(images, jnp.uint8)
     real = data.device_batches(images, config.seed, state.step * n_critic,
                                n_critic, batch)
     return step(state, jax.lax.with_sharding_constraint(real, real_sharding))

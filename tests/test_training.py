@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from helpers import REPO, load_config, run, shared_folder, write_npz
-from jaxinpaint import checkpoint, data, models, training, workdir as workdir_lib
+from jaxinpaint import checkpoint, data, models, training
+from jaxinpaint import workdir as workdir_lib
 
 TRAIN = ['train.py', '--config', 'configs/tiny.py']
 
@@ -382,6 +383,19 @@ def test_unwritable_workdir(npz, tmp_path):
   result = run([*TRAIN, f'--workdir={workdir}', *npz_flags(npz, 2)])
   assert_clean_failure(result, workdir, str(workdir))
   assert blocker.read_text() == 'in the way'
+
+
+def test_step_refuses_batches_of_another_shape_when_traced():
+  config = load_config('tiny')
+  nets = models.build_models(config.model)
+  state = jax.eval_shape(functools.partial(training.init_state, config, nets))
+  step = functools.partial(training.train_step, nets=nets, config=config)
+  res = config.model.resolution
+  good = jax.ShapeDtypeStruct((2, 8, res, res, 3), np.float32)
+  assert jax.eval_shape(step, state, good)[0].step.shape == ()
+  for shape in ((2, 8, res, 2 * res, 3), (2, 8, res, res, 1), (8, res, res, 3)):
+    with pytest.raises(AssertionError, match='shape'):
+      jax.eval_shape(step, state, jax.ShapeDtypeStruct(shape, np.float32))
 
 
 def test_dcgan_baseline_step_uses_the_gan_loss():
