@@ -27,8 +27,9 @@ import tqdm
 from jaxinpaint import checkpoint, data, losses, models
 from jaxinpaint import config as config_lib
 from jaxinpaint import workdir as workdir_lib
-# Raised by train_and_evaluate; defined with the signal handling.
-from jaxinpaint.workdir import StoppedBySignal  # pylint: disable=unused-import
+# Raised by train_and_evaluate (callers catch training.StoppedBySignal);
+# defined with the signal handling.
+from jaxinpaint.workdir import StoppedBySignal
 
 
 @struct.dataclass
@@ -234,10 +235,11 @@ def build_train_functions(config, nets, mesh, on_device=False):
   replicated = NamedSharding(mesh, P())
   real_sharding = NamedSharding(mesh, P(None, 'data'))
   init = functools.partial(init_state, config, nets)
-  state_sharding = jax.tree.map(lambda _: replicated, jax.eval_shape(init))
+  shapes = jax.eval_shape(init)
+  state_sharding = jax.tree.map(lambda _: replicated, shapes)
   abstract_state = jax.tree.map(
       lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-      jax.eval_shape(init), state_sharding)
+      shapes, state_sharding)
   step = functools.partial(
       train_step, nets=nets, config=config,
       batch_sharding=NamedSharding(mesh, P('data')),
