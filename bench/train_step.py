@@ -4,8 +4,8 @@
   python bench/train_step.py --widths 32,64 --config.model.dtype=bfloat16
   python bench/train_step.py --config configs/tiny.py
 
-For each width, compiles `training.build_train_step` twice and times
-`--steps` jitted steps of each, side by side:
+For each width, builds `training.build_train_functions` twice (as training
+does) and times `--steps` jitted steps of each, side by side:
   host:    real batches made on the host (float32) and copied to the device
            every step, as the host input pipeline does (decoding excluded:
            bench/data_pipeline.py times that);
@@ -20,7 +20,6 @@ from pathlib import Path
 import jax
 import numpy as np
 from absl import app, flags
-from jax.sharding import NamedSharding, PartitionSpec as P
 from ml_collections import config_flags
 
 from jaxinpaint import config as config_lib
@@ -55,21 +54,20 @@ def bench_width(config, steps, num_images):
   rng = np.random.default_rng(0)
   host_batch = rng.uniform(-1, 1, (n_critic, batch, res, res, 3)).astype(
       np.float32)
-  images = jax.device_put(
-      rng.integers(0, 256, (max(num_images, n_critic * batch), res, res, 3),
-                   dtype=np.uint8), NamedSharding(mesh, P()))
-  real_sharding = NamedSharding(mesh, P(None, 'data'))
-  inputs = {'host': lambda: jax.device_put(host_batch, real_sharding),
-            'device': lambda: images}
+  device_set = rng.integers(
+      0, 256, (max(num_images, n_critic * batch), res, res, 3), np.uint8)
   results = {}
-  for mode, make_input in inputs.items():
-    init = lambda: training.init_state(config, nets)
-    state_sharding = jax.tree.map(lambda _: NamedSharding(mesh, P()),
-                                  jax.eval_shape(init))
-    state = jax.jit(init, out_shardings=state_sharding)()
-    step_fn = training.build_train_step(config, nets, mesh, state_sharding,
-                                        on_device=mode == 'device')
-    results[mode] = time_steps(step_fn, state, make_input, steps)
+  for mode in ('host', 'device'):
+    functions = training.build_train_functions(config, nets, mesh,
+                                               on_device=mode == 'device')
+    if mode == 'host':  # copied every step, as the host pipeline's batches
+      make_input = lambda f=functions: jax.device_put(host_batch,
+                                                      f.input_sharding)
+    else:  # copied once
+      images = jax.device_put(device_set, functions.input_sharding)
+      make_input = lambda: images
+    results[mode] = time_steps(functions.step, functions.init(), make_input,
+                               steps)
   return results
 
 

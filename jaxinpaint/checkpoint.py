@@ -121,6 +121,14 @@ def check_new_model_dir(path, label=None):
   if path.exists() and not (path.is_dir() and not any(path.iterdir())):
     raise ValueError(f'{label}: exists and is not an empty directory; '
                      'nothing would be exported there')
+  check_creatable_dir(path, label)
+
+
+def check_creatable_dir(path, label):
+  """Raises ValueError (starting with `label`) unless the nearest existing
+  one of `path` and its parents is a writable directory: then `path` can be
+  made with mkdir(parents=True). Creates nothing."""
+  path = Path(path).absolute()
   existing = next(p for p in (path, *path.parents) if p.exists())
   if not existing.is_dir():
     raise ValueError(f'{label}: {existing} is not a directory')

@@ -23,8 +23,8 @@ index of the next batch (`BatchIterator.next_batch`).
 Decoding runs in a thread pool with a bounded number of batches in flight:
 libjpeg/zlib and PIL's resize release the GIL, and threads need neither
 pickling nor shared memory. What holds the GIL is Python code around each
-image, so it is kept short: chunks of a batch per task, and a fast path for
-plain colour JPEGs that skips PIL's Python header parser (same pixels).
+image, so it is kept short: chunks of a batch per task, and JPEGs decoded at
+reduced scale (`Image.draft`) where the output is smaller.
 """
 import collections
 import concurrent.futures
@@ -339,7 +339,8 @@ def stream_indices(num_images: int, seed: int, positions: np.ndarray,
   Returns:
     int64 array shaped like `positions`.
   """
-  permutation = permutation or (lambda e: _permutation(num_images, seed, e))
+  permutation = permutation or (
+      lambda e: epoch_permutation(num_images, seed, e))
   positions = np.asarray(positions, np.int64)
   epochs = positions // num_images
   out = np.empty(positions.shape, np.int64)
@@ -349,7 +350,8 @@ def stream_indices(num_images: int, seed: int, positions: np.ndarray,
   return out
 
 
-def _permutation(num_images: int, seed: int, epoch: int) -> np.ndarray:
+def epoch_permutation(num_images: int, seed: int, epoch: int) -> np.ndarray:
+  """The order of the N images in epoch `epoch` of the stream."""
   rng = np.random.default_rng([seed % _SEED_MODULUS, epoch])
   return rng.permutation(num_images)
 
@@ -414,7 +416,7 @@ class BatchIterator:
     # that straddles the boundary.
     perm = self._perm_cache.get(epoch)
     if perm is None:
-      perm = _permutation(self._num_images, self._seed, epoch)
+      perm = epoch_permutation(self._num_images, self._seed, epoch)
       self._perm_cache[epoch] = perm
       while len(self._perm_cache) > 2:
         self._perm_cache.popitem(last=False)
@@ -503,7 +505,8 @@ class BatchIterator:
 def make_batch_iterator(data_config: Any, resolution: int,
                         global_batch_size: int, seed: int,
                         start_batch: int = 0, process_index: int = 0,
-                        process_count: int = 1) -> BatchIterator:
+                        process_count: int = 1,
+                        source=None) -> BatchIterator:
   """Background-prefetched batches of the source named by `data_config`.
 
   Args:
@@ -515,6 +518,8 @@ def make_batch_iterator(data_config: Any, resolution: int,
     start_batch: index of the first global batch to yield (resume point).
     process_index: this process's index in [0, process_count).
     process_count: number of processes that share each global batch.
+    source: `open_source(data_config)` if the caller has it already (an npz
+      source holds every image: opening it again would load them again).
 
   Returns:
     A `BatchIterator` yielding float32 arrays (B // P, R, R, 3) in [-1, 1]:
@@ -536,7 +541,8 @@ def make_batch_iterator(data_config: Any, resolution: int,
                      f'divisible by the process count {process_count}')
   if start_batch < 0:
     raise ValueError(f'start_batch must be >= 0, got {start_batch}')
-  source = open_source(data_config)
+  if source is None:
+    source = open_source(data_config)
   return BatchIterator(
       source, resolution, global_batch_size, seed, start_batch, process_index,
       process_count,
@@ -584,15 +590,17 @@ def load_images(paths: PathLike | Iterable[PathLike],
 # The whole set as one array (data on the accelerator).
 
 
-def load_all(data_config: Any, resolution: int) -> np.ndarray:
+def load_all(data_config: Any, resolution: int, source=None) -> np.ndarray:
   """Every image of the source as uint8 (N, R, R, 3), decoded once.
 
   With `data_config.cache` set to a .npy path, a decoded array there with
   the right shape is memory-mapped instead of decoding again, and a missing
-  one is written (atomically) for the next run.
+  one is written (atomically) for the next run. `source`: as for
+  `make_batch_iterator`.
   """
   cache = getattr(data_config, 'cache', '')
-  source = open_source(data_config)
+  if source is None:
+    source = open_source(data_config)
   shape = (len(source), resolution, resolution, 3)
   if cache and os.path.isfile(cache):
     images = np.load(cache, mmap_mode='r')

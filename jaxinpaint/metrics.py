@@ -11,7 +11,7 @@ reproduces every MSE/PSNR pair of the paper's Tables 1 and 2. We report both.
 """
 from typing import Dict
 
-import jax
+import dm_pix as pix
 import jax.numpy as jnp
 import numpy as np
 
@@ -113,26 +113,6 @@ def psnr_of_mean_mse(mses: jnp.ndarray) -> jnp.ndarray:
   return _psnr_from_mse(jnp.mean(jnp.asarray(mses, jnp.float32)))
 
 
-def _gaussian_taps(sigma: float, radius: int) -> np.ndarray:
-  # Same normalized kernel as scipy.ndimage.gaussian_filter (which skimage
-  # uses): exp(-t²/2σ²) on t = -radius..radius, summing to 1.
-  t = np.arange(-radius, radius + 1, dtype=np.float64)
-  k = np.exp(-0.5 * (t / sigma)**2)
-  return (k / k.sum()).astype(np.float32)
-
-
-def _valid_filter(x: jnp.ndarray, taps: np.ndarray) -> jnp.ndarray:
-  """Separable 'valid' filtering over H and W: (..., H, W, C) -> smaller."""
-  size = len(taps)
-  for axis in (-3, -2):
-    n = x.shape[axis] - size + 1
-    # Weighted sum of shifted slices: elementwise float32, so no TF32
-    # convolution on GPUs changes the result.
-    x = sum(float(taps[k]) * jax.lax.slice_in_dim(x, k, k + n, axis=axis)
-            for k in range(size))
-  return x
-
-
 def ssim(a: jnp.ndarray,
          b: jnp.ndarray,
          filter_size: int = 11,
@@ -141,12 +121,14 @@ def ssim(a: jnp.ndarray,
          k2: float = 0.03) -> jnp.ndarray:
   """Per-image SSIM (Wang et al. 2004), averaged over channels and positions.
 
-  Gaussian window of 11 taps, σ = 1.5, population (co)variances, data range
-  255. The SSIM map is kept only where the whole window lies inside the
-  image ('valid'), which is what
+  `dm_pix.ssim`: Gaussian window of 11 taps, σ = 1.5, population
+  (co)variances, data range 255, the SSIM map kept only where the whole
+  window lies inside the image ('valid'), which is what
   `skimage.metrics.structural_similarity(a, b, gaussian_weights=True,
   sigma=1.5, use_sample_covariance=False, data_range=255, channel_axis=-1)`
-  averages (it filters with reflect padding, then crops the 5-pixel border).
+  averages (it filters with reflect padding, then crops the 5-pixel border;
+  tests/test_metrics.py checks the two agree). Its filter runs at the
+  highest precision, so no TF32 convolution on GPUs changes the result.
 
   Args:
     a, b: (..., H, W, C) in [0, 255], H and W >= filter_size.
@@ -163,25 +145,8 @@ def ssim(a: jnp.ndarray,
     raise ValueError(
         f'SSIM needs images of at least {filter_size}x{filter_size}, got '
         f'{h}x{w}')
-  taps = _gaussian_taps(sigma, filter_size // 2)
-  c1 = (k1 * MAX_VALUE)**2
-  c2 = (k2 * MAX_VALUE)**2
-
-  # (Co)variances as E[xy] - E[x]E[y] cancel badly in float32 on [0, 255]
-  # data; removing a per-image-channel offset first (they are shift
-  # invariant) keeps them accurate to ~1e-6 of SSIM.
-  offset = 0.5 * jnp.mean(a + b, axis=(-3, -2), keepdims=True)
-  a0, b0 = a - offset, b - offset
-  mu_a0 = _valid_filter(a0, taps)
-  mu_b0 = _valid_filter(b0, taps)
-  var_a = _valid_filter(a0 * a0, taps) - mu_a0 * mu_a0
-  var_b = _valid_filter(b0 * b0, taps) - mu_b0 * mu_b0
-  cov = _valid_filter(a0 * b0, taps) - mu_a0 * mu_b0
-  mu_a, mu_b = mu_a0 + offset, mu_b0 + offset  # the taps sum to 1
-
-  num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
-  den = (mu_a * mu_a + mu_b * mu_b + c1) * (var_a + var_b + c2)
-  return jnp.mean(num / den, axis=_SPATIAL_CHANNEL)
+  return pix.ssim(a, b, max_val=MAX_VALUE, filter_size=filter_size,
+                  filter_sigma=sigma, k1=k1, k2=k2)
 
 
 def summarize(per_image_mse, per_image_psnr, per_image_ssim,

@@ -3,16 +3,17 @@
 One `train_step` is one generator iteration: `n_critic` critic updates (a
 `lax.scan` over `n_critic` real batches) followed by one generator update.
 It is a pure function of (state, real batches); the loop jits it over a
-device mesh with the batch sharded on 'data' and the state replicated.
+device mesh with the batch sharded on 'data' and the state replicated
+(`build_train_functions`). The work dir's files and stopping on SIGTERM or
+SIGINT are in `workdir.py`.
 """
 import functools
-import json
 import os
 import signal
 import time
-from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,8 +24,12 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import tqdm
 
-from jaxinpaint import checkpoint, data, grids, losses, models
+from jaxinpaint import checkpoint, data, losses, models
 from jaxinpaint import config as config_lib
+from jaxinpaint import workdir as workdir_lib
+# Raised by train_and_evaluate (callers catch training.StoppedBySignal);
+# defined with the signal handling.
+from jaxinpaint.workdir import StoppedBySignal
 
 
 @struct.dataclass
@@ -136,6 +141,10 @@ def train_step(state: TrainState, real, *, nets, config, batch_sharding=None,
   critic_loop: 'scan' (the critic update compiled once) or 'unroll' (a
   Python loop); the same arithmetic either way.
   """
+  # At trace time: a batch of another resolution would otherwise fail deep
+  # inside the critics with a message about a Dense kernel.
+  res = config.model.resolution
+  chex.assert_shape(real, (None, None, res, res, 3))
   opt = make_optimizer(config.train)
   key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   batch = real.shape[1]
@@ -199,17 +208,38 @@ def resolve_critic_loop(train_config):
   return loop
 
 
-def build_train_step(config, nets, mesh, state_sharding, on_device=False):
-  """The jitted, sharded training step over `mesh` (state replicated).
+class TrainFunctions(NamedTuple):
+  """The jitted functions of a run over a mesh, and their shardings.
 
-  Returns step_fn(state, real) -> (state, metrics) with real (n_critic, B, H,
-  W, 3) sharded over 'data' on B; with on_device=True instead
-  step_fn(state, images), which draws the step's batches from the uint8 set
-  `images` (replicated) by `data.device_batches` at batch step * n_critic.
-  The state's buffers are donated.
+  init() -> TrainState: the initial state (from config.seed) on the mesh.
+  step(state, inputs) -> (state, metrics): one generator iteration. inputs
+    is `real` (n_critic, B, H, W, 3) sharded over 'data' on B or, with
+    on_device=True, the uint8 set (N, H, W, 3) replicated, from which the
+    step draws its batches by `data.device_batches` at batch step * n_critic.
+    The state's buffers are donated.
+  state_sharding: of the state (replicated), a pytree like it.
+  abstract_state: the state's shapes, dtypes and shardings (the target to
+    restore a checkpoint into).
+  input_sharding: of step's `inputs`.
   """
+  init: Callable[[], 'TrainState']
+  step: Callable[..., Any]
+  state_sharding: Any
+  abstract_state: Any
+  input_sharding: NamedSharding
+
+
+def build_train_functions(config, nets, mesh, on_device=False):
+  """The jitted, sharded training functions over `mesh` (state replicated),
+  for training and bench/train_step.py alike."""
   replicated = NamedSharding(mesh, P())
   real_sharding = NamedSharding(mesh, P(None, 'data'))
+  init = functools.partial(init_state, config, nets)
+  shapes = jax.eval_shape(init)
+  state_sharding = jax.tree.map(lambda _: replicated, shapes)
+  abstract_state = jax.tree.map(
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+      shapes, state_sharding)
   step = functools.partial(
       train_step, nets=nets, config=config,
       batch_sharding=NamedSharding(mesh, P('data')),
@@ -217,15 +247,21 @@ def build_train_step(config, nets, mesh, state_sharding, on_device=False):
   n_critic, batch = config.train.n_critic, config.train.batch_size
 
   def step_on_device(state, images):
+    chex.assert_rank(images, 4)
+    chex.assert_type(images, jnp.uint8)
     real = data.device_batches(images, config.seed, state.step * n_critic,
                                n_critic, batch)
     return step(state, jax.lax.with_sharding_constraint(real, real_sharding))
 
-  return jax.jit(step_on_device if on_device else step,
-                 in_shardings=(state_sharding,
-                               replicated if on_device else real_sharding),
-                 out_shardings=(state_sharding, replicated),
-                 donate_argnums=0)
+  input_sharding = replicated if on_device else real_sharding
+  step_fn = jax.jit(step_on_device if on_device else step,
+                    in_shardings=(state_sharding, input_sharding),
+                    out_shardings=(state_sharding, replicated),
+                    donate_argnums=0)
+  return TrainFunctions(
+      init=jax.jit(init, out_shardings=state_sharding), step=step_fn,
+      state_sharding=state_sharding, abstract_state=abstract_state,
+      input_sharding=input_sharding)
 
 
 def recalibrate_batch_stats(generator, g_params, g_stats, key, num_batches,
@@ -269,109 +305,6 @@ def check_batch_size(batch_size):
     raise ValueError(
         f'--config.train.batch_size={batch_size} is not divisible by the '
         f'{n} devices; use a multiple of {n}')
-
-
-def check_workdir(workdir):
-  """Fails early, with one line and nothing created, if `workdir` can't be
-  written; the directory itself is made at the first write."""
-  path = Path(workdir).absolute()
-  if path.exists() and not path.is_dir():
-    raise ValueError(f'--workdir {workdir}: exists and is not a directory')
-  existing = next(p for p in (path, *path.parents) if p.exists())
-  if not existing.is_dir():
-    raise ValueError(f'--workdir {workdir}: {existing} is not a directory')
-  if not os.access(existing, os.W_OK | os.X_OK):
-    raise ValueError(f'--workdir {workdir}: {existing} is not writable')
-
-
-def _check_resumable(workdir, config):
-  """A work dir may resume only a run of the same networks."""
-  path = Path(workdir, checkpoint.CONFIG_FILE)
-  if checkpoint.latest_step(workdir) is None or not path.is_file():
-    return
-  # load_config: a damaged config.json gives an error naming it.
-  saved = checkpoint.load_config(workdir).to_dict().get('model')
-  wanted = json.loads(config.to_json())['model']
-  if saved != wanted:
-    raise ValueError(
-        f'--workdir {workdir} holds a run of other networks (config.model '
-        f'{saved}, asked {wanted}); use a new --workdir')
-
-
-class StoppedBySignal(Exception):
-  """SIGTERM/SIGINT arrived; a checkpoint was saved."""
-
-
-class _StopRequest:
-  """SIGTERM/SIGINT set a flag; the loop then saves a checkpoint and stops."""
-
-  def __init__(self):
-    self.signum = None
-    self._previous = {}
-
-  def __enter__(self):
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      self._previous[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def _handle(self, signum, frame):
-    del frame
-    self.signum = signum
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-
-
-class _RunFiles:
-  """metrics.jsonl, samples/, checkpoints/ and config.json of a work dir.
-
-  Nothing is created until the first write, so a run that fails on bad
-  input leaves no trace; only process 0 writes metrics and samples.
-  """
-
-  def __init__(self, workdir, config):
-    self.workdir, self.config = Path(workdir), config
-    self.is_chief = jax.process_index() == 0
-    self._metrics = None
-    self._manager = None
-    self.last_saved = checkpoint.latest_step(workdir)
-
-  def manager(self):
-    if self._manager is None:
-      self._manager = checkpoint.manager(
-          self.workdir, keep=self.config.train.keep_checkpoints)
-    return self._manager
-
-  def save(self, state, step):
-    if step == self.last_saved:
-      return
-    if self.is_chief:
-      self.workdir.mkdir(parents=True, exist_ok=True)
-      checkpoint.save_config(self.workdir, self.config)
-    self.manager().save(step, args=ocp.args.StandardSave(state), force=True)
-    self.last_saved = step
-
-  def log(self, records):
-    if not self.is_chief:
-      return
-    if self._metrics is None:
-      self.workdir.mkdir(parents=True, exist_ok=True)
-      self._metrics = open(self.workdir / 'metrics.jsonl', 'a')
-    for r in records:
-      self._metrics.write(json.dumps(r) + '\n')
-    self._metrics.flush()
-
-  def sample_grid(self, step, images):
-    if self.is_chief:
-      grids.save_grid(self.workdir / 'samples' / f'step_{step:06d}.png',
-                      images)
-
-  def close(self):
-    if self._manager is not None:
-      self._manager.wait_until_finished()
-    if self._metrics is not None:
-      self._metrics.close()
 
 
 _IMPORT_TIME = time.time()
@@ -447,9 +380,10 @@ def check_data_size(config, num_images):
         'images')
 
 
-def _device_images(config, mesh):
-  """The decoded set on the mesh (replicated), after checking it fits."""
-  images = data.load_all(config.data, config.model.resolution)
+def _device_images(config, source, sharding):
+  """The decoded set of `source` with `sharding` (replicated), after
+  checking that it fits."""
+  images = data.load_all(config.data, config.model.resolution, source)
   device = jax.local_devices()[0]
   free = free_memory(device)
   # Half the free memory at most: the networks, optimizer states and
@@ -460,7 +394,6 @@ def _device_images(config, mesh):
         f'{images.nbytes / 2**30:.2f} GiB, {device.device_kind} has '
         f'{free / 2**30:.2f} GiB free (at most half of it is used for data); '
         'set --config.data.on_device=False or use fewer images')
-  sharding = NamedSharding(mesh, P())
   return jax.make_array_from_callback(images.shape, sharding,
                                       lambda index: np.asarray(images[index]))
 
@@ -489,43 +422,36 @@ def train_and_evaluate(config, workdir):
   config_lib.validate(config)
   deadline = (process_start_time() + config.train.time_limit
               if config.train.time_limit > 0 else None)
+  # Opened once: the batches read this source (an npz source holds every
+  # image in memory).
   source = data.open_source(config.data)
-  description, num_images = source.describe(), len(source)
-  del source  # an npz source holds every image; the batches open their own
-  check_data_size(config, num_images)
+  check_data_size(config, len(source))
   check_batch_size(config.train.batch_size)
-  check_workdir(workdir)
-  _check_resumable(workdir, config)
+  workdir_lib.check_workdir(workdir)
+  workdir_lib.check_resumable(workdir, config)
   _check_export_to(config.train.export_to)
 
   nets = models.build_models(config.model)
-  mesh = make_mesh()
-  replicated = NamedSharding(mesh, P())
-  real_sharding = NamedSharding(mesh, P(None, 'data'))
-
-  init = functools.partial(init_state, config, nets)
-  abstract = jax.eval_shape(init)
-  state_sharding = jax.tree.map(lambda _: replicated, abstract)
-  files = _RunFiles(workdir, config)
+  on_device = config.data.on_device
+  functions = build_train_functions(config, nets, make_mesh(), on_device)
+  files = workdir_lib.RunFiles(workdir, config)
   if files.last_saved is not None:
-    target = jax.tree.map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-        abstract, state_sharding)
     state = files.manager().restore(
-        files.last_saved, args=ocp.args.StandardRestore(target))
+        files.last_saved,
+        args=ocp.args.StandardRestore(functions.abstract_state))
   elif config.train.init_from:
     state = jax.device_put(
-        warm_start_state(config, nets, config.train.init_from), state_sharding)
+        warm_start_state(config, nets, config.train.init_from),
+        functions.state_sharding)
   else:
-    state = jax.jit(init, out_shardings=state_sharding)()
+    state = functions.init()
   start = int(jax.device_get(state.step))
 
-  on_device = config.data.on_device
-  step_fn = build_train_step(config, nets, mesh, state_sharding, on_device)
+  step_fn = functions.step
   n_critic, res = config.train.n_critic, config.model.resolution
   global_shape = (n_critic, config.train.batch_size, res, res, 3)
   if on_device:
-    images = _device_images(config, mesh)
+    images = _device_images(config, source, functions.input_sharding)
     next_input = lambda: images
     batch_iter = None
   else:
@@ -534,20 +460,20 @@ def train_and_evaluate(config, workdir):
     batch_iter = data.make_batch_iterator(
         config.data, res, config.train.batch_size, seed=config.seed,
         start_batch=start * n_critic, process_index=jax.process_index(),
-        process_count=jax.process_count())
+        process_count=jax.process_count(), source=source)
 
     def next_input():
       local = np.stack([next(batch_iter) for _ in range(n_critic)])
-      return jax.make_array_from_process_local_data(real_sharding, local,
-                                                    global_shape)
+      return jax.make_array_from_process_local_data(
+          functions.input_sharding, local, global_shape)
 
   sample_z = models.sample_latent(
       jax.random.fold_in(jax.random.key(config.seed), 2**30),
       (64, config.model.z_dim), config.model.arch)
   sample_fn = jax.jit(functools.partial(sample_images, nets['generator']))
 
-  logging.info('training on %s with %d devices from step %d', description,
-               jax.device_count(), start)
+  logging.info('training on %s with %d devices from step %d',
+               source.describe(), jax.device_count(), start)
   total = config.train.steps
   bar = tqdm.tqdm(total=total, initial=start, disable=not files.is_chief,
                   desc='train', unit='it', dynamic_ncols=True)
@@ -599,7 +525,7 @@ def train_and_evaluate(config, workdir):
   sync_each_step = jax.devices()[0].platform == 'cpu' and len(jax.devices()) > 1
   step = start
   try:
-    with _StopRequest() as stop:
+    with workdir_lib.StopRequest() as stop:
       while (step < total and stop.signum is None
              and (deadline is None or time.time() < deadline)):
         state, metrics = step_fn(state, next_input())

@@ -13,7 +13,7 @@
 # Inputs (`prepare` makes them: scripts/prepare_gpu_data.py, pip download):
 #   $DATA/train.zip  training images,   $DATA/test.zip  test images
 #   $WHEELS      pure-Python wheels installed into /tmp/site when present
-#                (the versions CI tests: flax, optax, orbax, chex,
+#                (the versions CI tests: flax, optax, orbax, chex, dm-pix,
 #                ml_collections), so only jax/jaxlib differ from CI.
 # Settings (environment): BUDGET seconds for everything (the training time
 # limit is what is left after RESERVE seconds for export, tables, benches),
@@ -37,7 +37,7 @@ if [ "${1:-}" = prepare ]; then
     --test "${TEST_DIR:-../shared/data/celeba64/test}" \
     --count "${COUNT:-20000}" --out "${DATA:-.gpudata}" \
     ${TEST_RES:+--test-resolution "$TEST_RES"} || exit 1
-  for package in flax optax orbax-checkpoint chex ml_collections; do
+  for package in flax optax orbax-checkpoint chex dm-pix ml_collections; do
     version=$(python3 -c "import importlib.metadata as m; print(m.version('$package'))") &&
     python3 -m pip download -q --no-deps --only-binary=:all: \
       --python-version 3.12 --implementation cp \
@@ -78,7 +78,7 @@ check_packages() {
   "$PYTHON" - <<'EOF'
 import importlib
 for name in ('jax', 'jaxlib', 'flax', 'optax', 'orbax.checkpoint', 'chex',
-             'ml_collections', 'numpy', 'PIL'):
+             'dm_pix', 'ml_collections', 'numpy', 'PIL'):
   m = importlib.import_module(name)
   print(f'{name} {getattr(m, "__version__", "?")} {m.__file__}')
 import jax
@@ -95,7 +95,7 @@ if ! check_packages; then
   # the image's own packages and add only what it lacks.
   say "carried wheels failed to import; falling back to the image's packages"
   rm -rf /tmp/site && "$PYTHON" -m pip install -q --no-index --no-deps \
-    --target /tmp/site "$WHEELS"/ml_collections-*.whl
+    --target /tmp/site "$WHEELS"/ml_collections-*.whl "$WHEELS"/dm_pix-*.whl
   check_packages || exit 1
 fi
 command -v nvidia-smi > /dev/null && nvidia-smi -L

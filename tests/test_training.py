@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import numpy as np
 import pytest
 
 from helpers import REPO, load_config, run, shared_folder, write_npz
-from jaxinpaint import checkpoint, models, training
+from jaxinpaint import checkpoint, data, models, training
+from jaxinpaint import workdir as workdir_lib
 
 TRAIN = ['train.py', '--config', 'configs/tiny.py']
 
@@ -138,6 +140,82 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(npz, tmp_path):
   assert proc.returncode == 130
   assert 'rerun the same command to resume' in stderr
   assert checkpoint.latest_step(workdir) >= 2
+
+
+def test_stop_request_catches_signals_in_the_main_thread_then_restores():
+  calls = []
+  previous = signal.signal(signal.SIGTERM, lambda *_: calls.append('old'))
+  sentinel = signal.getsignal(signal.SIGTERM)
+  try:
+    with workdir_lib.StopRequest() as stop:
+      assert stop.installed
+      os.kill(os.getpid(), signal.SIGTERM)
+      deadline = time.time() + 10
+      while stop.signum is None and time.time() < deadline:
+        time.sleep(0.01)  # the handler runs between bytecodes
+      assert stop.signum == signal.SIGTERM
+    assert calls == []  # the flag was set instead of the old handler
+    assert signal.getsignal(signal.SIGTERM) is sentinel
+    assert not stop.installed
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_stop_request_installs_nothing_outside_the_main_thread():
+  before = {s: signal.getsignal(s) for s in workdir_lib.StopRequest.SIGNALS}
+  seen = {}
+
+  def enter():
+    with workdir_lib.StopRequest() as stop:
+      seen['installed'] = stop.installed
+      seen['during'] = {s: signal.getsignal(s) for s in before}
+
+  thread = threading.Thread(target=enter)
+  thread.start()
+  thread.join()
+  assert seen == {'installed': False, 'during': before}
+
+
+@pytest.mark.parametrize('on_device', [False, True])
+def test_training_opens_the_source_once_and_runs_in_any_thread(
+    npz, tmp_path, monkeypatch, on_device):
+  opened = []
+  real_open = data.open_source
+
+  def counting_open(data_config):
+    opened.append(data_config.npz)
+    return real_open(data_config)
+
+  monkeypatch.setattr(data, 'open_source', counting_open)
+  previous = signal.signal(signal.SIGTERM, lambda *_: None)
+  sentinel = signal.getsignal(signal.SIGTERM)
+  try:
+    workdir = tmp_path / 'run'
+    config = tiny_config(npz, 1, **{'data.on_device': on_device})
+    errors = []
+
+    def train():
+      try:
+        training.train_and_evaluate(config, workdir)
+      except BaseException as e:  # pylint: disable=broad-except
+        errors.append(e)
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    thread.join()
+    assert not errors, errors
+    assert checkpoint.latest_step(workdir) == 1
+    assert opened == [str(npz)]
+    assert signal.getsignal(signal.SIGTERM) is sentinel
+    # From the main thread: handlers installed for the run, then the
+    # previous one is back.
+    training.train_and_evaluate(tiny_config(npz, 2, **{
+        'data.on_device': on_device}), workdir)
+    assert checkpoint.latest_step(workdir) == 2
+    assert opened == [str(npz)] * 2
+    assert signal.getsignal(signal.SIGTERM) is sentinel
+  finally:
+    signal.signal(signal.SIGTERM, previous)
 
 
 _DEVICE_SCRIPT = textwrap.dedent('''
@@ -305,6 +383,19 @@ def test_unwritable_workdir(npz, tmp_path):
   result = run([*TRAIN, f'--workdir={workdir}', *npz_flags(npz, 2)])
   assert_clean_failure(result, workdir, str(workdir))
   assert blocker.read_text() == 'in the way'
+
+
+def test_step_refuses_batches_of_another_shape_when_traced():
+  config = load_config('tiny')
+  nets = models.build_models(config.model)
+  state = jax.eval_shape(functools.partial(training.init_state, config, nets))
+  step = functools.partial(training.train_step, nets=nets, config=config)
+  res = config.model.resolution
+  good = jax.ShapeDtypeStruct((2, 8, res, res, 3), np.float32)
+  assert jax.eval_shape(step, state, good)[0].step.shape == ()
+  for shape in ((2, 8, res, 2 * res, 3), (2, 8, res, res, 1), (8, res, res, 3)):
+    with pytest.raises(AssertionError, match='shape'):
+      jax.eval_shape(step, state, jax.ShapeDtypeStruct(shape, np.float32))
 
 
 def test_dcgan_baseline_step_uses_the_gan_loss():

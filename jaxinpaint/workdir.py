@@ -1,0 +1,133 @@
+"""A training work dir: its checks, its files, and stopping on a signal.
+
+`check_workdir` and `check_resumable` run before anything is written;
+`RunFiles` writes metrics.jsonl, samples/, checkpoints/ and config.json,
+each on first use; `StopRequest` turns SIGTERM/SIGINT into a flag the
+training loop polls between steps, so that it can save a checkpoint first.
+"""
+import json
+import signal
+import threading
+from pathlib import Path
+
+import jax
+import orbax.checkpoint as ocp
+
+from jaxinpaint import checkpoint, grids
+
+METRICS_FILE = 'metrics.jsonl'
+SAMPLES_DIR = 'samples'
+
+
+def check_workdir(workdir):
+  """Fails early, with one line and nothing created, if `workdir` can't be
+  written; the directory itself is made at the first write."""
+  path = Path(workdir).absolute()
+  if path.exists() and not path.is_dir():
+    raise ValueError(f'--workdir {workdir}: exists and is not a directory')
+  checkpoint.check_creatable_dir(path, f'--workdir {workdir}')
+
+
+def check_resumable(workdir, config):
+  """A work dir may resume only a run of the same networks."""
+  path = Path(workdir, checkpoint.CONFIG_FILE)
+  if checkpoint.latest_step(workdir) is None or not path.is_file():
+    return
+  # load_config: a damaged config.json gives an error naming it.
+  saved = checkpoint.load_config(workdir).to_dict().get('model')
+  wanted = json.loads(config.to_json())['model']
+  if saved != wanted:
+    raise ValueError(
+        f'--workdir {workdir} holds a run of other networks (config.model '
+        f'{saved}, asked {wanted}); use a new --workdir')
+
+
+class StoppedBySignal(Exception):
+  """SIGTERM/SIGINT arrived; a checkpoint was saved."""
+
+
+class StopRequest:
+  """While entered, SIGTERM/SIGINT set `signum` instead of stopping the
+  process; on exit the previous handlers are back.
+
+  Python delivers signals to the main thread only, and only the main thread
+  may install handlers: entered from any other thread this installs none
+  (`installed` is False), `signum` stays None, and a signal does whatever
+  the process's handlers do (by default SIGINT raises KeyboardInterrupt in
+  the main thread and SIGTERM ends the process without a checkpoint).
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+  def __init__(self):
+    self.signum = None
+    self.installed = False
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in self.SIGNALS:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      self.installed = True
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    self.signum = signum
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+    self._previous.clear()
+    self.installed = False
+
+
+class RunFiles:
+  """metrics.jsonl, samples/, checkpoints/ and config.json of a work dir.
+
+  Nothing is created until the first write, so a run that fails on bad
+  input leaves no trace; only process 0 writes metrics and samples.
+  """
+
+  def __init__(self, workdir, config):
+    self.workdir, self.config = Path(workdir), config
+    self.is_chief = jax.process_index() == 0
+    self._metrics = None
+    self._manager = None
+    self.last_saved = checkpoint.latest_step(workdir)
+
+  def manager(self):
+    if self._manager is None:
+      self._manager = checkpoint.manager(
+          self.workdir, keep=self.config.train.keep_checkpoints)
+    return self._manager
+
+  def save(self, state, step):
+    if step == self.last_saved:
+      return
+    if self.is_chief:
+      self.workdir.mkdir(parents=True, exist_ok=True)
+      checkpoint.save_config(self.workdir, self.config)
+    self.manager().save(step, args=ocp.args.StandardSave(state), force=True)
+    self.last_saved = step
+
+  def log(self, records):
+    if not self.is_chief:
+      return
+    if self._metrics is None:
+      self.workdir.mkdir(parents=True, exist_ok=True)
+      self._metrics = open(self.workdir / METRICS_FILE, 'a')
+    for r in records:
+      self._metrics.write(json.dumps(r) + '\n')
+    self._metrics.flush()
+
+  def sample_grid(self, step, images):
+    if self.is_chief:
+      grids.save_grid(self.workdir / SAMPLES_DIR / f'step_{step:06d}.png',
+                      images)
+
+  def close(self):
+    if self._manager is not None:
+      self._manager.wait_until_finished()
+    if self._metrics is not None:
+      self._metrics.close()
