@@ -6,26 +6,27 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import REPO, run
-from jaxinpaint import checkpoint, data, inpaint_cli, models
+from helpers import run
+from jaxinpaint import checkpoint, data, inputs, models
 
 
-ASSETS = inpaint_cli.ASSETS
+ASSETS = inputs.ASSETS
+EXAMPLES = inputs.EXAMPLES
 # name -> (arch, resolution, the folder of real images its samples resemble)
 SHIPPED = {
-    'celeba64': ('wgan', 64, REPO / 'examples' / 'faces'),
-    'celeba64_cpu': ('wgan', 64, REPO / 'examples' / 'faces'),
-    'celeba64_dcgan': ('dcgan', 64, REPO / 'examples' / 'faces'),
+    'celeba64': ('wgan', 64, EXAMPLES / 'faces'),
+    'celeba64_cpu': ('wgan', 64, EXAMPLES / 'faces'),
+    'celeba64_dcgan': ('dcgan', 64, EXAMPLES / 'faces'),
     'cifar32': ('wgan', 32, None),
-    'svhn32': ('wgan', 32, REPO / 'examples' / 'digits'),
-    'svhn32_dcgan': ('dcgan', 32, REPO / 'examples' / 'digits'),
+    'svhn32': ('wgan', 32, EXAMPLES / 'digits'),
+    'svhn32_dcgan': ('dcgan', 32, EXAMPLES / 'digits'),
 }
 
 
 def test_every_shipped_model_is_tested_and_named_by_the_cli():
-  assert inpaint_cli._shipped_names() == sorted(SHIPPED)
+  assert inputs.shipped_model_names() == sorted(SHIPPED)
   for name in SHIPPED:  # --checkpoint NAME finds it
-    assert inpaint_cli._model_dir(name)[0] == ASSETS / name
+    assert inputs.find_model(name)[0] == ASSETS / name
 
 
 @pytest.mark.parametrize('name', sorted(SHIPPED))
@@ -57,7 +58,7 @@ def test_shipped_weights_load_and_generate_image_range_outputs(name):
 
 @pytest.mark.parametrize('flags,size', [
     ([], 64),  # the default: the example faces, the CelebA model
-    (['--checkpoint', 'svhn32', '--input', 'examples/digits'], 32),
+    (['--checkpoint', 'svhn32', '--input', str(EXAMPLES / 'digits')], 32),
 ])
 def test_inpaint_runs_out_of_the_box(tmp_path, flags, size):
   out = tmp_path / 'inpainted'
