@@ -516,3 +516,20 @@ def test_a_damaged_model_is_refused(ckpt, tmp_path, capsys):
       'SHA-256 in checksums.json: the model files are damaged; export or '
       'copy the model again')
   assert not out.exists()
+
+
+def test_run_leaves_the_callers_args_and_logging_alone(ckpt, tmp_path,
+                                                       capsys):
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  write_image(tmp_path / 'in' / 'a.png', seed=3)
+  args = inpaint_cli.build_parser().parse_args(
+      ['--checkpoint', ckpt, '--input', str(tmp_path / 'in'), '--out',
+       str(tmp_path / 'out'), '--batch-size', '2'])
+  before = dict(vars(args))
+  verbosity = logging.get_verbosity()
+  summary = inpaint_cli.run(args, inpaint_cli.prepare(args))
+  capsys.readouterr()
+  # --steps unset: the CPU default is used, and args still say "unset".
+  assert summary['steps'] == inpaint_cli.CPU_DEFAULT_STEPS
+  assert vars(args) == before and args.steps is None
+  assert logging.get_verbosity() == verbosity

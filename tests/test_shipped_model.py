@@ -1,12 +1,16 @@
 """The model shipped inside the package: loads, is sane, and completes the
 example faces out of the box (no ../shared, no network)."""
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import run
+from helpers import REPO, run
 from jaxinpaint import checkpoint, data, inputs, models
 
 
@@ -69,3 +73,20 @@ def test_inpaint_runs_out_of_the_box(tmp_path, flags, size):
   assert grid.width > 3 * size and grid.height > 2 * size
   assert len(list(out.glob('*.png'))) == 3  # two faces and the grid
   assert str(out) in result.stdout
+
+
+def test_the_default_input_is_found_from_any_directory(tmp_path):
+  """The installed command's defaults (model, example faces) resolve against
+  the package, not the current directory."""
+  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu')
+  result = subprocess.run(
+      [sys.executable, '-c', 'from jaxinpaint.cli import inpaint_main; '
+       'inpaint_main()', '--limit', '1', '--steps', '2'],
+      cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  first = sorted((EXAMPLES / 'faces').glob('*.jpg'))[0].stem
+  out = tmp_path / 'inpainted'  # the default --out, relative to the cwd
+  assert sorted(p.name for p in out.glob('*.png')) == sorted(
+      [f'{first}.png', 'grid.png'])
+  with Image.open(out / f'{first}.png') as img:
+    assert img.size == (64, 64)
