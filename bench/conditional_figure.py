@@ -6,7 +6,7 @@ Each face y1 keeps its pixels where the keep-mask is white; where it is black
 `pipeline.inpaint_batches(..., reference=y2)`), then G(z) is Poisson-blended
 into y1. As in the paper, each result's SSIM is computed against its y1.
 
-  python bench/conditional_figure.py                      # shipped examples and model
+  python bench/conditional_figure.py           # the shipped examples and model
   python bench/conditional_figure.py --model runs/celeba64 --faces my_faces/ \\
       --reference ref.png --keep-mask keep.png --limit 6 --out figs/
 """

@@ -8,8 +8,8 @@ The methods of the paper's Tables 1-2, each mapping damaged images y (holes
   yeh_gradient_wgan   Yeh et al.'s loss plus our gradient term, on our WGAN
   yeh_dcgan           Yeh et al.'s loss on the DCGAN baseline [39]
   harmonic            harmonic fill (Laplace equation, zero guide)
-  telea               OpenCV's Telea inpainting     (pip install -e .[baselines])
-  biharmonic          scikit-image's biharmonic     (pip install -e .[baselines])
+  telea               OpenCV's Telea inpainting    (pip install -e .[baselines])
+  biharmonic          scikit-image's biharmonic    (pip install -e .[baselines])
 
 `run_methods` runs them on the same images and masks, timing each (compile
 time apart, `CompileTimer`), and `table_markdown` / `timing_markdown` /
@@ -211,7 +211,8 @@ def table_masks(mask_kinds, n: int, resolution: int, seed: int) -> dict:
 
 def run_gan(model: Model, loss: str, y, mask, search: Search):
   """Latent search with `completion.LOSSES[loss]` and Poisson blending."""
-  from jaxinpaint import completion, pipeline  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from jaxinpaint import completion, pipeline
   results = pipeline.inpaint_batches(
       model.variables, model.config.model, y, mask, np.arange(len(y)),
       spec=completion.get_loss(loss),

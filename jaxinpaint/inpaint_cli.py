@@ -1,12 +1,13 @@
 """`inpaint.py` / `jaxinpaint-inpaint`: fill the holes of images with a model.
 
-A thin layer over `pipeline` and `completion`: parse flags, check every
-input and output path before any computation (so a bad run writes nothing),
-complete, and write each batch's PNGs and metrics as soon as it is done (so
-an interrupted run keeps them), then a grid and a summary. Expected failures
-end with one `error: ...` line on stderr and exit code 2 (bad flags or
-inputs), 1 (the computation or a write went wrong) or 130 (Ctrl-C); notes
-and warnings also go to stderr.
+The flags and `run`: `prepare` checks every input and output path before
+any computation with `inputs` and `outputs` (so a bad run writes nothing),
+then `run` completes with `pipeline` and writes each batch's PNGs and
+metrics as soon as it is done (`outputs.BatchWriter`: an interrupted run
+keeps them), then a grid and a summary. Expected failures end with one
+`error: ...` line on stderr and the exit codes of `cli.run_checked`: 2 (bad
+flags or inputs), 1 (the computation or a write went wrong) or 130
+(Ctrl-C); notes and warnings also go to stderr.
 """
 import argparse
 import dataclasses

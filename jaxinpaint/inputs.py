@@ -131,7 +131,8 @@ def load_model(model_dir):
     generator = models.build_models(config.model)['generator']
     raw = dict(raw, g_stats_eval=training.recalibrated_stats(
         generator, raw['g_params'], raw['g_stats'], config))
-  return config, checkpoint.to_float32(checkpoint.inference_variables(raw)), step
+  variables = checkpoint.to_float32(checkpoint.inference_variables(raw))
+  return config, variables, step
 
 
 # ----------------------------------------------------------------------------
