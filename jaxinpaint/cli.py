@@ -119,8 +119,9 @@ def _train(argv):
   print(f'done: checkpoints, samples and metrics.jsonl in {FLAGS.workdir}')
 
 
-def _parse_flags(argv):
-  """absl's parser, with one-line errors instead of tracebacks."""
+def parse_flags(argv):
+  """absl's parser, with one-line errors (exit code 2) instead of
+  tracebacks: `app.run(main, flags_parser=parse_flags)`."""
   try:
     return flags.FLAGS(argv)
   except (AttributeError, KeyError) as e:  # ConfigDict: no such key
@@ -144,7 +145,7 @@ def _parse_flags(argv):
 def train_main():
   _define_train_flags()
   flags.mark_flags_as_required(['config'])
-  app.run(_train, flags_parser=_parse_flags)
+  app.run(_train, flags_parser=parse_flags)
 
 
 def inpaint_main():

@@ -12,7 +12,7 @@ from helpers import REPO
 from jaxinpaint import cli, inputs, outputs
 
 
-def _run(args, tmp_path):
+def _run(args):
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(REPO))
   return subprocess.run([sys.executable, *args], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=300)
@@ -30,10 +30,12 @@ def _run(args, tmp_path):
      '--steps must be >= 1, got 0'),
     (['bench/conditional_figure.py', '--limit', '0', '--out', '{tmp}/out'],
      '--limit must be >= 1, got 0'),
+    (['bench/train_step.py', '--widths', '32,x'],
+     '--widths 32,x: expected positive integers'),
 ], ids=['train-missing-flag', 'train-bad-value', 'export', 'inpaint',
-        'paper_tables', 'conditional_figure'])
+        'paper_tables', 'conditional_figure', 'train_step'])
 def test_a_bad_flag_value_exits_2_with_one_line(argv, message, tmp_path):
-  result = _run([a.format(tmp=tmp_path) for a in argv], tmp_path)
+  result = _run([a.format(tmp=tmp_path) for a in argv])
   assert result.returncode == 2, result.stderr[-2000:]
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr
