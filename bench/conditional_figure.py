@@ -137,26 +137,23 @@ def prepare(args) -> _Inputs:
 def run(args, inputs: _Inputs) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import completion, grids, pipeline
+  from jaxinpaint import completion, grids
   config, variables, step = inputs_lib.load_model(inputs.model_dir)
+  model = evaluation.Model('wgan', inputs.model_dir, str(inputs.model_dir),
+                           config, variables, step)
   y1, n = inputs.faces, len(inputs.faces)
-  spec = completion.ConditionalSpec()
-  results = pipeline.inpaint_batches(
-      variables, config.model, y1, inputs.keep, np.arange(n), spec=spec,
-      options=completion.Options(steps=args.steps, restarts=args.restarts),
-      batch_size=args.batch_size, seed=args.seed,
-      progress=not args.no_progress, reference=inputs.reference)
-  if not np.isfinite(results['blended']).all():
-    raise outputs.RunError('completion produced non-finite values; is the '
-                           'checkpoint healthy?')
-  per_image, summary = pipeline.evaluate(y1, results, inputs.keep)
+  blended, per_image, summary = evaluation.conditional_completion(
+      model, y1, inputs.reference, inputs.keep, evaluation.Search(
+          steps=args.steps, restarts=args.restarts,
+          batch_size=args.batch_size, seed=args.seed,
+          progress=not args.no_progress))
 
   out = inputs.out
   out.mkdir(parents=True, exist_ok=True)
   shape = y1.shape
   mask_image = np.broadcast_to(inputs.keep * 2.0 - 1.0, shape)  # white = keep
   grids.save_rows(out / FIGURE, [y1, np.broadcast_to(inputs.reference, shape),
-                                 mask_image, results['blended']])
+                                 mask_image, blended])
   device = jax.devices()[0]
   report = dict(
       ssim={name: float(s) for name, s in zip(inputs.names,
@@ -168,7 +165,8 @@ def run(args, inputs: _Inputs) -> dict:
                     model=args.model or 'jaxinpaint/assets/celeba64 (shipped)',
                     model_step=step, steps=args.steps,
                     restarts=args.restarts, seed=args.seed,
-                    loss_weights=dataclasses.asdict(spec), blend=True,
+                    loss_weights=dataclasses.asdict(
+                        completion.ConditionalSpec()), blend=True,
                     device=device.device_kind))
   outputs.write_json(out / SUMMARY, report)
   print('SSIM of each result against its y1 (as in the paper\'s Fig. 12):')

@@ -473,6 +473,29 @@ def save_figure(path, damaged, completed: dict, originals, methods) -> None:
                   + [originals[:rows]])
 
 
+def conditional_completion(model: Model, y1, reference, keep, search: Search):
+  """The paper's Fig. 12 protocol: each face y1 keeps its pixels where
+  `keep` is 1 and takes its structure from `reference` elsewhere (eq.
+  10-15), then G(z) is Poisson-blended into y1; each result's SSIM is taken
+  against its y1.
+
+  Returns (blended (N, R, R, 3), per-image metrics, their summary).
+  """
+  # pylint: disable-next=g-import-not-at-top
+  from jaxinpaint import completion, outputs, pipeline
+  results = pipeline.inpaint_batches(
+      model.variables, model.config.model, y1, keep, np.arange(len(y1)),
+      spec=completion.ConditionalSpec(),
+      options=completion.Options(steps=search.steps, restarts=search.restarts),
+      batch_size=search.batch_size, seed=search.seed,
+      progress=search.progress, reference=reference)
+  if not np.isfinite(results['blended']).all():
+    raise outputs.RunError('completion produced non-finite values; is the '
+                           'checkpoint healthy?')
+  per_image, summary = pipeline.evaluate(y1, results, keep)
+  return results['blended'], per_image, summary
+
+
 def eyes_mouth_keep_mask(h: int, w: int) -> np.ndarray:
   """(1, h, w, 1): 1 = keep from y1, 0 in the three squares (eyes, mouth),
   for conditional completion (the paper's Fig. 12)."""
