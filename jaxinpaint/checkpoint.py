@@ -106,9 +106,10 @@ def has_running_batch_stats(tree) -> bool:
   models keep only the recalibrated ones, no `g_stats`)."""
   if not isinstance(tree, dict) or tree.get('g_stats') is None:
     return False
-  same = jax.tree.map(lambda a, b: bool(np.array_equal(a, b)),
-                      tree['g_stats'], tree['g_stats_eval'])
-  return all(jax.tree.leaves(same))
+  same = jax.tree.leaves(jax.tree.map(
+      lambda a, b: bool(np.array_equal(a, b)), tree['g_stats'],
+      tree['g_stats_eval']))
+  return bool(same) and all(same)  # a G without BatchNorm has nothing stale
 
 
 def inference_variables(tree):

@@ -113,8 +113,8 @@ def test_table_markdown_by_hand():
 
 def test_describe_names_the_loss_weights():
   assert evaluation.describe('paper_wgan', 3) == (
-      'ours, our WGAN: α = 0.1, β = 0.9, η = 0.5, prior -D(G(z)) - Dp(G(z)); '
-      'Poisson blend')
+      'ours, our WGAN: α = 0.1, β = 0.9, η = 0.5, prior '
+      '-D(G(z)) - Dp(G(z)); Poisson blend')
   assert evaluation.describe('yeh_dcgan', 3).startswith(
       'Yeh et al. [39], DCGAN: α = 1, β = 0, η = 0.003, prior '
       'log(1 - sigmoid(D(G(z))))')
