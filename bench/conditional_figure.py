@@ -6,7 +6,7 @@ Each face y1 keeps its pixels where the keep-mask is white; where it is black
 `pipeline.inpaint_batches(..., reference=y2)`), then G(z) is Poisson-blended
 into y1. As in the paper, each result's SSIM is computed against its y1.
 
-  python bench/conditional_figure.py                      # examples/, shipped model
+  python bench/conditional_figure.py           # the shipped examples and model
   python bench/conditional_figure.py --model runs/celeba64 --faces my_faces/ \\
       --reference ref.png --keep-mask keep.png --limit 6 --out figs/
 """
@@ -17,14 +17,18 @@ from pathlib import Path
 import numpy as np
 
 # No JAX behind these: `--help` and input errors stay fast.
-from jaxinpaint import inpaint_cli, masks as masks_lib
-from jaxinpaint.inpaint_cli import UserError
+from jaxinpaint import cli, evaluation, inputs as inputs_lib, masks as masks_lib
+from jaxinpaint import outputs
+from jaxinpaint.inputs import UserError
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_FACES = 'examples/faces'  # defaults are relative to the repo root
+# The defaults ship in the package (jaxinpaint/assets/examples); the labels
+# are how the results name them.
+EXAMPLES = inputs_lib.EXAMPLES
+DEFAULT_FACES = 'examples/faces'
 DEFAULT_REFERENCE = 'examples/reference.png'
 DEFAULT_KEEP_MASK = 'examples/conditional_mask.png'
-DEFAULT_OUT = 'docs/results'
+DEFAULT_OUT = 'docs/results'  # relative to the repo root
 BUILT_MASK = 'eyes_mouth'
 FIGURE, SUMMARY = 'conditional.png', 'conditional.json'
 
@@ -46,31 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--faces', default=None, metavar='SRC',
                  help='the faces y1 to change: a folder (sorted) or one '
                  'image, at the model\'s resolution. Default: '
-                 f'{DEFAULT_FACES} in the repo.')
+                 f'{DEFAULT_FACES} in the package.')
   p.add_argument('--limit', type=int, default=4, metavar='N',
                  help='use the first N faces (default: 4).')
   p.add_argument('--reference', default=None, metavar='IMG',
                  help=f'the reference face y2. Default: {DEFAULT_REFERENCE} '
-                 'in the repo.')
+                 'in the package.')
   p.add_argument('--keep-mask', default=None, metavar='IMG',
                  help='mask image, WHITE = KEEP from y1, black = take from '
-                 f'the reference. Default: {DEFAULT_KEEP_MASK} in the repo '
-                 'if it exists, else the eye and mouth squares of '
+                 f'the reference. Default: {DEFAULT_KEEP_MASK} in the '
+                 'package if it exists, else the eye and mouth squares of '
                  f'masks.three_squares_coordinates; "{BUILT_MASK}" picks the '
                  'latter.')
   p.add_argument('--model', default=None, metavar='DIR',
                  help='WGAN model directory (training workdir or export). '
-                 f'Default: the shipped model {inpaint_cli.DEFAULT_CHECKPOINT}.')
-  inpaint_cli.add_bench_flags(p, item='face')
+                 f'Default: the shipped model {inputs_lib.DEFAULT_MODEL}.')
+  evaluation.add_search_flags(p, item='face')
   return p
-
-
-def eyes_mouth_keep_mask(h: int, w: int) -> np.ndarray:
-  """(1, h, w, 1): 1 = keep from y1, 0 in the three squares (eyes, mouth)."""
-  keep = np.ones((1, h, w, 1), np.float32)
-  for r0, r1, c0, c1 in masks_lib.three_squares_coordinates(h, w):
-    keep[:, r0:r1, c0:c1] = 0.0
-  return keep
 
 
 @dataclasses.dataclass
@@ -85,31 +81,24 @@ class _Inputs:
 
 
 def _given_or_default(arg, default, flag, what):
-  """(path, label): the flag's path, or the repo default with a clear error
-  when the examples/ folder is not there."""
+  """(path, label): the flag's path, or the packaged default with a clear
+  error when the examples are not installed."""
   if arg is not None:
     path = Path(arg)
     if not path.exists():
       raise UserError(f'{flag} {arg}: no such file or folder')
     return path, arg
-  path = REPO / default
+  path = EXAMPLES.parent / default
   if not path.exists():
-    raise UserError(f'the default {what} {path} does not exist (is the '
-                    f'examples/ folder in this checkout?); pass {flag}')
+    raise UserError(f'the default {what} {path} does not exist (are the '
+                    f'examples installed with the package?); pass {flag}')
   return path, default
 
 
 def prepare(args) -> _Inputs:
-  inpaint_cli.check_counts(args, steps=args.steps, restarts=args.restarts,
-                           batch_size=args.batch_size)
-  if args.model is None and not inpaint_cli.DEFAULT_CHECKPOINT.is_dir():
-    raise UserError('no shipped model is installed (nothing at '
-                    f'{inpaint_cli.DEFAULT_CHECKPOINT}); pass --model DIR (a '
-                    'training workdir or an exported model)')
-  try:
-    model_dir, config = inpaint_cli._model_dir(args.model)  # pylint: disable=protected-access
-  except UserError as e:
-    raise UserError(str(e).replace('--checkpoint', '--model')) from e
+  inputs_lib.check_counts(args.limit, args.seed, steps=args.steps,
+                          restarts=args.restarts, batch_size=args.batch_size)
+  model_dir, config = inputs_lib.find_model(args.model, flag='--model')
   if config.model.arch != 'wgan':
     raise UserError(f'--model {model_dir}: conditional completion (paper '
                     f'3.3) needs our WGAN, not a {config.model.arch!r} model')
@@ -118,63 +107,53 @@ def prepare(args) -> _Inputs:
                                     'faces folder')
   ref_path, _ = _given_or_default(args.reference, DEFAULT_REFERENCE,
                                   '--reference', 'reference image')
-  faces, names = inpaint_cli._load_inputs(str(faces_path), r, args.limit)  # pylint: disable=protected-access
-  reference, _ = inpaint_cli._load_files([str(ref_path)], r, 'reference')  # pylint: disable=protected-access
+  faces, names = inputs_lib.load_inputs(str(faces_path), r, args.limit)
+  reference, _ = inputs_lib.load_image_files([str(ref_path)], r, 'reference')
 
   if args.keep_mask == BUILT_MASK:
-    keep, label = eyes_mouth_keep_mask(r, r), BUILT_MASK
+    keep, label = evaluation.eyes_mouth_keep_mask(r, r), BUILT_MASK
   elif args.keep_mask is not None:
     if not Path(args.keep_mask).is_file():
       raise UserError(f'--keep-mask {args.keep_mask}: no such file')
     keep, label = masks_lib.load_mask(args.keep_mask, r, r), args.keep_mask
-  elif (REPO / DEFAULT_KEEP_MASK).is_file():
-    keep = masks_lib.load_mask(str(REPO / DEFAULT_KEEP_MASK), r, r)
+  elif (EXAMPLES.parent / DEFAULT_KEEP_MASK).is_file():
+    keep = masks_lib.load_mask(str(EXAMPLES.parent / DEFAULT_KEEP_MASK), r, r)
     label = DEFAULT_KEEP_MASK
   else:
-    inpaint_cli._note(f'note: no {DEFAULT_KEEP_MASK}: replacing the eye and '  # pylint: disable=protected-access
-                      'mouth squares of masks.three_squares_coordinates')
-    keep, label = eyes_mouth_keep_mask(r, r), BUILT_MASK
+    inputs_lib.note(f'note: no {DEFAULT_KEEP_MASK}: replacing the eye and '
+                    'mouth squares of masks.three_squares_coordinates')
+    keep, label = evaluation.eyes_mouth_keep_mask(r, r), BUILT_MASK
   if keep.min() > 0.5 or keep.max() < 0.5:
-    inpaint_cli._note(f'warning: the keep-mask {label} is all '  # pylint: disable=protected-access
-                      f'{"white" if keep.min() > 0.5 else "black"}')
+    inputs_lib.note(f'warning: the keep-mask {label} is all '
+                    f'{"white" if keep.min() > 0.5 else "black"}')
 
   out = Path(args.out) if args.out is not None else REPO / DEFAULT_OUT
   if out.exists() and not out.is_dir():
     raise UserError(f'--out {out}: exists and is not a folder')
-  if not args.overwrite:
-    for f in (out / FIGURE, out / SUMMARY):
-      if f.exists():
-        raise UserError(f'{f} already exists; pass --overwrite to replace '
-                        'it, or choose another --out')
+  outputs.refuse_existing((out / FIGURE, out / SUMMARY), args.overwrite)
   return _Inputs(model_dir, faces, names, reference, keep, label, out)
 
 
 def run(args, inputs: _Inputs) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
-  from absl import logging  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import checkpoint, completion, grids, pipeline
-  logging.set_verbosity(logging.WARNING)
-  config, variables, step = checkpoint.load_inference_variables(
-      inputs.model_dir)
+  from jaxinpaint import completion, grids
+  config, variables, step = inputs_lib.load_model(inputs.model_dir)
+  model = evaluation.Model('wgan', inputs.model_dir, str(inputs.model_dir),
+                           config, variables, step)
   y1, n = inputs.faces, len(inputs.faces)
-  spec = completion.ConditionalSpec()
-  results = pipeline.inpaint_batches(
-      variables, config.model, y1, inputs.keep, np.arange(n), spec=spec,
-      options=completion.Options(steps=args.steps, restarts=args.restarts),
-      batch_size=args.batch_size, seed=args.seed,
-      progress=not args.no_progress, reference=inputs.reference)
-  if not np.isfinite(results['blended']).all():
-    inpaint_cli._error('completion produced non-finite values; is the '  # pylint: disable=protected-access
-                       'checkpoint healthy?', code=1)
-  per_image, summary = pipeline.evaluate(y1, results, inputs.keep)
+  blended, per_image, summary = evaluation.conditional_completion(
+      model, y1, inputs.reference, inputs.keep, evaluation.Search(
+          steps=args.steps, restarts=args.restarts,
+          batch_size=args.batch_size, seed=args.seed,
+          progress=not args.no_progress))
 
   out = inputs.out
   out.mkdir(parents=True, exist_ok=True)
   shape = y1.shape
   mask_image = np.broadcast_to(inputs.keep * 2.0 - 1.0, shape)  # white = keep
   grids.save_rows(out / FIGURE, [y1, np.broadcast_to(inputs.reference, shape),
-                                 mask_image, results['blended']])
+                                 mask_image, blended])
   device = jax.devices()[0]
   report = dict(
       ssim={name: float(s) for name, s in zip(inputs.names,
@@ -186,9 +165,10 @@ def run(args, inputs: _Inputs) -> dict:
                     model=args.model or 'jaxinpaint/assets/celeba64 (shipped)',
                     model_step=step, steps=args.steps,
                     restarts=args.restarts, seed=args.seed,
-                    loss_weights=dataclasses.asdict(spec), blend=True,
+                    loss_weights=dataclasses.asdict(
+                        completion.ConditionalSpec()), blend=True,
                     device=device.device_kind))
-  inpaint_cli._write_json(out / SUMMARY, report)  # pylint: disable=protected-access
+  outputs.write_json(out / SUMMARY, report)
   print('SSIM of each result against its y1 (as in the paper\'s Fig. 12):')
   for name, s in report['ssim'].items():
     print(f'  {name}: {s:.4f}')
@@ -199,11 +179,10 @@ def run(args, inputs: _Inputs) -> dict:
 
 
 def main(argv=None) -> dict:
-  """Entry point; returns the contents of conditional.json. Bad flags or
-  inputs: one `error:` line on stderr and SystemExit(2), nothing written."""
-  args = build_parser().parse_args(argv)
-  inputs = inpaint_cli.checked(prepare, args)
-  return run(args, inputs)
+  """Entry point; returns the contents of conditional.json. Exit codes as
+  every jaxinpaint CLI: 2 for bad flags or inputs (one `error:` line,
+  nothing written), 1 for a failed run, 130 on Ctrl-C."""
+  return cli.run_checked(prepare, run, build_parser().parse_args(argv))
 
 
 if __name__ == '__main__':

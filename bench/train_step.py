@@ -19,10 +19,10 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxinpaint import config as config_lib
+from jaxinpaint import cli, config as config_lib
 from jaxinpaint import models, training
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,12 +73,22 @@ def bench_width(config, steps, num_images):
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # a CLI's main: no INFO chatter
   config = flags.FLAGS.config
-  config_lib.validate(config)
-  training.check_batch_size(config.train.batch_size)
+  try:  # bad flag values: one line and exit code 2, as every CLI here
+    config_lib.validate(config)
+    training.check_batch_size(config.train.batch_size)
+    widths = flags.FLAGS.widths or [str(config.model.width)]
+    if not all(w.isdigit() and int(w) >= 1 for w in widths):
+      raise ValueError(f'--widths {",".join(widths)}: expected positive '
+                       'integers, e.g. --widths 32,64')
+    if flags.FLAGS.steps < 1:
+      raise ValueError(f'--steps must be >= 1, got {flags.FLAGS.steps}')
+  except ValueError as e:
+    cli.fail(str(e).splitlines()[0], cli.USAGE)
   print(f'device: {jax.device_count()} x {jax.devices()[0].device_kind}')
-  for width in flags.FLAGS.widths or [config.model.width]:
-    config.model.width = int(width)
+  for width in map(int, widths):
+    config.model.width = width
     results = bench_width(config, flags.FLAGS.steps, flags.FLAGS.images)
     print(f'config: {config.model.arch} {config.model.resolution}x'
           f'{config.model.resolution} width {width} batch '
@@ -93,4 +103,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -90,9 +90,26 @@ def load_inference_variables(model_dir):
   config = load_config(model_dir)
   raw, step = restore_raw(model_dir)
   check_checksums(model_dir, raw)
-  to_f32 = lambda t: jax.tree.map(
-      lambda x: jnp.asarray(np.asarray(x, np.float32)), t)
-  return config, to_f32(inference_variables(raw)), step
+  return config, to_float32(inference_variables(raw)), step
+
+
+def to_float32(tree):
+  """Every array of `tree` as a float32 JAX array (models may be stored in
+  bfloat16)."""
+  return jax.tree.map(lambda x: jnp.asarray(np.asarray(x, np.float32)), tree)
+
+
+def has_running_batch_stats(tree) -> bool:
+  """Whether a saved pytree is a training checkpoint whose G statistics
+  for inference are still the running averages: training saves them as
+  `g_stats_eval` until its end, where they are recalibrated (exported
+  models keep only the recalibrated ones, no `g_stats`)."""
+  if not isinstance(tree, dict) or tree.get('g_stats') is None:
+    return False
+  same = jax.tree.leaves(jax.tree.map(
+      lambda a, b: bool(np.array_equal(a, b)), tree['g_stats'],
+      tree['g_stats_eval']))
+  return bool(same) and all(same)  # a G without BatchNorm has nothing stale
 
 
 def inference_variables(tree):

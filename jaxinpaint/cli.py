@@ -1,19 +1,59 @@
 """Command-line entry points (`train.py`, `jaxinpaint-train`, ...).
 
 Thin wrappers: parse flags, call the library, turn expected failures into
-one line on stderr and a non-zero exit code.
+one line on stderr and an exit code, the same in every jaxinpaint CLI
+(docs/design.md): 2 = usage error (a bad flag or input, found before any
+work), 1 = failure during the run, 130 = interrupted (Ctrl-C, SIGTERM).
 """
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+USAGE, FAILURE, INTERRUPTED = 2, 1, 130  # exit codes
 _USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
 
 
-def _fail(message, code=1):
+def fail(message, code=USAGE):
+  """A CLI's end: one `error:` line on stderr and SystemExit(code)."""
   print(f'error: {message}', file=sys.stderr)
   sys.exit(code)
+
+
+def run_checked(prepare_fn, run_fn, args):
+  """`run_fn(args, prepare_fn(args))` with the exit-code convention, for the
+  argparse CLIs (inpaint.py and the bench/ scripts).
+
+  `prepare_fn` checks every input and writes nothing: inputs.UserError, a
+  ValueError or a FileNotFoundError there (the loaders name the file) exit
+  with USAGE; during `run_fn`, inputs.UserError exits with USAGE,
+  outputs.RunError with FAILURE and Ctrl-C with INTERRUPTED (the message of
+  an outputs.Interrupted says what was kept). absl logging is quietened
+  during the run (orbax logs every restore at INFO) and restored after.
+  """
+  # pylint: disable-next=g-import-not-at-top
+  from jaxinpaint import inputs, outputs
+  try:
+    checked = prepare_fn(args)
+  except inputs.UserError as e:
+    fail(str(e))
+  except (ValueError, FileNotFoundError) as e:
+    fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+  except KeyboardInterrupt:
+    fail('interrupted; nothing was written', INTERRUPTED)
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.WARNING)
+  try:
+    return run_fn(args, checked)
+  except inputs.UserError as e:  # e.g. a model that does not load
+    fail(str(e))
+  except outputs.RunError as e:
+    fail(str(e), FAILURE)
+  except KeyboardInterrupt as e:
+    fail(str(e) if isinstance(e, outputs.Interrupted) else 'interrupted',
+         INTERRUPTED)
+  finally:
+    logging.set_verbosity(verbosity)
 
 
 def _define_train_flags():
@@ -43,13 +83,14 @@ def _load_config_flag():
     return config
   except OSError as e:
     path = config_flags.get_config_filename(flags.FLAGS['config'])
-    _fail(f'--config {path}: cannot load it '
-          f'({str(e).strip().splitlines()[-1].strip()})')
+    fail(f'--config {path}: cannot load it '
+         f'({str(e).strip().splitlines()[-1].strip()})')
 
 
 def _train(argv):
+  """The train CLI's main (absl's `app.run` calls it after parsing flags)."""
   del argv
-  logging.set_verbosity(logging.WARNING)
+  logging.set_verbosity(logging.WARNING)  # only a CLI's main does this
   import jax  # after flag parsing: --help must not initialize a backend
   from jaxinpaint import data, models, training
   FLAGS = flags.FLAGS
@@ -65,20 +106,22 @@ def _train(argv):
     print(models.summary(config.model))
     return
   if not FLAGS.workdir:
-    _fail('--workdir is required (where checkpoints and samples go)')
+    fail('--workdir is required (where checkpoints and samples go)')
   try:
     training.train_and_evaluate(config, FLAGS.workdir)
   except training.StoppedBySignal as e:
-    _fail(str(e), code=130)
+    fail(str(e), INTERRUPTED)
   except training.NonFiniteLossError as e:
-    _fail(str(e))
+    fail(str(e), FAILURE)
   except (*_USER_ERRORS, data.CorruptImageError) as e:
-    _fail(str(e))
+    # Bad config values, data or work dir: usage errors.
+    fail(str(e))
   print(f'done: checkpoints, samples and metrics.jsonl in {FLAGS.workdir}')
 
 
-def _parse_flags(argv):
-  """absl's parser, with one-line errors instead of tracebacks."""
+def parse_flags(argv):
+  """absl's parser, with one-line errors (exit code 2) instead of
+  tracebacks: `app.run(main, flags_parser=parse_flags)`."""
   try:
     return flags.FLAGS(argv)
   except (AttributeError, KeyError) as e:  # ConfigDict: no such key
@@ -92,17 +135,17 @@ def _parse_flags(argv):
             else str(cause))
     key, *hint = text.strip().splitlines() or ['']
     hint = ' '.join(line.strip() for line in hint)
-    _fail(f'unknown config key {key} in a --config.* override'
+    fail(f'unknown config key {key} in a --config.* override'
           + (f' ({hint})' if hint else '')
           + '; the keys are those of jaxinpaint/config.py')
   except (flags.Error, ValueError, TypeError) as e:
-    _fail(str(e).splitlines()[0])
+    fail(str(e).splitlines()[0])
 
 
 def train_main():
   _define_train_flags()
   flags.mark_flags_as_required(['config'])
-  app.run(_train, flags_parser=_parse_flags)
+  app.run(_train, flags_parser=parse_flags)
 
 
 def inpaint_main():

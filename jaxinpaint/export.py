@@ -10,11 +10,10 @@ running averages), and stores the arrays in `--dtype` with their SHA-256
 like the work dir itself.
 """
 import argparse
-import sys
 
 import jax.numpy as jnp
 
-from jaxinpaint import checkpoint, models, training
+from jaxinpaint import checkpoint, cli, models, training
 
 
 def export(workdir, out, dtype='bfloat16', recalibration_batches=None):
@@ -46,9 +45,11 @@ def main(argv=None):
   try:
     step = export(args.workdir, args.out, args.dtype,
                   args.recalibration_batches)
-  except (FileNotFoundError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  except (FileNotFoundError, ValueError) as e:  # checked before any work
+    cli.fail(str(e).splitlines()[0], cli.USAGE)
+  except KeyboardInterrupt:
+    cli.fail(f'interrupted; {args.out} may hold a partial export',
+             cli.INTERRUPTED)
   print(f'exported step {step} of {args.workdir} to {args.out}')
 
 

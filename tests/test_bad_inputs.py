@@ -9,7 +9,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from helpers import REPO, load_config, run, write_npz
-from jaxinpaint import checkpoint, config as config_lib, export, inpaint_cli
+from jaxinpaint import checkpoint, config as config_lib, export, inputs
 from jaxinpaint import models, training
 
 TRAIN = ['train.py', '--config', 'configs/tiny.py']
@@ -92,7 +92,7 @@ def test_a_bad_value_on_the_command_line_is_one_line(npz, tmp_path):
   workdir = tmp_path / 'w'
   result = run([*TRAIN, f'--workdir={workdir}', '--config.data.folder=',
                 f'--config.data.npz={npz}', '--config.train.log_every=0'])
-  assert result.returncode == 1
+  assert result.returncode == 2  # a usage error (docs/design.md)
   assert result.stderr.strip().splitlines()[-1] == (
       'error: --config.train.log_every=0: must be >= 1')
   assert not workdir.exists()
@@ -274,9 +274,9 @@ def test_models_without_checksums_still_load(exported):
 
 
 def test_the_shipped_models_carry_checksums_that_match():
-  names = inpaint_cli._shipped_names()
+  names = inputs.shipped_model_names()
   assert names
   for name in names:
-    model = inpaint_cli.ASSETS / name
+    model = inputs.ASSETS / name
     assert (model / checkpoint.CHECKSUM_FILE).is_file(), name
     checkpoint.check_checksums(model, checkpoint.restore_raw(model)[0])

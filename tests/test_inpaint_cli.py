@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from jaxinpaint import checkpoint, completion, config as config_lib, data
-from jaxinpaint import inpaint_cli, models
+from jaxinpaint import inpaint_cli, inputs, models
 
 ROOT = Path(__file__).resolve().parents[1]
 CELEBA_TEST = ROOT.parent / 'shared' / 'data' / 'celeba64' / 'test'
@@ -194,7 +194,7 @@ def test_bad_inputs_write_nothing(ckpt, tmp_path, capsys, monkeypatch):
     assert not out.exists(), extra
 
   # No --checkpoint and no shipped model.
-  monkeypatch.setattr(inpaint_cli, 'DEFAULT_CHECKPOINT', tmp_path / 'none')
+  monkeypatch.setattr(inputs, 'DEFAULT_MODEL', tmp_path / 'none')
   code, _, _, err = cli(['--input', good, '--out', out], capsys)
   assert code == 2 and 'no shipped model is installed' in err
   assert '--checkpoint' in err and len(err.strip().splitlines()) == 1
@@ -255,7 +255,7 @@ def test_tfds_input(monkeypatch):
 
   monkeypatch.setitem(sys.modules, 'tensorflow_datasets',
                       types.SimpleNamespace(data_source=data_source))
-  images, names = inpaint_cli._load_inputs('tfds:faces:test[:4]', RES, 3)
+  images, names = inputs.load_inputs('tfds:faces:test[:4]', RES, 3)
   # Never a download: an unprepared set must be an error, not hours of it.
   assert calls == [('faces', 'test[:4]', None, False)]
   assert images.shape == (3, RES, RES, 3) and images.dtype == np.float32
@@ -263,8 +263,8 @@ def test_tfds_input(monkeypatch):
                    'faces_test_4__00002']
   want = data._crop_resize_array(examples[1]['image'], RES) / 127.5 - 1
   np.testing.assert_allclose(images[1], want, atol=1e-6)
-  with pytest.raises(inpaint_cli.UserError, match='tfds:NAME:SPLIT'):
-    inpaint_cli._load_inputs('tfds:faces', RES, None)
+  with pytest.raises(inputs.UserError, match='tfds:NAME:SPLIT'):
+    inputs.load_inputs('tfds:faces', RES, None)
 
 
 def test_script_entry_point(ckpt, tmp_path):
@@ -516,3 +516,20 @@ def test_a_damaged_model_is_refused(ckpt, tmp_path, capsys):
       'SHA-256 in checksums.json: the model files are damaged; export or '
       'copy the model again')
   assert not out.exists()
+
+
+def test_run_leaves_the_callers_args_and_logging_alone(ckpt, tmp_path,
+                                                       capsys):
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  write_image(tmp_path / 'in' / 'a.png', seed=3)
+  args = inpaint_cli.build_parser().parse_args(
+      ['--checkpoint', ckpt, '--input', str(tmp_path / 'in'), '--out',
+       str(tmp_path / 'out'), '--batch-size', '2'])
+  before = dict(vars(args))
+  verbosity = logging.get_verbosity()
+  summary = inpaint_cli.run(args, inpaint_cli.prepare(args))
+  capsys.readouterr()
+  # --steps unset: the CPU default is used, and args still say "unset".
+  assert summary['steps'] == inpaint_cli.CPU_DEFAULT_STEPS
+  assert vars(args) == before and args.steps is None
+  assert logging.get_verbosity() == verbosity

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxinpaint import checkpoint, config as config_lib, data, masks, models
-from jaxinpaint import pipeline, poisson
+from jaxinpaint import checkpoint, config as config_lib, data, evaluation
+from jaxinpaint import masks, models, pipeline, poisson
 
 ROOT = Path(__file__).resolve().parents[1]
 CELEBA_TEST = ROOT.parent / 'shared' / 'data' / 'celeba64' / 'test'
@@ -62,17 +62,17 @@ def test_paper_tables_end_to_end(tmp_path, capsys):
   stdout = capsys.readouterr().out
 
   methods = results['settings']['methods']
-  expected = [m for m in script.METHODS if m not in results['skipped']]
+  expected = [m for m in evaluation.METHODS if m not in results['skipped']]
   assert methods == expected
   # Only the optional baselines may be skipped, and then with the hint.
   for m, reason in results['skipped'].items():
-    assert m in ('telea', 'biharmonic') and script.BASELINES_HINT in reason
+    assert m in ('telea', 'biharmonic') and evaluation.BASELINES_HINT in reason
   assert set(methods) >= {'paper_wgan', 'yeh_wgan', 'yeh_gradient_wgan',
                           'yeh_dcgan', 'harmonic'}
   on_disk = json.loads((out1 / 'results.json').read_text())
   assert on_disk['results'] == results['results']
 
-  keys = [c[0] for c in script.COLUMNS]
+  keys = [c[0] for c in evaluation.COLUMNS]
   for kind in ('center', 'three_squares'):
     for name in (f'table_{kind}.md', f'timing_{kind}.md', f'fig_{kind}.png'):
       assert (out1 / name).is_file(), name
@@ -123,7 +123,8 @@ def test_conditional_figure_missing_examples(tmp_path, capsys, monkeypatch):
     script.main(['--model', model, '--faces', str(tmp_path / 'none')])
   assert e.value.code == 2
   assert f'--faces {tmp_path / "none"}: no such file' in capsys.readouterr().err
-  monkeypatch.setattr(script, 'REPO', tmp_path)  # a checkout without examples/
+  # An installation without the example images.
+  monkeypatch.setattr(script, 'EXAMPLES', tmp_path / 'examples')
   with pytest.raises(SystemExit) as e:
     script.main(['--model', model])
   assert e.value.code == 2

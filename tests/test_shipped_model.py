@@ -1,5 +1,9 @@
 """The model shipped inside the package: loads, is sane, and completes the
 example faces out of the box (no ../shared, no network)."""
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,25 +11,26 @@ import pytest
 from PIL import Image
 
 from helpers import REPO, run
-from jaxinpaint import checkpoint, data, inpaint_cli, models
+from jaxinpaint import checkpoint, data, inputs, models
 
 
-ASSETS = inpaint_cli.ASSETS
+ASSETS = inputs.ASSETS
+EXAMPLES = inputs.EXAMPLES
 # name -> (arch, resolution, the folder of real images its samples resemble)
 SHIPPED = {
-    'celeba64': ('wgan', 64, REPO / 'examples' / 'faces'),
-    'celeba64_cpu': ('wgan', 64, REPO / 'examples' / 'faces'),
-    'celeba64_dcgan': ('dcgan', 64, REPO / 'examples' / 'faces'),
+    'celeba64': ('wgan', 64, EXAMPLES / 'faces'),
+    'celeba64_cpu': ('wgan', 64, EXAMPLES / 'faces'),
+    'celeba64_dcgan': ('dcgan', 64, EXAMPLES / 'faces'),
     'cifar32': ('wgan', 32, None),
-    'svhn32': ('wgan', 32, REPO / 'examples' / 'digits'),
-    'svhn32_dcgan': ('dcgan', 32, REPO / 'examples' / 'digits'),
+    'svhn32': ('wgan', 32, EXAMPLES / 'digits'),
+    'svhn32_dcgan': ('dcgan', 32, EXAMPLES / 'digits'),
 }
 
 
 def test_every_shipped_model_is_tested_and_named_by_the_cli():
-  assert inpaint_cli._shipped_names() == sorted(SHIPPED)
+  assert inputs.shipped_model_names() == sorted(SHIPPED)
   for name in SHIPPED:  # --checkpoint NAME finds it
-    assert inpaint_cli._model_dir(name)[0] == ASSETS / name
+    assert inputs.find_model(name)[0] == ASSETS / name
 
 
 @pytest.mark.parametrize('name', sorted(SHIPPED))
@@ -57,7 +62,7 @@ def test_shipped_weights_load_and_generate_image_range_outputs(name):
 
 @pytest.mark.parametrize('flags,size', [
     ([], 64),  # the default: the example faces, the CelebA model
-    (['--checkpoint', 'svhn32', '--input', 'examples/digits'], 32),
+    (['--checkpoint', 'svhn32', '--input', str(EXAMPLES / 'digits')], 32),
 ])
 def test_inpaint_runs_out_of_the_box(tmp_path, flags, size):
   out = tmp_path / 'inpainted'
@@ -68,3 +73,20 @@ def test_inpaint_runs_out_of_the_box(tmp_path, flags, size):
   assert grid.width > 3 * size and grid.height > 2 * size
   assert len(list(out.glob('*.png'))) == 3  # two faces and the grid
   assert str(out) in result.stdout
+
+
+def test_the_default_input_is_found_from_any_directory(tmp_path):
+  """The installed command's defaults (model, example faces) resolve against
+  the package, not the current directory."""
+  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu')
+  result = subprocess.run(
+      [sys.executable, '-c', 'from jaxinpaint.cli import inpaint_main; '
+       'inpaint_main()', '--limit', '1', '--steps', '2'],
+      cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  first = sorted((EXAMPLES / 'faces').glob('*.jpg'))[0].stem
+  out = tmp_path / 'inpainted'  # the default --out, relative to the cwd
+  assert sorted(p.name for p in out.glob('*.png')) == sorted(
+      [f'{first}.png', 'grid.png'])
+  with Image.open(out / f'{first}.png') as img:
+    assert img.size == (64, 64)

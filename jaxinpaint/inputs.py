@@ -1,0 +1,290 @@
+"""Inputs of a completion run, read and checked before any computation.
+
+Images (files, folders, tfds splits), masks, the shipped models and example
+images in the package, and the bounds of the numeric flags. Every check
+raises `UserError` with one line naming the file or flag and what was
+expected. Nothing here starts JAX (`--help` and input errors stay fast)
+except `load_model`, which loads the arrays.
+"""
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+from ml_collections import ConfigDict
+from PIL import Image
+
+from jaxinpaint import data, masks
+
+ASSETS = Path(__file__).parent / 'assets'  # the package's shipped files
+DEFAULT_MODEL = ASSETS / 'celeba64'
+EXAMPLES = ASSETS / 'examples'  # example faces, digits, masks, a reference
+# Bounds of --steps (the paper uses 1000: a larger count is a typo that would
+# run for days) and --seed (jax.random.key takes 32-bit seeds).
+MAX_STEPS = 1_000_000
+SEED_LIMIT = 2**32
+# Notes that concern many images list this many names, then a count.
+MAX_NAMES = 5
+
+
+class UserError(Exception):
+  """A bad flag, input or output path: one line, exit code 2 in a CLI."""
+
+
+def note(message: str):
+  """A note or warning for the user: stderr, where progress bars go too."""
+  print(message, file=sys.stderr)
+
+
+def names_list(names) -> str:
+  """'a, b, c, d, e and 3 more'."""
+  shown = ', '.join(names[:MAX_NAMES])
+  more = len(names) - MAX_NAMES
+  return shown + (f' and {more} more' if more > 0 else '')
+
+
+def check_counts(limit=None, seed=0, **positive):
+  """--steps, --limit, --seed, ... in range, else a UserError naming it.
+
+  `positive` maps flag names (underscores for dashes) to values >= 1.
+  """
+  for flag, value in positive.items():
+    if value < 1:
+      raise UserError(f'--{flag.replace("_", "-")} must be >= 1, got {value}')
+  if positive.get('steps', 1) > MAX_STEPS:
+    raise UserError(f'--steps must be <= {MAX_STEPS}, got {positive["steps"]}')
+  if limit is not None and limit < 1:
+    raise UserError(f'--limit must be >= 1, got {limit}')
+  if not 0 <= seed < SEED_LIMIT:
+    raise UserError(f'--seed must be >= 0 and < 2**32, got {seed}')
+
+
+# ----------------------------------------------------------------------------
+# Models.
+
+
+def shipped_model_names() -> list:
+  """The models in the package (folders of assets/ with a config)."""
+  from jaxinpaint import checkpoint  # pylint: disable=g-import-not-at-top
+  if not ASSETS.is_dir():
+    return []
+  return sorted(p.name for p in ASSETS.iterdir()
+                if (p / checkpoint.CONFIG_FILE).is_file())
+
+
+def find_model(arg=None, flag: str = '--checkpoint'):
+  """(model directory, its config) of a path, a shipped model's name, or
+  None for the default model. Cheap: no arrays are loaded.
+
+  Refuses directories that are not models and models that never trained.
+  """
+  from jaxinpaint import checkpoint  # pylint: disable=g-import-not-at-top
+  if arg is None:
+    model_dir = DEFAULT_MODEL
+    if not model_dir.is_dir():
+      raise UserError(f'no shipped model is installed (nothing at '
+                      f'{model_dir}); pass {flag} DIR (a training workdir or '
+                      'an exported model)')
+  else:
+    model_dir = Path(arg)
+    if not model_dir.is_dir() and Path(arg).name == arg:
+      model_dir = ASSETS / arg  # a shipped model's name
+    if not model_dir.is_dir():
+      raise UserError(f'{flag} {arg}: no such directory (nor a shipped '
+                      f'model: {", ".join(shipped_model_names())})')
+  try:
+    config = checkpoint.load_config(model_dir)
+  except (FileNotFoundError, ValueError) as e:  # ValueError: bad JSON
+    raise UserError(str(e)) from e
+  step = checkpoint.latest_step(model_dir)
+  if step is None:
+    raise UserError(f'{model_dir}: not a jaxinpaint model directory (no '
+                    f'checkpoint under {checkpoint.CHECKPOINT_DIR}/)')
+  if step == 0:
+    raise UserError(f'{model_dir}: its checkpoint is from step 0, a model '
+                    'that never trained (its completions would be noise); '
+                    f'train it, or pass another {flag}')
+  return model_dir, config
+
+
+def load_model(model_dir):
+  """(config, float32 inference variables, step) of a model directory.
+
+  A training work dir's checkpoint saved before the end of training (a
+  periodic or interrupted one) holds G's running BatchNorm averages, which
+  lag behind a GAN's weights: they are recalibrated here exactly as
+  `export` and the end of training do (`training.recalibrated_stats`), with
+  a note saying so and how to export the model to skip it next time.
+  """
+  # pylint: disable-next=g-import-not-at-top
+  from jaxinpaint import checkpoint, models, training
+  config = checkpoint.load_config(model_dir)
+  raw, step = checkpoint.restore_raw(model_dir)
+  checkpoint.check_checksums(model_dir, raw)
+  if checkpoint.has_running_batch_stats(raw):
+    batches = config.train.bn_recalibration_batches
+    note(f'note: {model_dir}: the checkpoint of step {step} was saved before '
+         "the end of training, so G's BatchNorm statistics are running "
+         f'averages; recalibrating them over {batches} batches of z (`python '
+         f'-m jaxinpaint.export --workdir {model_dir} --out DIR` does it once)')
+    generator = models.build_models(config.model)['generator']
+    raw = dict(raw, g_stats_eval=training.recalibrated_stats(
+        generator, raw['g_params'], raw['g_stats'], config))
+  variables = checkpoint.to_float32(checkpoint.inference_variables(raw))
+  return config, variables, step
+
+
+# ----------------------------------------------------------------------------
+# Images.
+
+
+def inspect_image(path):
+  """(width, height), mode of an image file, from its header."""
+  try:
+    with Image.open(path) as img:
+      return img.size, img.mode
+  except (OSError, SyntaxError, ValueError) as e:
+    raise data.CorruptImageError(
+        f'cannot read image {path}: {type(e).__name__}: {e}') from e
+
+
+def _conversion_note(mode: str):
+  if mode == 'RGB':
+    return None
+  if mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La'):
+    return f'converted {mode} to RGB (alpha channel dropped)'
+  if mode in ('1', 'L', 'I', 'F') or mode.startswith('I;16'):
+    return f'converted greyscale ({mode}) to RGB'
+  return f'converted {mode} to RGB'
+
+
+def load_image_files(paths, resolution: int, what: str = 'image'):
+  """Decodes image files that must be resolution x resolution already.
+
+  Returns (float32 (N, R, R, 3) in [-1, 1], stems). Prints one note per kind
+  of colour conversion.
+  """
+  converted = {}
+  for path in paths:
+    if not os.path.isfile(path):
+      raise UserError(f'{what} file {path} does not exist')
+    (w, h), mode = inspect_image(path)
+    if (w, h) != (resolution, resolution):
+      raise UserError(
+          f'{what} {path} is {w}x{h} but the model works at '
+          f'{resolution}x{resolution}; crop or resize it to '
+          f'{resolution}x{resolution} first (inpaint.py never resizes, so '
+          'outputs stay aligned with inputs and masks)')
+    mode_note = _conversion_note(mode)
+    if mode_note:
+      converted.setdefault(mode_note, []).append(os.path.basename(path))
+  images, names = data.load_images(paths, resolution)
+  for mode_note, files in converted.items():
+    note(f'note: {mode_note}: {names_list(files)}')
+  return images, names
+
+
+_SAFE_NAME = re.compile(r'[^A-Za-z0-9_.-]+')
+
+
+def load_tfds(spec: str, resolution: int, limit=None):
+  """`tfds:NAME:SPLIT` -> (images, names): center-cropped and resized to R
+  by the training reader (`data.open_source`), never downloaded."""
+  parts = spec.split(':', 2)
+  if len(parts) != 3 or not parts[1] or not parts[2]:
+    raise UserError(f'--input {spec}: expected tfds:NAME:SPLIT, e.g. '
+                    'tfds:celeb_a:test')
+  _, name, split = parts
+  try:
+    source = data.open_source(ConfigDict(dict(tfds_name=name, split=split)))
+    count = len(source) if limit is None else min(limit, len(source))
+    uint8 = np.stack([source.read(i, resolution) for i in range(count)])
+  except (ImportError, ValueError) as e:  # not prepared; no "image" feature
+    raise UserError(f'--input {spec}: {e}') from e
+  prefix = _SAFE_NAME.sub('_', f'{name}_{split}')
+  return (uint8.astype(np.float32) / np.float32(127.5) - np.float32(1),
+          [f'{prefix}_{i:05d}' for i in range(count)])
+
+
+def load_inputs(spec: str, resolution: int, limit=None):
+  """--input (a file, a folder or tfds:NAME:SPLIT) -> (float32 (N, R, R, 3)
+  in [-1, 1], names); names must be unique, they name the outputs."""
+  if spec.startswith('tfds:'):
+    return load_tfds(spec, resolution, limit)
+  path = Path(spec)
+  if path.is_dir():
+    paths = data.list_image_files(path)
+  elif path.is_file():
+    paths = [str(path)]
+  else:
+    raise UserError(f'--input {spec}: no such file or folder')
+  if limit is not None:
+    paths = paths[:limit]
+  images, names = load_image_files(paths, resolution)
+  seen = {}
+  for p, n in zip(paths, names):
+    if n in seen:
+      raise UserError(f'two inputs are named {n!r} ({seen[n]} and {p}): '
+                      'their outputs would collide; rename one')
+    seen[n] = p
+  return images, names
+
+
+# ----------------------------------------------------------------------------
+# Masks.
+
+
+def load_masks(arg: str, names, resolution: int, seed: int):
+  """--mask (a kind, a file or a folder by image stem) -> (1 or N, R, R, 1)
+  float32 masks, 1 = known."""
+  r = resolution
+  if arg in ('center', 'three_squares'):
+    return masks.make_masks(arg, 1, r, r)  # one layout, broadcast
+  if arg in masks.MASK_KINDS:
+    return masks.make_masks(arg, len(names), r, r, seed)
+  path = Path(arg)
+  if path.is_file():
+    return masks.load_mask(str(path), r, r)
+  if not path.is_dir():
+    raise UserError(f'--mask {arg}: not one of '
+                    f'{", ".join(masks.MASK_KINDS)}, nor a mask image file or '
+                    'folder')
+  by_stem = {}
+  for f in data.list_image_files(path):
+    stem = Path(f).stem
+    if stem in by_stem:
+      raise UserError(f'--mask {arg}: two masks for {stem!r} ({by_stem[stem]} '
+                      f'and {f})')
+    by_stem[stem] = f
+  missing = [n for n in names if n not in by_stem]
+  if missing:
+    raise UserError(f'--mask {arg}: no mask for image {missing[0]!r} (expected '
+                    f'{path / missing[0]}.png)'
+                    + (f' and {len(missing) - 1} more' if len(missing) > 1
+                       else ''))
+  return np.concatenate([masks.load_mask(by_stem[n], r, r) for n in names])
+
+
+def mask_notes(mask, names, conditional: bool):
+  """Notes for masks with nothing to fill, warnings for masks without
+  context."""
+  known = (mask > 0.5).reshape(len(mask), -1)
+  all_known, no_known = known.all(axis=1), ~known.any(axis=1)
+  if len(mask) == 1:
+    label = lambda idx: 'the mask'
+  else:
+    label = lambda idx: f'{names_list([names[i] for i in idx])}: the mask'
+  idx = np.flatnonzero(all_known)
+  if len(idx):
+    what = ('keeps everything from the input' if conditional
+            else 'has no hole: nothing to fill')
+    note(f'note: {label(idx)} {what}; the output equals the input')
+  idx = np.flatnonzero(no_known)
+  if len(idx):
+    if conditional:
+      note(f'warning: {label(idx)} keeps nothing from the input: the result '
+           'follows the reference only')
+    else:
+      note(f'warning: {label(idx)} has no known pixel (all hole): there is '
+           'no context, the result is pure generation from the model')

@@ -1,0 +1,282 @@
+"""Outputs of a completion run: checked before any work, written atomically
+or batch by batch, so that nothing written is lost or overwritten silently.
+
+The layout under OUT: `<name>.png` (blended), `raw/<name>.png` (the overlay
+before blending), `grid.png`, and with ground truth `metrics.csv` and
+`summary.json`. No JAX here: the checks run before any computation.
+"""
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from jaxinpaint import data, masks
+from jaxinpaint.inputs import UserError, inspect_image, names_list
+
+GRID_FILE, RAW_DIR = 'grid.png', 'raw'
+METRICS_FILE, SUMMARY_FILE = 'metrics.csv', 'summary.json'
+METRIC_KEYS = ('mse', 'psnr', 'ssim', 'hole_mse')
+
+
+class RunError(Exception):
+  """The computation or a write failed: one line, exit code 1 in a CLI."""
+
+
+class Interrupted(KeyboardInterrupt):
+  """Ctrl-C during a run, saying what was kept: exit code 130 in a CLI."""
+
+
+def text(name) -> str:
+  """A file name or path as text that any UTF-8 file or terminal takes:
+  bytes that are not UTF-8 (surrogate escapes in Python) become \\xNN."""
+  return os.fsencode(name).decode('utf-8', 'backslashreplace')
+
+
+def write_text(path: Path, content: str):
+  """Writes `content` to `path` atomically (a reader never sees half a file;
+  a failed write leaves the old file), making its folder if needed."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f'.{path.name}.tmp')
+  try:
+    tmp.write_text(content, encoding='utf-8')
+    os.replace(tmp, path)
+  except BaseException:
+    tmp.unlink(missing_ok=True)
+    raise
+
+
+def write_json(path: Path, obj):
+  """`obj` as indented JSON, atomically (`write_text`)."""
+  write_text(path, json.dumps(obj, indent=2) + '\n')
+
+
+def refuse_existing(files, overwrite: bool):
+  """Without --overwrite, a UserError for the first of `files` that exists."""
+  if overwrite:
+    return
+  for f in files:
+    if Path(f).exists():
+      raise UserError(f'{f} already exists; pass --overwrite to replace it, '
+                      'or choose another --out')
+
+
+def check_out_folder(out: Path):
+  """--out is a folder or can be made one, and can be written to: checked
+  before any work, so a run does not fail at its end."""
+  raw = out / RAW_DIR
+  for folder in (out, raw):
+    if folder.exists() and not folder.is_dir():
+      raise UserError(f'--out {out}: {folder} exists and is not a folder')
+  absolute = out.absolute()
+  existing = next(p for p in (absolute, *absolute.parents) if p.exists())
+  if not existing.is_dir():
+    raise UserError(f'--out {out}: {existing} is not a folder')
+  for folder in (existing, raw) if raw.is_dir() else (existing,):
+    if not os.access(folder, os.W_OK | os.X_OK):
+      raise UserError(f'--out {out}: {folder} is not writable')
+
+
+def output_paths(out: Path, names, evaluate: bool) -> list:
+  paths = [out / f'{n}.png' for n in names]
+  paths += [out / RAW_DIR / f'{n}.png' for n in names]
+  paths.append(out / GRID_FILE)
+  if evaluate:
+    paths += [out / METRICS_FILE, out / SUMMARY_FILE]
+  return paths
+
+
+def _file_id(path):
+  """The file behind `path`, symlinks resolved: equal for two names of it."""
+  st = os.stat(path)
+  return st.st_dev, st.st_ino
+
+
+def input_files(image_spec: str, mask_spec: str, reference=None) -> dict:
+  """{file id: 'image PATH'} of the files a run reads: the images (the
+  whole --input folder), mask files and the reference."""
+  files = []
+  if not image_spec.startswith('tfds:'):
+    path = Path(image_spec)
+    files += [('image', p) for p in (data.list_image_files(path)
+                                     if path.is_dir() else [path])]
+  if mask_spec not in masks.MASK_KINDS:
+    path = Path(mask_spec)
+    files += [('mask', p) for p in (data.list_image_files(path)
+                                    if path.is_dir() else [path])]
+  if reference is not None:
+    files.append(('reference', reference))
+  return {_file_id(p): f'{what} {p}' for what, p in files}
+
+
+def finished(out: Path, names, grid_rows: int) -> np.ndarray:
+  """--resume: which images an earlier run wrote completely, bool (N,).
+
+  An image is finished when both its PNGs exist. The first `grid_rows`
+  images also need grid.png, which is written once all of them are done:
+  their G(z) is in no file, so without the grid they are all done again.
+  """
+  done = np.array([(out / f'{n}.png').is_file()
+                   and (out / RAW_DIR / f'{n}.png').is_file() for n in names])
+  rows = min(len(names), grid_rows)
+  if not (done[:rows].all() and (out / GRID_FILE).is_file()):
+    done[:rows] = False
+  return done
+
+
+def check_outputs(out: Path, names, inputs: dict, *, evaluate: bool,
+                  overwrite: bool, resume: bool, grid_rows: int) -> np.ndarray:
+  """Refuses outputs that are input files (`inputs`, of `input_files`), and
+  (without `overwrite` or `resume`) existing ones; returns which images
+  --resume skips."""
+  if Path(GRID_FILE).stem in names:
+    raise UserError(f'an input image is named {Path(GRID_FILE).stem!r}: its '
+                    f'output would collide with {out / GRID_FILE}; rename it')
+  targets = output_paths(out, names, evaluate)
+  # Whatever the flags: --overwrite would destroy the input, and --resume
+  # would take it for a finished output.
+  for t in targets:
+    if t.exists() and _file_id(t) in inputs:
+      raise UserError(f'{t} is an input ({inputs[_file_id(t)]}): writing '
+                      'there would destroy it; choose another --out')
+  if resume:
+    return finished(out, names, grid_rows)
+  refuse_existing(targets, overwrite)
+  return np.zeros(len(names), bool)
+
+
+def read_finished(out: Path, names, done, resolution: int) -> np.ndarray:
+  """--resume --evaluate: the finished images' PNGs, uint8 (K, R, R, 3)."""
+  arrays = []
+  for i in np.flatnonzero(done):
+    path = out / f'{names[i]}.png'
+    (w, h), _ = inspect_image(path)
+    if (w, h) != (resolution, resolution):
+      raise UserError(f'--resume: {path} is {w}x{h}, not {resolution}x'
+                      f'{resolution}: not an output of this model')
+    with Image.open(path) as img:
+      arrays.append(np.asarray(img.convert('RGB')))
+  return np.stack(arrays)
+
+
+class BatchWriter:
+  """Writes each batch as soon as it is completed, so an interrupted or
+  failed run keeps the finished ones: its PNGs, grid.png once the grid's
+  rows are all done, and its rows of metrics.csv (with ground truth).
+
+  Args:
+    out: the output folder.
+    names: (N,) output names.
+    grid_columns: (images, reference or None, ground truth or None): the
+      grid's first columns (images with holes shown) and, with ground
+      truth, its last one.
+    done: (N,) bool, images finished by an earlier run.
+    grid_rows: images shown in grid.png (the first ones).
+    finished_metrics: {metric: (K,)} of the done images, or None.
+  """
+
+  def __init__(self, out: Path, names, grid_columns, done, grid_rows: int,
+               finished_metrics=None):
+    self.out, self.names, n = out, names, len(names)
+    self.masked, self.reference, self.truth = grid_columns
+    self.complete = int(done.sum())  # images with both PNGs
+    self.per_image = {k: np.zeros(n) for k in METRIC_KEYS}
+    self._csv = None  # metrics.csv, opened at the first rows to write
+    self._csv_rows = []
+    if finished_metrics is not None:
+      for j, i in enumerate(np.flatnonzero(done)):
+        self._add_metrics(i, {k: v[j] for k, v in finished_metrics.items()})
+    # The grid's rows, when it has to be made: G(z) and blended of each.
+    rows = min(n, grid_rows)
+    self.grid = None if done[:rows].all() else {}
+    self.grid_rows = rows
+
+  def _fail(self, path, error: OSError):
+    raise RunError(
+        f'cannot write {text(path)}: {error.strerror or error}; '
+        f'{self.complete} of {len(self.names)} images are complete in '
+        f'{text(self.out)}/ (rerun with --resume to do the rest)') from error
+
+  def _add_metrics(self, i, values):
+    for k in METRIC_KEYS:
+      self.per_image[k][i] = values[k]
+    self._csv_rows.append([text(self.names[i])]
+                          + [f'{values[k]:.6f}' for k in METRIC_KEYS])
+
+  def _flush_metrics(self):
+    """Appends the pending rows to metrics.csv (made at the first call)."""
+    path = self.out / METRICS_FILE
+    try:
+      if self._csv is None:
+        self._csv = open(path, 'w', newline='', encoding='utf-8')
+        self._csv_rows.insert(0, ('name',) + METRIC_KEYS)
+      csv.writer(self._csv).writerows(self._csv_rows)
+      self._csv.flush()
+    except OSError as e:
+      self._fail(path, e)
+    self._csv_rows.clear()
+
+  def batch(self, rows, results, per_image=None):
+    """Writes the completed images `rows` (indices into the inputs)."""
+    finite = np.isfinite(results['blended']).all(axis=(1, 2, 3))
+    if not finite.all():
+      bad = [self.names[rows[j]] for j in np.flatnonzero(~finite)]
+      raise RunError(f'completion produced non-finite values for '
+                     f'{names_list(bad)}; is the checkpoint healthy?')
+    from jaxinpaint import grids, metrics  # pylint: disable=g-import-not-at-top
+    blended = metrics.to_uint8(results['blended'])
+    overlay = metrics.to_uint8(results['overlay'])
+    for j, i in enumerate(rows):
+      name = self.names[i]
+      # The blended PNG last: with both, --resume counts the image as done.
+      for path, image in ((self.out / RAW_DIR / f'{name}.png', overlay[j]),
+                          (self.out / f'{name}.png', blended[j])):
+        try:
+          grids.save_png(path, image)
+        except OSError as e:
+          self._fail(path, e)
+      self.complete += 1
+    if self.grid is not None:
+      for j, i in enumerate(rows):
+        if i < self.grid_rows:
+          self.grid[i] = (results['generated'][j], results['blended'][j])
+      if len(self.grid) == self.grid_rows:
+        self._write_grid()
+    if per_image is not None:
+      for j, i in enumerate(rows):
+        self._add_metrics(i, {k: per_image[k][j] for k in METRIC_KEYS})
+      self._flush_metrics()
+
+  def _write_grid(self):
+    from jaxinpaint import grids  # pylint: disable=g-import-not-at-top
+    rows = self.grid_rows
+    masked = self.masked[:rows]
+    columns = [masked]
+    if self.reference is not None:
+      columns.append(np.broadcast_to(self.reference, masked.shape))
+    columns += [np.stack([self.grid[i][0] for i in range(rows)]),
+                np.stack([self.grid[i][1] for i in range(rows)])]
+    if self.truth is not None:
+      columns.append(self.truth[:rows])
+    try:
+      grids.save_rows(self.out / GRID_FILE, columns)
+    except OSError as e:
+      self._fail(self.out / GRID_FILE, e)
+    self.grid = None
+
+  def finish(self, summary=None):
+    """With ground truth (`summary` given): the last metrics.csv rows (all
+    of them if nothing was completed in this run) and summary.json."""
+    if summary is not None:
+      self._flush_metrics()
+      try:
+        write_json(self.out / SUMMARY_FILE, summary)
+      except OSError as e:
+        self._fail(self.out / SUMMARY_FILE, e)
+
+  def close(self):
+    if self._csv is not None:
+      self._csv.close()

@@ -1,0 +1,165 @@
+"""jaxinpaint.inputs and the public surface that scripts use.
+
+No script in bench/, nor inpaint.py or train.py, reaches into a private
+name of the library; a work dir's unfinished checkpoint gets G's BatchNorm
+statistics recalibrated on load; timing leaves no jax.monitoring listener.
+"""
+import ast
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from helpers import REPO
+from jaxinpaint import checkpoint, config as config_lib, evaluation, inputs
+from jaxinpaint import models, training
+
+SCRIPTS = sorted(REPO.glob('bench/*.py')) + [REPO / 'inpaint.py',
+                                             REPO / 'train.py']
+
+
+def private_uses(source: str) -> list:
+  """'line: what' for each use of a private jaxinpaint name in `source`:
+  `module._name` of an imported jaxinpaint module, `from jaxinpaint.x import
+  _name`, and pylint's protected-access waiver."""
+  found = [f'{i}: protected-access waiver'
+           for i, line in enumerate(source.splitlines(), 1)
+           if 'protected-access' in line]
+  tree = ast.parse(source)
+  modules = set()  # local names bound to jaxinpaint modules
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      for a in node.names:
+        if a.name.split('.')[0] == 'jaxinpaint':
+          modules.add(a.asname or a.name.split('.')[0])
+    elif isinstance(node, ast.ImportFrom) and (node.module or '').startswith(
+        'jaxinpaint'):
+      for a in node.names:
+        if a.name.startswith('_'):
+          found.append(f'{node.lineno}: from {node.module} import {a.name}')
+        elif node.module == 'jaxinpaint':  # a module of the package
+          modules.add(a.asname or a.name)
+  for node in ast.walk(tree):
+    if (isinstance(node, ast.Attribute) and node.attr.startswith('_')
+        and not node.attr.startswith('__')):
+      base = node.value
+      while isinstance(base, ast.Attribute):  # jaxinpaint.data._x
+        base = base.value
+      if isinstance(base, ast.Name) and base.id in modules:
+        found.append(f'{node.lineno}: {ast.unparse(node)}')
+  return found
+
+
+def test_the_checker_finds_private_uses():
+  bad = ('import jaxinpaint.data\nfrom jaxinpaint import inputs as i\n'
+         'from jaxinpaint.outputs import _x\n'
+         'i._load(1)\njaxinpaint.data._to_float(2)\n'
+         'y = 3  # pylint: disable=protected-access\n')
+  assert private_uses(bad) == [
+      '6: protected-access waiver', '3: from jaxinpaint.outputs import _x',
+      '4: i._load', '5: jaxinpaint.data._to_float']
+  # Private names of other objects, and dunders, are not the library's.
+  assert private_uses('from jaxinpaint import cli\nimport os\n'
+                      'os._exit\ncli.__doc__\nx._y\n') == []
+
+
+def test_scripts_use_public_names_only():
+  assert len(SCRIPTS) >= 8
+  for path in SCRIPTS:
+    uses = private_uses(path.read_text(encoding='utf-8'))
+    assert not uses, (path.relative_to(REPO), uses)
+
+
+# ----------------------------------------------------------------------------
+# Loading a model: a work dir's unfinished checkpoint.
+
+
+def _workdir(path, recalibrated: bool):
+  """A training work dir whose checkpoint holds G's running averages as the
+  inference statistics (as training saves before its end), or other ones."""
+  c = config_lib.base_config()
+  c.model.resolution, c.model.width, c.model.z_dim = 32, 4, 16
+  c.train.batch_size, c.train.bn_recalibration_batches = 4, 2
+  variables = models.random_variables(c.model)
+  g_stats = variables['generator']['batch_stats']
+  eval_stats = (jax.tree.map(lambda x: x + 0.5, g_stats) if recalibrated
+                else g_stats)
+  tree = {'step': jnp.asarray(3), 'g_params': variables['generator']['params'],
+          'g_stats': g_stats, 'g_stats_eval': eval_stats,
+          'd_params': {k: v['params'] for k, v in variables.items()
+                       if k != 'generator'}}
+  path.mkdir()
+  checkpoint.save_config(path, c)
+  mgr = checkpoint.manager(path)
+  mgr.save(3, args=ocp.args.StandardSave(tree))
+  mgr.wait_until_finished()
+  return c, tree
+
+
+def test_an_unfinished_workdir_checkpoint_is_recalibrated(tmp_path, capsys):
+  config, tree = _workdir(tmp_path / 'w', recalibrated=False)
+  _, variables, step = inputs.load_model(tmp_path / 'w')
+  assert step == 3
+  err = capsys.readouterr().err
+  assert len(err.strip().splitlines()) == 1
+  assert 'running averages; recalibrating them over 2 batches' in err
+  assert 'jaxinpaint.export' in err
+  generator = models.build_models(config.model)['generator']
+  want = training.recalibrated_stats(generator, tree['g_params'],
+                                     tree['g_stats'], config)
+  got = variables['generator']['batch_stats']
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
+               got, want)
+  # Not the running averages it was saved with (means 0, variances 1).
+  assert any(not np.allclose(a, b) for a, b in zip(
+      jax.tree.leaves(got), jax.tree.leaves(tree['g_stats'])))
+
+
+def test_finished_and_exported_models_load_as_saved(tmp_path, capsys):
+  _, tree = _workdir(tmp_path / 'w', recalibrated=True)
+  _, variables, _ = inputs.load_model(tmp_path / 'w')
+  assert capsys.readouterr().err == ''
+  jax.tree.map(np.testing.assert_array_equal,
+               variables['generator']['batch_stats'], tree['g_stats_eval'])
+  _, exported, _ = inputs.load_model(inputs.ASSETS / 'svhn32_dcgan')
+  _, direct, _ = checkpoint.load_inference_variables(
+      inputs.ASSETS / 'svhn32_dcgan')
+  assert capsys.readouterr().err == ''
+  jax.tree.map(np.testing.assert_array_equal, exported, direct)
+
+
+def test_compile_timer_counts_compilation_and_then_unregisters():
+  with evaluation.CompileTimer() as timer:
+    jax.jit(lambda x: jnp.sin(x) * 3)(jnp.ones(7)).block_until_ready()
+  counted = timer.seconds
+  assert counted > 0
+  jax.jit(lambda x: jnp.cos(x) * 5)(jnp.ones(9)).block_until_ready()
+  assert timer.seconds == counted  # no longer listening
+
+
+def test_check_counts_names_the_flag():
+  for kwargs, message in ((dict(steps=0), '--steps must be >= 1, got 0'),
+                          (dict(batch_size=-1), '--batch-size must be >= 1'),
+                          (dict(steps=10**7), '--steps must be <= 1000000'),
+                          (dict(limit=0), '--limit must be >= 1, got 0'),
+                          (dict(seed=2**32), '--seed must be >= 0')):
+    try:
+      inputs.check_counts(**kwargs)
+    except inputs.UserError as e:
+      assert str(e).startswith(message), (kwargs, str(e))
+    else:
+      raise AssertionError(f'{kwargs} passed')
+  inputs.check_counts(limit=1, seed=2**32 - 1, steps=10**6, batch_size=1)
+
+
+def test_shipped_examples_are_package_data():
+  assert sorted(p.name for p in (inputs.EXAMPLES / 'faces').iterdir()) and all(
+      (inputs.EXAMPLES / f).is_file() for f in
+      ('reference.png', 'conditional_mask.png', 'center_mask.png'))
+  assert len(list((inputs.EXAMPLES / 'faces').glob('*.jpg'))) == 16
+  assert len(list((inputs.EXAMPLES / 'digits').glob('*.png'))) == 8
+  assert not (REPO / 'examples').exists()
+  assert 'examples' not in inputs.shipped_model_names()
+  assert Path(inputs.__file__).parent / 'assets' == inputs.ASSETS
