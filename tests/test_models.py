@@ -157,10 +157,16 @@ def test_conv_mean_pool_is_conv_then_pool():
 
 
 def test_blocks_keep_their_parameter_names():
-  # Saved models name the fused conv 'Conv_2', as the nn.Conv it replaced.
+  # Saved models name the fused convs as the nn.Convs they replaced.
   cfg = ml_collections.ConfigDict(dict(arch='wgan', resolution=32, width=4,
                                        z_dim=16, dtype='float32'))
-  critic = init(models.build_models(cfg)['critic'], jnp.zeros((1, 32, 32, 3)))
+  nets = models.build_models(cfg)
+  generator = init(nets['generator'], jnp.zeros((1, 16)))
+  block = generator['params']['UpBlock_0']
+  assert set(block) == {'Conv_0', 'Conv_1', 'Conv_2', 'BatchNorm_0',
+                        'BatchNorm_1'}
+  assert block['Conv_0']['kernel'].shape == (1, 1, 32, 16)
+  critic = init(nets['critic'], jnp.zeros((1, 32, 32, 3)))
   block = critic['params']['DownBlock_0']
   assert set(block) == {'Conv_0', 'Conv_1', 'Conv_2', 'LayerNorm_0',
                         'LayerNorm_1'}
