@@ -70,51 +70,12 @@ class UpBlock(nn.Module):
   def __call__(self, x, train: bool):
     norm = lambda: batch_norm(train, self.bn_momentum, self.dtype)
     conv = functools.partial(nn.Conv, dtype=self.dtype)
-    # A 1x1 conv commutes with nearest up-sampling (the same products per
-    # pixel): applied first, it costs a quarter.
-    shortcut = upsample(conv(self.features, (1, 1))(x))
+    shortcut = conv(self.features, (1, 1))(upsample(x))
     h = nn.relu(norm()(x))
     h = conv(self.features, (3, 3))(upsample(h))
     h = nn.relu(norm()(h))
     h = conv(self.features, (3, 3))(h)
     return shortcut + h
-
-
-def conv_mean_pool_kernel(kernel):
-  """The 4x4 stride-2 kernel equal to a 3x3 'SAME' conv then 2x2 mean pooling.
-
-  Pooled output j reads inputs 2j − 1 ... 2j + 2 along each axis; tap s of
-  the 4x4 kernel is the mean of the 3x3 taps that land on it from the two
-  pooled positions (k[s] + k[s − 1]) / 2 per axis, with k out of range = 0.
-  """
-  k = jnp.pad(kernel, ((1, 1), (1, 1), (0, 0), (0, 0)))
-  return 0.25 * (k[1:, 1:] + k[1:, :-1] + k[:-1, 1:] + k[:-1, :-1])
-
-
-class ConvMeanPool(nn.Module):
-  """conv3x3 ('SAME') → 2x2 mean pooling, as one 4x4 stride-2 conv.
-
-  The same parameters as `nn.Conv(features, (3, 3))` (kernel, bias) and the
-  same result up to float rounding, for 16 multiply-adds per pooled output
-  and input channel instead of 4 · 9 = 36: the critics' largest convs
-  (forward and backward) cost less than half.
-  """
-  features: int
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    kernel = self.param('kernel', nn.initializers.lecun_normal(),
-                        (3, 3, x.shape[-1], self.features), jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,),
-                      jnp.float32)
-    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias,
-                                              dtype=self.dtype)
-    y = jax.lax.conv_general_dilated(
-        x, conv_mean_pool_kernel(kernel), window_strides=(2, 2),
-        padding=((1, 1), (1, 1)),
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-    return y + bias
 
 
 class DownBlock(nn.Module):
@@ -133,11 +94,8 @@ class DownBlock(nn.Module):
     conv = functools.partial(nn.Conv, dtype=self.dtype)
     shortcut = conv(self.features, (1, 1))(downsample(x))
     h = conv(x.shape[-1], (3, 3))(nn.relu(norm()(x)))
-    # The last conv and the pooling fused; named as the nn.Conv it replaces
-    # so that saved models load unchanged.
-    h = ConvMeanPool(self.features, self.dtype, name='Conv_2')(
-        nn.relu(norm()(h)))
-    return shortcut + h
+    h = conv(self.features, (3, 3))(nn.relu(norm()(h)))
+    return shortcut + downsample(h)
 
 
 class Generator(nn.Module):

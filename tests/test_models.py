@@ -2,7 +2,6 @@
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import pytest
 
 from jaxinpaint import models
@@ -125,49 +124,3 @@ def test_latent_priors():
   assert float(u.min()) >= -1 and float(u.max()) <= 1
   n = models.sample_latent(jax.random.key(0), (1000, 128), 'wgan')
   assert abs(float(n.std()) - 1) < 0.02
-
-
-def np_conv3x3_same(x, kernel, bias):
-  """Plain-numpy 'SAME' 3x3 convolution, NHWC / HWIO."""
-  n, h, w, _ = x.shape
-  xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  out = np.zeros((n, h, w, kernel.shape[-1])) + bias
-  for a in range(3):
-    for b in range(3):
-      out += xp[:, a:a + h, b:b + w] @ kernel[a, b]
-  return out
-
-
-def np_mean_pool(x):
-  n, h, w, c = x.shape
-  return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
-
-
-def test_conv_mean_pool_is_conv_then_pool():
-  # The fused 4x4 stride-2 conv against the two steps it replaces, written
-  # out in numpy (odd input values, border included, random bias).
-  rng = np.random.default_rng(0)
-  x = rng.normal(size=(2, 8, 6, 3)).astype(np.float32)
-  kernel = rng.normal(size=(3, 3, 3, 5)).astype(np.float32)
-  bias = rng.normal(size=5).astype(np.float32)
-  out = models.ConvMeanPool(5).apply(
-      {'params': {'kernel': kernel, 'bias': bias}}, x)
-  np.testing.assert_allclose(
-      out, np_mean_pool(np_conv3x3_same(x, kernel, bias)), atol=1e-5)
-
-
-def test_blocks_keep_their_parameter_names():
-  # Saved models name the fused convs as the nn.Convs they replaced.
-  cfg = ml_collections.ConfigDict(dict(arch='wgan', resolution=32, width=4,
-                                       z_dim=16, dtype='float32'))
-  nets = models.build_models(cfg)
-  generator = init(nets['generator'], jnp.zeros((1, 16)))
-  block = generator['params']['UpBlock_0']
-  assert set(block) == {'Conv_0', 'Conv_1', 'Conv_2', 'BatchNorm_0',
-                        'BatchNorm_1'}
-  assert block['Conv_0']['kernel'].shape == (1, 1, 32, 16)
-  critic = init(nets['critic'], jnp.zeros((1, 32, 32, 3)))
-  block = critic['params']['DownBlock_0']
-  assert set(block) == {'Conv_0', 'Conv_1', 'Conv_2', 'LayerNorm_0',
-                        'LayerNorm_1'}
-  assert block['Conv_2']['kernel'].shape == (3, 3, 4, 8)
