@@ -9,9 +9,14 @@ ways, in the same run, each timed on its second call (after compilation):
   batched, host:  the same, the steps run from Python over one compiled
                   step (`Options.loop='host'`, the default on CPU);
   one at a time:  N calls with batch 1, as a per-image script would do it.
+With `--dtype bfloat16` (any dtype but float32) it also runs the batched
+search with G and the critics in that dtype (`Options.dtype`; z, Adam and
+the loss stay float32) and prints its speed beside float32's and how far its
+results move: max |Δz| and the MSE (uint8 scale) of the blended images.
 
   python bench/completion.py                       # 64 images x 1000 steps
   python bench/completion.py --width 8 --images 16 --steps 50   # CPU check
+  python bench/completion.py --dtype bfloat16 --batched-only    # GPU: bf16
 """
 import argparse
 import time
@@ -19,7 +24,8 @@ import time
 import jax
 import numpy as np
 
-from jaxinpaint import completion, config as config_lib, masks, models
+from jaxinpaint import completion, config as config_lib, masks, metrics
+from jaxinpaint import models
 
 
 def _smooth_images(rng, n, s):
@@ -41,7 +47,8 @@ def main():
   parser.add_argument('--resolution', type=int, default=64)
   parser.add_argument('--restarts', type=int, default=1)
   parser.add_argument('--dtype', default='float32',
-                      help="activations' dtype (bfloat16 on GPUs)")
+                      help="also time the search with the nets' activations "
+                      "in this dtype (bfloat16 on GPUs) beside float32")
   parser.add_argument('--loss', default='paper', choices=sorted(
       completion.LOSSES))
   parser.add_argument('--batched-only', action='store_true',
@@ -50,8 +57,7 @@ def main():
   args = parser.parse_args()
 
   c = config_lib.base_config()
-  c.model.resolution, c.model.width, c.model.dtype = (args.resolution,
-                                                      args.width, args.dtype)
+  c.model.resolution, c.model.width = args.resolution, args.width
   nets = models.build_models(c.model)
   variables = jax.device_put(models.random_variables(c.model))
   n, s = args.images, args.resolution
@@ -63,12 +69,11 @@ def main():
 
   print(f'device: {jax.devices()[0].device_kind} ({jax.default_backend()})')
   print(f'{n} images {s}x{s}, width {args.width}, z {c.model.z_dim}, '
-        f'{args.steps} steps, {args.restarts} restart(s), {args.dtype}, '
-        f'loss {args.loss}')
+        f'{args.steps} steps, {args.restarts} restart(s), loss {args.loss}')
 
-  def run(loop, rows):
+  def run(loop, rows, dtype=None):
     options = completion.Options(steps=args.steps, restarts=args.restarts,
-                                 loop=loop)
+                                 loop=loop, dtype=dtype)
     return completion.complete(variables, y[rows], mask[rows], keys[rows],
                                nets=nets, spec=spec, options=options,
                                arch=c.model.arch)
@@ -90,6 +95,9 @@ def main():
   for loop, (_, t) in results.items():
     print(f'batched, Options.loop={loop!r} (1 call of {n}): {t:9.2f} s '
           f'{n / t:9.2f} images/s')
+  if jax.numpy.dtype(args.dtype) != jax.numpy.float32:
+    compare_dtype(results, lambda: run('auto', batch, args.dtype), args.dtype,
+                  timed)
   if args.batched_only:
     return
   loop_z, t_loop = timed(one_at_a_time)
@@ -108,6 +116,20 @@ def main():
   print(f"max |z_scan - z_host|: {np.abs(z - host_out['z']).max():.2e}; "
         f'max |z_scan - z_one_at_a_time|: '
         f'{np.abs(z - np.concatenate(loop_z)).max():.2e}')
+
+
+def compare_dtype(float32_results, run, dtype, timed):
+  """Speed and results of the search in `dtype` beside float32's."""
+  loop = 'host' if completion._host_loop(completion.Options()) else 'scan'
+  ref, t_ref = float32_results[loop]
+  out, t = timed(run)
+  dz = np.abs(np.asarray(out['z']) - np.asarray(ref['z'])).max()
+  diff = (metrics.to_uint8(out['blended']).astype(np.float64)
+          - metrics.to_uint8(ref['blended']))
+  print(f"batched, Options.loop='auto', Options.dtype={dtype!r}: {t:9.2f} s "
+        f'(float32 {t_ref:.2f} s, speed-up {t_ref / t:.2f}x); vs float32: '
+        f'max |dz| {dz:.2e}, blended MSE {np.mean(diff**2):.2f} '
+        f'(uint8 scale), mean |diff| {np.mean(np.abs(diff)):.2f} grey levels')
 
 
 if __name__ == '__main__':

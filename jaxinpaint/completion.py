@@ -77,6 +77,11 @@ class Options:
   # Python loop over one compiled step (same numbers), 'auto' = 'host' on
   # CPU, where it is several times faster (see `_search`), else 'scan'.
   loop: str = 'auto'
+  # The activations' dtype of G and the critics during the search, e.g.
+  # 'bfloat16' (faster on GPUs); None keeps the model's own `dtype`. Only the
+  # networks change: their parameters, z, Adam's state and the loss stay
+  # float32 (G's image and the critics' scores are returned in float32).
+  dtype: str | None = None
 
 
 def _render(nets, variables, z):
@@ -379,7 +384,8 @@ def complete(variables, y, mask, keys, *, nets, spec: LossSpec,
   y, mask = jnp.asarray(y), jnp.asarray(mask)
   data = (y, mask, _window_weights_jit(mask, options.window))
   return _search(variables, data, keys, y, mask, arch=arch, options=options,
-                 objective=_Objective(nets, spec, arch, options.window))
+                 objective=_Objective(with_dtype(nets, options.dtype), spec,
+                                      arch, options.window))
 
 
 def complete_conditional(variables, y1, y2, mask, keys, *, nets,
@@ -396,7 +402,26 @@ def complete_conditional(variables, y1, y2, mask, keys, *, nets,
   y1, y2, mask = jnp.asarray(y1), jnp.asarray(y2), jnp.asarray(mask)
   return _search(variables, (y1, y2, mask), keys, y1, mask, arch='wgan',
                  options=options,
-                 objective=_Objective(nets, spec, 'wgan', options.window))
+                 objective=_Objective(with_dtype(nets, options.dtype), spec,
+                                      'wgan', options.window))
+
+
+def with_dtype(nets, dtype: str | None):
+  """`nets` with their activations in `dtype` (`Options.dtype`); as they
+  are when None. Parameters are float32 either way, so the same variables
+  serve both."""
+  if dtype is None:
+    return nets
+  try:
+    dtype = jnp.dtype(dtype)
+  except TypeError:
+    raise ValueError(f"Options.dtype {dtype!r}: expected None or a float "
+                     "dtype such as 'float32' or 'bfloat16'") from None
+  if not jnp.issubdtype(dtype, jnp.floating):
+    raise ValueError(f"Options.dtype {str(dtype)!r}: expected a float dtype "
+                     "such as 'float32' or 'bfloat16'")
+  return type(nets)({name: net.clone(dtype=dtype)
+                     for name, net in nets.items()})
 
 
 def _z_dim(variables) -> int:

@@ -1,0 +1,345 @@
+"""Benchmark: our completion step against the same step in PyTorch.
+
+What a user would write in PyTorch instead: the generator and both critics
+re-implemented with `torch.nn.functional`, the weights of the same Flax
+model (`models.build_models`) copied in, the same loss (paper eq. 5-8:
+weighted L1 of the known pixels and of their masked gradients, prior
+−D(G(z)) − Dp(G(z))), `torch.optim.Adam` on z and the clip to [-1, 1].
+Before any timing, the torch nets' outputs are checked against Flax's, and
+after it the final latents of both searches (same starting z) are compared.
+
+Both sides are timed in the same run on the same batch: ours is
+`completion.complete` (blend off, its default loop for the backend), theirs
+the loop below; each is timed on its second call and reports Adam steps/s
+(every step updates all N images).
+
+  python bench/completion_torch.py                  # width 16 and 32, 8 images
+  python bench/completion_torch.py --settings 16x8,16x32 --steps 30
+
+Needs the bench-only extra: `pip install -e .[bench-torch]`.
+"""
+import argparse
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from jaxinpaint import completion, config as config_lib, image_ops, masks
+from jaxinpaint import models
+
+# Flax's defaults, which the port must share.
+BATCH_NORM_EPS = 1e-5
+LAYER_NORM_EPS = 1e-6
+
+
+def _t(a):
+  return torch.from_numpy(np.array(a, np.float32))
+
+
+def to_torch(variables):
+  """A Flax variable tree as torch tensors, conv kernels HWIO → OIHW."""
+  def convert(leaf):
+    x = _t(leaf)
+    return x.permute(3, 2, 0, 1).contiguous() if x.ndim == 4 else x
+  return jax.tree.map(convert, variables)
+
+
+def _conv(params, x):
+  """Flax nn.Conv with 'SAME' padding (odd kernels, stride 1), NCHW."""
+  kernel = params['kernel']
+  return F.conv2d(x, kernel, params['bias'], padding=kernel.shape[-1] // 2)
+
+
+def _dense(params, x):
+  return torch.addmm(params['bias'], x, params['kernel'])
+
+
+def _batch_norm(params, stats, x):
+  """Inference mode: the running statistics, as completion uses G."""
+  return F.batch_norm(x, stats['mean'], stats['var'], params['scale'],
+                      params['bias'], False, 0.0, BATCH_NORM_EPS)
+
+
+def _layer_norm(params, x):
+  """Normalized over (C, H, W) of each example, scaled per channel."""
+  mean = x.mean(dim=(1, 2, 3), keepdim=True)
+  var = x.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
+  shape = (1, -1, 1, 1)
+  return ((x - mean) * torch.rsqrt(var + LAYER_NORM_EPS)
+          * params['scale'].view(shape) + params['bias'].view(shape))
+
+
+def _upsample(x):
+  return F.interpolate(x, scale_factor=2, mode='nearest')
+
+
+class TorchGenerator(torch.nn.Module):
+  """`models.Generator` in inference mode: z (N, z_dim) → (N, 3, R, R)."""
+
+  def __init__(self, variables):
+    super().__init__()
+    variables = to_torch(variables)
+    self.params, self.stats = variables['params'], variables['batch_stats']
+    self.blocks = sorted(k for k in self.params if k.startswith('UpBlock_'))
+
+  def forward(self, z):
+    p, s = self.params, self.stats
+    x = _dense(p['Dense_0'], z)
+    x = x.view(z.shape[0], 4, 4, -1).permute(0, 3, 1, 2)  # Flax is NHWC
+    for name in self.blocks:
+      bp, bs = p[name], s[name]
+      shortcut = _conv(bp['Conv_0'], _upsample(x))
+      h = F.relu(_batch_norm(bp['BatchNorm_0'], bs['BatchNorm_0'], x))
+      h = _conv(bp['Conv_1'], _upsample(h))
+      h = F.relu(_batch_norm(bp['BatchNorm_1'], bs['BatchNorm_1'], h))
+      x = shortcut + _conv(bp['Conv_2'], h)
+    x = F.relu(_batch_norm(p['BatchNorm_0'], s['BatchNorm_0'], x))
+    return torch.tanh(_conv(p['Conv_0'], x))
+
+
+def _down_block(p, x):
+  shortcut = _conv(p['Conv_0'], F.avg_pool2d(x, 2))
+  h = _conv(p['Conv_1'], F.relu(_layer_norm(p['LayerNorm_0'], x)))
+  h = _conv(p['Conv_2'], F.relu(_layer_norm(p['LayerNorm_1'], h)))
+  return shortcut + F.avg_pool2d(h, 2)
+
+
+class TorchCritic(torch.nn.Module):
+  """`models.Critic`: (N, 3, R, R) → (N,)."""
+
+  def __init__(self, variables):
+    super().__init__()
+    self.params = to_torch(variables)['params']
+    self.blocks = sorted(k for k in self.params if k.startswith('DownBlock_'))
+
+  def forward(self, x):
+    x = _conv(self.params['Conv_0'], x)
+    for name in self.blocks:
+      x = _down_block(self.params[name], x)
+    x = F.relu(x).permute(0, 2, 3, 1).flatten(1)  # Flax flattens NHWC
+    return _dense(self.params['Dense_0'], x)[:, 0]
+
+
+class TorchPatchCritic(torch.nn.Module):
+  """`models.PatchCritic`: (N, 3, R, R) → mean of the patch map, (N,)."""
+
+  def __init__(self, variables):
+    super().__init__()
+    self.params = to_torch(variables)['params']
+    self.blocks = sorted(k for k in self.params if k.startswith('blocks_'))
+
+  def forward(self, x):
+    x = _conv(self.params['stem'], x)
+    for name in self.blocks:
+      x = _down_block(self.params[name], x)
+    return _conv(self.params['head'], F.relu(x)).mean(dim=(1, 2, 3))
+
+
+def _shift(x, step, dim):
+  """out[i] = x[i + step] along `dim`, zero outside (as image_ops._shift)."""
+  out = torch.zeros_like(x)
+  n = x.shape[dim]
+  if step > 0:
+    out.narrow(dim, 0, n - step).copy_(x.narrow(dim, step, n - step))
+  else:
+    out.narrow(dim, -step, n + step).copy_(x.narrow(dim, 0, n + step))
+  return out
+
+
+def masked_gradients(x, known):
+  """image_ops.masked_gradients for NCHW: central, forward, backward or 0."""
+  grads = []
+  for dim in (2, 3):
+    k_prev, k_next = _shift(known, -1, dim), _shift(known, 1, dim)
+    x_prev, x_next = _shift(x, -1, dim), _shift(x, 1, dim)
+    grads.append(torch.where(
+        k_prev & k_next, (x_next - x_prev) * 0.5,
+        torch.where(known & k_next, x_next - x,
+                    torch.where(known & k_prev, x - x_prev,
+                                torch.zeros_like(x)))))
+  return grads
+
+
+class TorchLoss:
+  """Eq. 5-8 summed over the batch (each image's loss depends on its own z,
+  so the gradient of the sum is every image's own gradient). The terms of y
+  do not depend on z and are computed once."""
+
+  def __init__(self, nets, y, mask, weights, spec):
+    self.generator, self.critics = nets[0], nets[1:]
+    self.spec = spec
+    self.mask = mask.expand_as(y)
+    self.known = self.mask > 0.5
+    self.weights = weights
+    self.y = self.mask * torch.where(mask > 0, y, torch.zeros_like(y))
+    self.grads_y = [self.mask * g for g in masked_gradients(self.y,
+                                                            self.known)]
+
+  def per_image(self, z):
+    s, m, w = self.spec, self.mask, self.weights
+    image = self.generator(z)
+    loss = s.alpha * (w * (m * image - self.y).abs()).sum(dim=(1, 2, 3))
+    for g, g_y in zip(masked_gradients(image, self.known), self.grads_y):
+      loss = loss + s.beta * (w * (m * g - g_y).abs()).sum(dim=(1, 2, 3))
+    return loss - s.eta * sum(critic(image) for critic in self.critics)
+
+
+def torch_search(loss, z0, options: completion.Options):
+  """Adam on z, clipped to [-1, 1] after every step; returns final z."""
+  z = z0.clone().requires_grad_(True)
+  opt = torch.optim.Adam([z], lr=options.learning_rate,
+                         betas=(options.b1, options.b2), eps=1e-8)
+  for _ in range(options.steps):
+    opt.zero_grad(set_to_none=True)
+    loss.per_image(z).sum().backward()
+    opt.step()
+    with torch.no_grad():
+      z.clamp_(-1.0, 1.0)
+  with torch.no_grad():  # as `complete`: the final loss and G(ẑ)
+    loss.per_image(z)
+    loss.generator(z)
+  return z.detach()
+
+
+def _nchw(x):
+  return _t(x).permute(0, 3, 1, 2).contiguous()
+
+
+def _perturbed(variables, seed):
+  """Random norm scales, biases and BN statistics, so that the port check
+  also sees them (models.random_variables sets them to 1 and 0)."""
+  rng = np.random.default_rng(seed)
+
+  def perturb(path, leaf):
+    name = path[-1].key
+    if name == 'kernel':
+      return leaf
+    if name in ('scale', 'var'):
+      return rng.uniform(0.5, 1.5, leaf.shape).astype(np.float32)
+    return rng.normal(0, 0.1, leaf.shape).astype(np.float32)
+
+  return jax.tree_util.tree_map_with_path(perturb, variables)
+
+
+def check_port(nets, variables, torch_nets, model_config, tol):
+  """Max |torch − Flax| of G, D and Dp on random inputs; exits if above tol."""
+  rng = np.random.default_rng(1)
+  z = rng.normal(size=(4, model_config.z_dim)).astype(np.float32)
+  x = np.tanh(rng.normal(size=(4, model_config.resolution,
+                               model_config.resolution, 3))).astype(np.float32)
+  ours = [np.asarray(nets['generator'].apply(variables['generator'],
+                                             z)).transpose(0, 3, 1, 2),
+          np.asarray(nets['critic'].apply(variables['critic'], x)),
+          np.asarray(nets['patch_critic'].apply(variables['patch_critic'],
+                                                x))]
+  with torch.no_grad():
+    theirs = [torch_nets[0](_t(z)), torch_nets[1](_nchw(x)),
+              torch_nets[2](_nchw(x))]
+  diffs = [float(np.abs(a - b.numpy()).max()) for a, b in zip(ours, theirs)]
+  print('port check, max |torch - flax|: G %.1e, D %.1e, Dp %.1e' %
+        tuple(diffs))
+  if max(diffs) > tol:
+    raise SystemExit(f'the torch port differs from Flax by {max(diffs):.1e} '
+                     f'> {tol:.0e}: not timing different nets')
+
+
+def _smooth_images(rng, n, s):
+  coarse = rng.uniform(-1, 1, (n, s // 8 + 1, s // 8 + 1, 3))
+  up = np.repeat(np.repeat(coarse, 8, axis=1), 8, axis=2)[:, :s, :s]
+  return np.clip(up + 0.1 * rng.normal(size=up.shape), -1,
+                 1).astype(np.float32)
+
+
+def timed(fn):
+  """(result, seconds) of the second call; the first compiles or warms up."""
+  fn()
+  t0 = time.perf_counter()
+  out = fn()
+  return out, time.perf_counter() - t0
+
+
+def compare(width, n, args):
+  c = config_lib.base_config()
+  c.model.resolution, c.model.width = args.resolution, width
+  nets = models.build_models(c.model)
+  variables = jax.device_put(_perturbed(models.random_variables(c.model), 0))
+  torch_nets = (TorchGenerator(variables['generator']),
+                TorchCritic(variables['critic']),
+                TorchPatchCritic(variables['patch_critic']))
+  check_port(nets, variables, torch_nets, c.model, args.port_tol)
+
+  s = args.resolution
+  y = _smooth_images(np.random.default_rng(0), n, s)
+  mask = masks.center_mask(n, s, s)
+  keys = completion.image_keys(0, np.arange(n))
+  spec = completion.get_loss('paper')
+  options = completion.Options(steps=args.steps, blend=False)
+  weights = image_ops.window_weights(jnp.asarray(mask), options.window)
+  # Both searches start from the same latents: `complete`'s own.
+  z0, _ = completion._init_search_jit(keys, options=options,
+                                      z_dim=c.model.z_dim, arch='wgan')
+  z0 = np.asarray(z0)[:, 0]
+
+  def ours():
+    return jax.block_until_ready(completion.complete(
+        variables, y, mask, keys, nets=nets, spec=spec, options=options))
+
+  loss = TorchLoss(torch_nets, _nchw(y), _nchw(mask), _nchw(weights), spec)
+  ours_out, t_ours = timed(ours)
+  ours_rate = args.steps / t_ours
+  line = f'width {width:3d}, {n:3d} images: jaxinpaint {ours_rate:6.2f} steps/s'
+  for threads in args.torch_threads:
+    torch.set_num_threads(threads)
+    theirs_z, t_theirs = timed(lambda: torch_search(loss, _t(z0), options))
+    theirs_rate = args.steps / t_theirs
+    line += (f' | PyTorch, {threads} thread(s) {theirs_rate:6.2f} steps/s, '
+             f'ours/theirs {ours_rate / theirs_rate:.2f}x')
+  # Same start, same loss: the searches differ by float rounding only,
+  # which Adam (nearly sign(gradient) at small gradients) can grow a little.
+  dz = np.abs(np.asarray(ours_out['z']) - theirs_z.numpy()).max()
+  print(f'{line} | max |z_ours - z_torch| {dz:.1e}', flush=True)
+
+
+def main():
+  parser = argparse.ArgumentParser(
+      description=__doc__.splitlines()[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+      epilog='\n'.join(__doc__.splitlines()[2:]))
+  parser.add_argument('--settings', default='16x8,32x8',
+                      help='comma-separated WIDTHxIMAGES pairs')
+  parser.add_argument('--steps', type=int, default=20)
+  parser.add_argument('--resolution', type=int, default=64)
+  parser.add_argument('--port-tol', type=float, default=1e-4,
+                      help='largest |torch - flax| output difference allowed')
+  parser.add_argument('--torch-threads', default=None,
+                      help='comma-separated thread counts to time PyTorch '
+                      'with (default: its own default, then 1: on a busy '
+                      'CPU its OpenMP threads can be far slower than one)')
+  args = parser.parse_args()
+  default_threads = torch.get_num_threads()
+  try:
+    args.torch_threads = ([int(t) for t in args.torch_threads.split(',')]
+                          if args.torch_threads else
+                          sorted({default_threads, 1}, reverse=True))
+  except ValueError:
+    parser.error(f'--torch-threads {args.torch_threads!r}: expected '
+                 'comma-separated integers such as 2,1')
+  try:
+    settings = [tuple(int(v) for v in pair.split('x'))
+                for pair in args.settings.split(',')]
+  except ValueError:
+    parser.error(f'--settings {args.settings!r}: expected WIDTHxIMAGES '
+                 'pairs such as 16x8,32x8')
+  print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}, torch '
+        f'{torch.__version__} ({default_threads} threads by default); '
+        f'{args.resolution}x{args.resolution}, paper loss, {args.steps} '
+        'Adam steps, 1 restart')
+  for width, n in settings:
+    compare(width, n, args)
+
+
+if __name__ == '__main__':
+  main()
