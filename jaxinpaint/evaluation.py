@@ -90,8 +90,11 @@ class Model:
   path: Path
   label: str  # the path as shown in the table header
   config: object
-  variables: object = None  # set by `load_models`
-  step: int | None = None
+  loaded: object = None  # the `models.Model` handle, set by `load_models`
+
+  @property
+  def step(self) -> int | None:
+    return None if self.loaded is None else self.loaded.step
 
 
 def find_model(name: str, arg, skipped: dict, wanted) -> Model | None:
@@ -168,9 +171,9 @@ def common_resolution(models, input_path) -> int:
 
 
 def load_models(models) -> None:
-  """Loads each Model's variables and step (`inputs.load_model`)."""
+  """Loads each Model's handle (`inputs.load_model`)."""
   for m in models:
-    _, m.variables, m.step = inputs.load_model(m.path)
+    m.loaded = inputs.load_model(m.path)
 
 
 @dataclasses.dataclass
@@ -214,7 +217,7 @@ def run_gan(model: Model, loss: str, y, mask, search: Search):
   # pylint: disable-next=g-import-not-at-top
   from jaxinpaint import completion, pipeline
   results = pipeline.inpaint_batches(
-      model.variables, model.config.model, y, mask, np.arange(len(y)),
+      model.loaded, y, mask, np.arange(len(y)),
       spec=completion.get_loss(loss),
       options=completion.Options(steps=search.steps, restarts=search.restarts),
       batch_size=search.batch_size, seed=search.seed,
@@ -484,7 +487,7 @@ def conditional_completion(model: Model, y1, reference, keep, search: Search):
   # pylint: disable-next=g-import-not-at-top
   from jaxinpaint import completion, outputs, pipeline
   results = pipeline.inpaint_batches(
-      model.variables, model.config.model, y1, keep, np.arange(len(y1)),
+      model.loaded, y1, keep, np.arange(len(y1)),
       spec=completion.ConditionalSpec(),
       options=completion.Options(steps=search.steps, restarts=search.restarts),
       batch_size=search.batch_size, seed=search.seed,

@@ -186,7 +186,7 @@ def forward(net, z):
   Jitted, and always on a batch of 2 so each model compiles once: eager
   Flax costs seconds per call on a loaded CPU.
   """
-  nets, variables = net
+  nets, variables = net.nets, net.variables
   z = np.atleast_2d(np.asarray(z, np.float32))
   n = len(z)
   padded = np.concatenate([z, np.zeros((2 - n, Z_DIM), np.float32)])
@@ -199,25 +199,30 @@ _inpainting_loss = jax.jit(completion.inpainting_loss,
                            static_argnames=('nets', 'spec', 'arch'))
 
 
-def eval_loss(net, z, y, mask, spec, arch='wgan'):
-  nets, variables = net
+def eval_loss(net, z, y, mask, spec):
+  nets, variables = net.nets, net.variables
   w = completion.image_ops.window_weights(jnp.asarray(mask), 7)
   loss, image = _inpainting_loss(
       jnp.asarray(z), jnp.asarray(y), jnp.asarray(mask), w, nets=nets,
-      variables=variables, spec=spec, arch=arch)
+      variables=variables, spec=spec, arch=net.arch)
   return float(loss), np.asarray(image)
+
+
+def build_model(arch):
+  """The `models.Model` handle of freshly initialized networks."""
+  cfg = model_config(arch)
+  return models.Model.from_config(cfg, init_variables(
+      models.build_models(cfg)))
 
 
 @pytest.fixture(scope='module')
 def wgan():
-  nets = models.build_models(model_config('wgan'))
-  return nets, init_variables(nets)
+  return build_model('wgan')
 
 
 @pytest.fixture(scope='module')
 def dcgan():
-  nets = models.build_models(model_config('dcgan'))
-  return nets, init_variables(nets)
+  return build_model('dcgan')
 
 
 @pytest.fixture(scope='module')
@@ -236,12 +241,10 @@ PAPER_OPTIONS = completion.Options(steps=STEPS, restarts=RESTARTS)
 
 
 def run_complete(net, y, mask, indices, options=PAPER_OPTIONS,
-                 spec=completion.LOSSES['paper'], arch='wgan'):
-  nets, variables = net
+                 spec=completion.LOSSES['paper']):
   out = completion.complete(
-      variables, jnp.asarray(y), jnp.asarray(mask),
-      completion.image_keys(SEED, indices), nets=nets, spec=spec,
-      options=options, arch=arch)
+      net, jnp.asarray(y), jnp.asarray(mask),
+      completion.image_keys(SEED, indices), spec=spec, options=options)
   return jax.tree.map(np.asarray, out)
 
 
@@ -316,7 +319,8 @@ def test_best_restart_is_argmin_of_independent_runs(host_loop):
     state, trace = completion._search_steps_jit(
         None, data, state, length=options.steps, **static)
   z, final, trace = completion._select_best(
-      None, data, state[0], trace, objective=_cosine_objective)
+      None, data, state[0], trace, objective=_cosine_objective,
+      options=options)
   for i in range(2):
     loss_fn = functools.partial(_cosine_objective, None, offset=data[0][i])
     z0 = completion.initial_latents(keys[i], 6, 5, 'wgan')
@@ -453,7 +457,7 @@ def test_priors(wgan, dcgan):
   np.testing.assert_allclose(loss, expected, rtol=1e-5, atol=1e-6)
 
   # Yeh et al.: log(1 − σ(D)) = −softplus(D) on the DCGAN logit.
-  loss, _ = eval_loss(dcgan, z, y, mask, prior_only('yeh'), arch='dcgan')
+  loss, _ = eval_loss(dcgan, z, y, mask, prior_only('yeh'))
   _, scores = forward(dcgan, z)
   logit = float(scores['critic'][0])
   np.testing.assert_allclose(loss, -np.logaddexp(0.0, logit), rtol=1e-5,
@@ -531,14 +535,16 @@ def faces(wgan):
 COND_SPEC = completion.ConditionalSpec(alpha1=0.3, alpha2=0.9, alpha3=0.7,
                                        beta=0.5)
 _conditional_loss = jax.jit(completion.conditional_loss,
-                            static_argnames=('nets', 'spec', 'window'))
+                            static_argnames=('nets', 'spec', 'window',
+                                             'arch'))
 
 
 def eval_conditional_loss(net, z, y1, y2, mask):
-  nets, variables = net
+  nets, variables = net.nets, net.variables
   loss, image = _conditional_loss(
       jnp.asarray(z), jnp.asarray(y1), jnp.asarray(y2), jnp.asarray(mask),
-      nets=nets, variables=variables, spec=COND_SPEC, window=7)
+      nets=nets, variables=variables, spec=COND_SPEC, window=7,
+      arch=net.arch)
   return float(loss), np.asarray(image)
 
 
@@ -572,12 +578,11 @@ def test_conditional_loss_matches_numpy(wgan, faces):
 
 
 def test_complete_conditional_lowers_loss(wgan, faces):
-  nets, variables = wgan
   y1, y2, mask = faces
   options = completion.Options(steps=LONG_STEPS, restarts=2)
   out = jax.tree.map(np.asarray, completion.complete_conditional(
-      variables, jnp.asarray(y1), jnp.asarray(y2), jnp.asarray(mask),
-      completion.image_keys(SEED, [0, 1]), nets=nets, spec=COND_SPEC,
+      wgan, jnp.asarray(y1), jnp.asarray(y2), jnp.asarray(mask),
+      completion.image_keys(SEED, [0, 1]), spec=COND_SPEC,
       options=options))
   assert np.all(np.isfinite(out['loss_trace']))
   assert np.all(out['loss_trace'][:, -1] < out['loss_trace'][:, 0])
@@ -612,8 +617,7 @@ def test_dcgan_path(dcgan, damaged):
   options = completion.Options(steps=LONG_STEPS, restarts=2,
                                learning_rate=0.3, blend=False)
   spec = completion.LOSSES['yeh']
-  out = run_complete(dcgan, y, mask, [0, 1], options=options, spec=spec,
-                     arch='dcgan')
+  out = run_complete(dcgan, y, mask, [0, 1], options=options, spec=spec)
   assert np.all(np.isfinite(out['loss_trace']))
   assert np.all(out['loss_trace'][:, -1] < out['loss_trace'][:, 0])
   assert np.all(np.abs(out['z']) <= 1.0)
@@ -624,8 +628,7 @@ def test_dcgan_path(dcgan, damaged):
   assert out['cg_iterations'] is None
   best = np.argmin(out['final_loss'], axis=1)
   for i in range(2):
-    loss_at_z0, _ = eval_loss(dcgan, z0[i, best[i]], y[i], mask[i], spec,
-                              arch='dcgan')
+    loss_at_z0, _ = eval_loss(dcgan, z0[i, best[i]], y[i], mask[i], spec)
     np.testing.assert_allclose(out['loss_trace'][i, 0], loss_at_z0,
                                rtol=1e-5)
 
@@ -656,7 +659,7 @@ def test_bfloat16_networks_keep_a_float32_search():
   mask = np.stack([inpainting_mask(rng), inpainting_mask(rng)])[..., None]
   y = np.where(mask == 1, np.asarray(target), 0.0).astype(np.float32)
   runs = {dtype: run_complete(
-      (nets, variables), y, mask, [0, 1],
+      models.Model.from_config(cfg, variables), y, mask, [0, 1],
       options=completion.Options(steps=STEPS, dtype=dtype))
           for dtype in (None, 'bfloat16')}
   ref, bf16 = runs[None], runs['bfloat16']
