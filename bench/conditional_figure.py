@@ -163,7 +163,7 @@ def run(args, inputs: _Inputs) -> dict:
                     reference=args.reference or DEFAULT_REFERENCE,
                     keep_mask=inputs.mask_label, names=inputs.names,
                     model=args.model or 'jaxinpaint/assets/celeba64 (shipped)',
-                    model_step=step, steps=args.steps,
+                    model_step=loaded.step, steps=args.steps,
                     restarts=args.restarts, seed=args.seed,
                     loss_weights=dataclasses.asdict(
                         completion.ConditionalSpec()), blend=True,

@@ -106,8 +106,14 @@ def np_contextual_terms(image, y, mask):
   return value, grad
 
 
-def np_adam_clip(grad_fn, z0, steps, lr=0.03, b1=0.9, b2=0.999, eps=1e-8):
-  """Kingma & Ba with bias correction, then clip to [-1, 1] (paper, sec. 4)."""
+def np_clip(z):
+  return np.clip(z, -1.0, 1.0)
+
+
+def np_adam_clip(grad_fn, z0, steps, lr=0.03, b1=0.9, b2=0.999, eps=1e-8,
+                 project=np_clip):
+  """Kingma & Ba with bias correction, then `project` (default: the clip to
+  [-1, 1], paper sec. 4)."""
   z = np.asarray(z0, np.float64)
   m, v = np.zeros_like(z), np.zeros_like(z)
   zs = [z]
@@ -116,7 +122,7 @@ def np_adam_clip(grad_fn, z0, steps, lr=0.03, b1=0.9, b2=0.999, eps=1e-8):
     m = b1 * m + (1 - b1) * g
     v = b2 * v + (1 - b2) * g * g
     m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
-    z = np.clip(z - lr * m_hat / (np.sqrt(v_hat) + eps), -1.0, 1.0)
+    z = project(z - lr * m_hat / (np.sqrt(v_hat) + eps))
     zs.append(z)
   return zs
 
@@ -499,6 +505,82 @@ def test_adam_clip_matches_numpy():
       atol=1e-5)
 
 
+def test_constraint_projections_by_hand():
+  box = completion.Options(z_bound=0.5)
+  sphere = completion.Options(z_constraint='sphere')
+  z = jnp.array([[0.7, -2.0, 0.2, -0.5], [3.0, 0.0, 4.0, 0.0]])
+  np.testing.assert_array_equal(completion.constrain_latent(z, box),
+                                [[0.5, -0.5, 0.2, -0.5], [0.5, 0.0, 0.5, 0.0]])
+  # Radius sqrt(4) = 2: row 2 has norm 5 -> (3, 0, 4, 0) * 2 / 5.
+  on_sphere = np.asarray(completion.constrain_latent(z, sphere))
+  np.testing.assert_allclose(on_sphere[1], [1.2, 0.0, 1.6, 0.0], rtol=1e-6)
+  norm0 = np.sqrt(0.49 + 4.0 + 0.04 + 0.25)
+  np.testing.assert_allclose(on_sphere[0], np.asarray(z[0]) * 2 / norm0,
+                             rtol=1e-6)
+  # 0 has no nearest point on the sphere: it stays 0 (and finite).
+  np.testing.assert_array_equal(
+      completion.constrain_latent(jnp.zeros((1, 4)), sphere), np.zeros((1, 4)))
+  # The default is the paper's box [-1, 1].
+  np.testing.assert_array_equal(
+      completion.constrain_latent(z, completion.Options()),
+      np.clip(np.asarray(z), -1, 1))
+  for bad, match in ((dict(z_constraint='ball'), 'z_constraint'),
+                     (dict(z_bound=0.0), 'z_bound')):
+    with pytest.raises(ValueError, match=match):
+      completion.check_constraint(completion.Options(**bad))
+
+
+@pytest.mark.parametrize('constraint', ['box', 'sphere'])
+def test_adam_step_then_projection_matches_numpy(constraint):
+  # The quadratic of `test_adam_clip_matches_numpy`, its minimum outside
+  # both sets (|target| > sqrt(6) and outside ±0.5), under each constraint.
+  a = np.array([1.0, 2.0, 0.5, 3.0, 1.5, 0.2])
+  target = np.array([1.5, -2.0, 0.3, -0.4, 0.9, -1.2]) * 2
+  z0 = np.array([0.9, -0.7, 0.0, 0.5, -0.2, -0.98], np.float32)
+  options = completion.Options(steps=8, learning_rate=0.1,
+                               z_constraint=constraint, z_bound=0.5)
+  if constraint == 'box':
+    project = lambda z: np.clip(z, -0.5, 0.5)
+  else:
+    project = lambda z: z * np.sqrt(6) / np.linalg.norm(z)
+
+  def loss_fn(z):
+    return 0.5 * jnp.sum(a * (z - target) ** 2), z
+
+  z, _, _ = jax.jit(lambda z: completion._optimize_one(loss_fn, z, options))(
+      z0)
+  zs = np_adam_clip(lambda z: a * (z - target), z0, 8, lr=0.1,
+                    project=project)
+  np.testing.assert_allclose(z, zs[-1], atol=1e-5)
+  if constraint == 'sphere':
+    np.testing.assert_allclose(np.linalg.norm(z), np.sqrt(6), rtol=1e-6)
+  else:
+    assert np.abs(np.asarray(z)).max() == 0.5
+
+
+def test_sphere_search_starts_and_stays_on_the_sphere(wgan, damaged):
+  y, _, mask = damaged
+  sphere = completion.Options(steps=2, restarts=2, z_constraint='sphere',
+                              blend=False)
+  keys = completion.image_keys(SEED, [0, 1])
+  raw = np.asarray(models.sample_latent(keys[0], (2, Z_DIM), 'wgan'))
+  # The start is the Gaussian draw projected onto the sphere; the box keeps
+  # the paper's unclipped draw (its first step clips it).
+  start = np.asarray(completion.initial_latents(keys[0], 2, Z_DIM, 'wgan',
+                                                sphere))
+  np.testing.assert_allclose(start, raw * np.sqrt(Z_DIM) / np.linalg.norm(
+      raw, axis=-1, keepdims=True), rtol=1e-6)
+  np.testing.assert_array_equal(
+      completion.initial_latents(keys[0], 2, Z_DIM, 'wgan'), raw)
+  out = run_complete(wgan, y, mask, [0, 1], options=sphere)
+  np.testing.assert_allclose(np.linalg.norm(out['z'], axis=-1),
+                             np.sqrt(Z_DIM), rtol=1e-5)
+  loss_at_start, _ = eval_loss(wgan, start[np.argmin(out['final_loss'][0])],
+                               y[0], mask[0], completion.LOSSES['paper'])
+  np.testing.assert_allclose(out['loss_trace'][0, 0], loss_at_start,
+                             rtol=1e-5)
+
+
 # ---------------------------------------------------------------------------
 # 5. overlay and blend
 # ---------------------------------------------------------------------------
@@ -631,6 +713,62 @@ def test_dcgan_path(dcgan, damaged):
     loss_at_z0, _ = eval_loss(dcgan, z0[i, best[i]], y[i], mask[i], spec)
     np.testing.assert_allclose(out['loss_trace'][i, 0], loss_at_z0,
                                rtol=1e-5)
+
+
+def test_dcgan_handle_brings_its_latent_and_prior(dcgan):
+  # No arch argument anywhere: the handle alone makes `complete` draw
+  # U(-1, 1) starts and use log(1 − σ(D)). Zero steps: ẑ is the start and
+  # the final loss is the prior there.
+  assert (dcgan.arch, dcgan.latent_distribution) == ('dcgan', 'uniform')
+  y = np.zeros((2, RES, RES, 3), np.float32)
+  mask = np.ones((2, RES, RES, 1), np.float32)
+  spec = completion.LossSpec(0.0, 0.0, 1.0, 'yeh')
+  out = run_complete(dcgan, y, mask, [0, 1], spec=spec,
+                     options=completion.Options(steps=0, blend=False))
+  keys = completion.image_keys(SEED, [0, 1])
+  want = np.stack([np.asarray(jax.random.uniform(k, (1, Z_DIM), minval=-1.0,
+                                                 maxval=1.0))[0]
+                   for k in keys])
+  np.testing.assert_array_equal(out['z'], want)
+  _, scores = forward(dcgan, want)
+  np.testing.assert_allclose(out['final_loss'][:, 0],
+                             -np.logaddexp(0.0, scores['critic']), rtol=1e-5)
+
+
+def test_handle_reads_z_dim_from_the_config_and_checks_it():
+  cfg = model_config('dcgan')
+  cfg.z_dim = 12  # not a layer name's, the config's
+  variables = models.random_variables(cfg)
+  model = models.Model.from_config(cfg, variables, step=7)
+  assert (model.z_dim, model.resolution, model.step) == (12, RES, 7)
+  assert model.sample_latent(jax.random.key(0), (3,)).shape == (3, 12)
+  wrong = model_config('dcgan')  # z_dim 16, G's variables take 12
+  with pytest.raises(ValueError, match='z_dim=16.*does not fit'):
+    models.Model.from_config(wrong, variables)
+  with pytest.raises(ValueError, match='no generator'):
+    models.Model.from_config(cfg, {'critic': variables['critic']})
+  with pytest.raises(ValueError, match='patch_critic'):
+    models.Model.from_config(cfg, dict(variables, patch_critic={}))
+
+
+def test_a_model_without_critic_is_refused_where_one_is_needed():
+  cfg = model_config('wgan')
+  generator_only = models.Model.from_config(
+      cfg, {'generator': models.random_variables(cfg)['generator']})
+  assert sorted(generator_only.nets) == ['generator']
+  y = np.zeros((1, RES, RES, 3), np.float32)
+  mask = np.ones((1, RES, RES, 1), np.float32)
+  keys = completion.image_keys(0, [0])
+  with pytest.raises(ValueError, match='global critic D'):
+    completion.complete_conditional(generator_only, y, y, mask, keys)
+  with pytest.raises(ValueError, match='global critic D'):
+    completion.complete(generator_only, y, mask, keys,
+                        spec=completion.LOSSES['yeh'],
+                        options=completion.Options(steps=1))
+  with pytest.raises(ValueError, match='z_constraint'):
+    completion.complete(generator_only, y, mask, keys,
+                        spec=completion.LossSpec(1.0, 0.0, 0.0),
+                        options=completion.Options(z_constraint='ball'))
 
 
 # ---------------------------------------------------------------------------
