@@ -516,7 +516,7 @@ def eyes_mouth_keep_mask(h: int, w: int) -> np.ndarray:
 RECOVERY_COLUMNS = (
     ('g_hole_mse', 'G(ẑ) hole MSE'), ('blend_hole_mse', 'blended hole MSE'),
     ('harmonic_hole_mse', 'harmonic hole MSE'),
-    ('z_l2', 'mean |ẑ − z*|'), ('z_rms', 'RMS(ẑ − z*) per coordinate'),
+    ('z_l2', 'mean ‖ẑ − z*‖'), ('z_rms', 'RMS(ẑ − z*) per coordinate'),
     ('final_loss', 'final loss'))
 
 
