@@ -119,7 +119,7 @@ def main():
 
 def compare_dtype(float32_results, run, dtype, timed):
   """Speed and results of the search in `dtype` beside float32's."""
-  loop = 'host' if completion._host_loop(completion.Options()) else 'scan'
+  loop = 'host' if completion.uses_host_loop(completion.Options()) else 'scan'
   ref, t_ref = float32_results[loop]
   out, t = timed(run)
   dz = np.abs(np.asarray(out['z']) - np.asarray(ref['z'])).max()

@@ -280,9 +280,8 @@ def compare(width, n, args):
   options = completion.Options(steps=args.steps, blend=False)
   weights = image_ops.window_weights(jnp.asarray(mask), options.window)
   # Both searches start from the same latents: `complete`'s own.
-  z0, _ = completion._init_search_jit(keys, options=options,
-                                      z_dim=model.z_dim, arch=model.arch)
-  z0 = np.asarray(z0)[:, 0]
+  z0 = np.stack([completion.initial_latents(k, 1, model.z_dim, model.arch,
+                                            options)[0] for k in keys])
 
   def ours():
     return jax.block_until_ready(completion.complete(

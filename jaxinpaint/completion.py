@@ -382,7 +382,8 @@ def _search_fused(variables, data, keys, known, mask, *, objective, options,
                             objective=objective, options=options)
 
 
-def _host_loop(options: Options) -> bool:
+def uses_host_loop(options: Options) -> bool:
+  """Whether the search runs its steps from Python (`Options.loop`)."""
   if options.loop not in ('auto', 'scan', 'host'):
     raise ValueError(f"Options.loop {options.loop!r}: expected 'auto', "
                      "'scan' or 'host'")
@@ -401,7 +402,7 @@ def _search(variables, data, keys, known, mask, *, objective, options,
   times slower than outside one (jax#12868; bench/completion.py measures
   both), so on CPU this is the faster way to the same numbers.
   """
-  if not _host_loop(options):
+  if not uses_host_loop(options):
     return _search_fused(variables, data, keys, known, mask, z_dim=z_dim,
                          objective=objective, options=options)
   # The one-step programs never read `steps`: keyed without it, one compile

@@ -348,7 +348,7 @@ def test_host_loop_and_scan_agree(wgan, damaged, paper_run):
   y, _, mask = damaged
   scan = run_complete(wgan, y, mask, [0, 1], options=dataclasses.replace(
       PAPER_OPTIONS, loop='scan'))
-  assert completion._host_loop(PAPER_OPTIONS) == (
+  assert completion.uses_host_loop(PAPER_OPTIONS) == (
       jax.default_backend() == 'cpu')
   np.testing.assert_allclose(scan['z'], paper_run['z'], atol=1e-3)
   np.testing.assert_allclose(scan['loss_trace'], paper_run['loss_trace'],
@@ -356,7 +356,7 @@ def test_host_loop_and_scan_agree(wgan, damaged, paper_run):
   np.testing.assert_allclose(scan['blended'], paper_run['blended'],
                              atol=1e-2)
   with pytest.raises(ValueError, match='Options.loop'):
-    completion._host_loop(completion.Options(loop='gpu'))
+    completion.uses_host_loop(completion.Options(loop='gpu'))
 
 
 def test_batchmates_do_not_matter(wgan, damaged, paper_run):
