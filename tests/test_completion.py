@@ -509,8 +509,9 @@ def test_constraint_projections_by_hand():
   box = completion.Options(z_bound=0.5)
   sphere = completion.Options(z_constraint='sphere')
   z = jnp.array([[0.7, -2.0, 0.2, -0.5], [3.0, 0.0, 4.0, 0.0]])
-  np.testing.assert_array_equal(completion.constrain_latent(z, box),
-                                [[0.5, -0.5, 0.2, -0.5], [0.5, 0.0, 0.5, 0.0]])
+  np.testing.assert_array_equal(
+      completion.constrain_latent(z, box),
+      np.float32([[0.5, -0.5, 0.2, -0.5], [0.5, 0.0, 0.5, 0.0]]))
   # Radius sqrt(4) = 2: row 2 has norm 5 -> (3, 0, 4, 0) * 2 / 5.
   on_sphere = np.asarray(completion.constrain_latent(z, sphere))
   np.testing.assert_allclose(on_sphere[1], [1.2, 0.0, 1.6, 0.0], rtol=1e-6)
