@@ -8,7 +8,7 @@ how well G covers real faces (`evaluation.latent_recovery`). Prints one
 table: hole MSE (uint8) of G(ẑ) and of the blend against x*, the harmonic
 fill's as a no-model baseline, |ẑ − z*| and its per-coordinate RMS.
 
-  python bench/latent_recovery.py                       # shipped celeba64, 16 samples, 200 steps
+  python bench/latent_recovery.py        # shipped celeba64, 16 samples, 200 steps
   python bench/latent_recovery.py --model celeba64_cpu --steps 50 \\
       --losses paper,yeh,yeh_gradient --constraints box,sphere --z-bound 2
 """

@@ -6,11 +6,11 @@ their gradients and looks real to the critics; the hole is then filled with
 G(ẑ) and Poisson-blended into y.
 
 The per-(image, restart) step — loss, gradient, Adam update, projection
-onto the latent constraint set (the paper's clip to [-1, 1] by default,
-`Options.z_constraint`) — is written for one latent and `jax.vmap`ped over restarts and images, and
-the whole optimization is one `lax.scan` inside `jit` (on CPU, by default,
-a Python loop over that compiled step instead: `Options.loop`). So an
-image's result depends on its own (y, M, key) only, never on the rest of its
+onto the latent constraint set (by default the paper's clip to [-1, 1]:
+`Options.z_constraint`) — is written for one latent and `jax.vmap`ped over
+restarts and images, and the whole optimization is one `lax.scan` inside
+`jit` (on CPU, by default, a Python loop over that compiled step instead:
+`Options.loop`). So an image's result depends on its own (y, M, key) only, never on the rest of its
 batch, and G runs in inference mode (BatchNorm running statistics) for the
 same reason.
 
@@ -130,8 +130,9 @@ def constrain_start(z0, options: Options):
   the paper's protocol). On the sphere it is projected: a Gaussian z0 lies
   near the sphere but not on it, and the search should start in its set.
   """
-  return constrain_latent(z0, options) if options.z_constraint == 'sphere' \
-      else z0
+  if options.z_constraint == 'sphere':
+    return constrain_latent(z0, options)
+  return z0
 
 
 def _render(nets, variables, z):
