@@ -13,8 +13,10 @@ The methods of the paper's Tables 1-2, each mapping damaged images y (holes
 
 `run_methods` runs them on the same images and masks, timing each (compile
 time apart, `CompileTimer`), and `table_markdown` / `timing_markdown` /
-`save_figure` write what `bench/paper_tables.py` prints. Nothing here starts
-JAX at import.
+`save_figure` write what `bench/paper_tables.py` prints. `latent_recovery`
+completes G's own samples, to tell what the search can do from what the
+model covers (`bench/latent_recovery.py`). Nothing here starts JAX at
+import.
 """
 import argparse
 import dataclasses
