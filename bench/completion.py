@@ -58,8 +58,8 @@ def main():
 
   c = config_lib.base_config()
   c.model.resolution, c.model.width = args.resolution, args.width
-  nets = models.build_models(c.model)
-  variables = jax.device_put(models.random_variables(c.model))
+  model = models.Model.from_config(
+      c.model, jax.device_put(models.random_variables(c.model)))
   n, s = args.images, args.resolution
   rng = np.random.default_rng(0)
   y = jax.device_put(_smooth_images(rng, n, s))
@@ -74,9 +74,8 @@ def main():
   def run(loop, rows, dtype=None):
     options = completion.Options(steps=args.steps, restarts=args.restarts,
                                  loop=loop, dtype=dtype)
-    return completion.complete(variables, y[rows], mask[rows], keys[rows],
-                               nets=nets, spec=spec, options=options,
-                               arch=c.model.arch)
+    return completion.complete(model, y[rows], mask[rows], keys[rows],
+                               spec=spec, options=options)
 
   def timed(fn):
     """Seconds of the second call (the first one compiles)."""
@@ -120,7 +119,7 @@ def main():
 
 def compare_dtype(float32_results, run, dtype, timed):
   """Speed and results of the search in `dtype` beside float32's."""
-  loop = 'host' if completion._host_loop(completion.Options()) else 'scan'
+  loop = 'host' if completion.uses_host_loop(completion.Options()) else 'scan'
   ref, t_ref = float32_results[loop]
   out, t = timed(run)
   dz = np.abs(np.asarray(out['z']) - np.asarray(ref['z'])).max()

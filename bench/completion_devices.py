@@ -68,7 +68,7 @@ def main():
   c = config_lib.base_config()
   c.model.resolution, c.model.width, c.model.dtype = (args.resolution,
                                                       args.width, args.dtype)
-  variables = models.random_variables(c.model)
+  model = models.Model.from_config(c.model, models.random_variables(c.model))
   s = args.resolution
   options = completion.Options(steps=args.steps, restarts=args.restarts)
   spec = completion.get_loss(args.loss)
@@ -84,7 +84,7 @@ def main():
     y = np.clip(rng.normal(0, 0.5, (images, s, s, 3)), -1, 1).astype(
         np.float32)
     run = lambda: pipeline.inpaint_batches(
-        variables, c.model, y, masks.center_mask(1, s, s), np.arange(images),
+        model, y, masks.center_mask(1, s, s), np.arange(images),
         spec=spec, options=options, batch_size=images, seed=0,
         progress=False, devices=n)
     start = time.perf_counter()

@@ -270,6 +270,7 @@ def compare(width, n, args):
                 TorchCritic(variables['critic']),
                 TorchPatchCritic(variables['patch_critic']))
   check_port(nets, variables, torch_nets, c.model, args.port_tol)
+  model = models.Model.from_config(c.model, variables)
 
   s = args.resolution
   y = _smooth_images(np.random.default_rng(0), n, s)
@@ -279,13 +280,12 @@ def compare(width, n, args):
   options = completion.Options(steps=args.steps, blend=False)
   weights = image_ops.window_weights(jnp.asarray(mask), options.window)
   # Both searches start from the same latents: `complete`'s own.
-  z0, _ = completion._init_search_jit(keys, options=options,
-                                      z_dim=c.model.z_dim, arch='wgan')
-  z0 = np.asarray(z0)[:, 0]
+  z0 = np.stack([completion.initial_latents(k, 1, model.z_dim, model.arch,
+                                            options)[0] for k in keys])
 
   def ours():
     return jax.block_until_ready(completion.complete(
-        variables, y, mask, keys, nets=nets, spec=spec, options=options))
+        model, y, mask, keys, spec=spec, options=options))
 
   loss = TorchLoss(torch_nets, _nchw(y), _nchw(mask), _nchw(weights), spec)
   ours_out, t_ours = timed(ours)

@@ -138,9 +138,9 @@ def run(args, inputs: _Inputs) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
   from jaxinpaint import completion, grids
-  config, variables, step = inputs_lib.load_model(inputs.model_dir)
-  model = evaluation.Model('wgan', inputs.model_dir, str(inputs.model_dir),
-                           config, variables, step)
+  loaded = inputs_lib.load_model(inputs.model_dir)
+  model = evaluation.Model(loaded.arch, inputs.model_dir,
+                           str(inputs.model_dir), loaded.config, loaded)
   y1, n = inputs.faces, len(inputs.faces)
   blended, per_image, summary = evaluation.conditional_completion(
       model, y1, inputs.reference, inputs.keep, evaluation.Search(
@@ -163,7 +163,7 @@ def run(args, inputs: _Inputs) -> dict:
                     reference=args.reference or DEFAULT_REFERENCE,
                     keep_mask=inputs.mask_label, names=inputs.names,
                     model=args.model or 'jaxinpaint/assets/celeba64 (shipped)',
-                    model_step=step, steps=args.steps,
+                    model_step=loaded.step, steps=args.steps,
                     restarts=args.restarts, seed=args.seed,
                     loss_weights=dataclasses.asdict(
                         completion.ConditionalSpec()), blend=True,

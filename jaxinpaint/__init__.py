@@ -19,7 +19,8 @@ _EXPORTS = {
     'masked_gradients': 'image_ops', 'window_weights': 'image_ops',
     'mse': 'metrics', 'psnr': 'metrics', 'ssim': 'metrics',
     # models, checkpoints, training, many images at once
-    'build_models': 'models', 'load_inference_variables': 'checkpoint',
+    'build_models': 'models', 'Model': 'models',
+    'load_model': 'checkpoint', 'load_inference_variables': 'checkpoint',
     'train_and_evaluate': 'training', 'inpaint_batches': 'pipeline',
     'evaluate': 'pipeline',
 }

@@ -19,6 +19,8 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxinpaint import models
+
 CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
 CHECKSUM_FILE = 'checksums.json'
@@ -91,6 +93,15 @@ def load_inference_variables(model_dir):
   raw, step = restore_raw(model_dir)
   check_checksums(model_dir, raw)
   return config, to_float32(inference_variables(raw)), step
+
+
+def load_model(model_dir):
+  """The `models.Model` handle of an exported model or a finished training
+  dir: nets, float32 variables, arch, z_dim, resolution, step, config
+  (`inputs.load_model` also recalibrates an unfinished dir's statistics)."""
+  config, variables, step = load_inference_variables(model_dir)
+  return models.Model.from_config(config.model, variables, step=step,
+                                  config=config)
 
 
 def to_float32(tree):

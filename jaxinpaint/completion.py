@@ -5,18 +5,22 @@ generator's latent space for ẑ whose image agrees with y's known pixels and
 their gradients and looks real to the critics; the hole is then filled with
 G(ẑ) and Poisson-blended into y.
 
-The per-(image, restart) step — loss, gradient, Adam update, clip to [-1, 1]
-— is written for one latent and `jax.vmap`ped over restarts and images, and
-the whole optimization is one `lax.scan` inside `jit` (on CPU, by default,
-a Python loop over that compiled step instead: `Options.loop`). So an
-image's result depends on its own (y, M, key) only, never on the rest of its
+The per-(image, restart) step — loss, gradient, Adam update, projection
+onto the latent constraint set (by default the paper's clip to [-1, 1]:
+`Options.z_constraint`) — is written for one latent and `jax.vmap`ped over
+restarts and images, and the whole optimization is one `lax.scan` inside
+`jit` (on CPU, by default, a Python loop over that compiled step instead:
+`Options.loop`). So an image's result depends on its own (y, M, key) only, never on the rest of its
 batch, and G runs in inference mode (BatchNorm running statistics) for the
 same reason.
 
 Conventions: images float32 (N, H, W, C) in [-1, 1]; masks (N, H, W, 1),
-1 = known; `variables` = {'generator': {'params', 'batch_stats'},
-'critic': {'params', ...}, 'patch_critic': {'params'}} as returned by
-`checkpoint.load_inference_variables`.
+1 = known; the model is a `models.Model` handle (`checkpoint.load_model`,
+`inputs.load_model`): its arch fixes the latent distribution and the form of
+the critic prior, its z_dim the latent's size. Inside, `variables` =
+{'generator': {'params', 'batch_stats'}, 'critic': {'params', ...},
+'patch_critic': {'params'}} travel as jit arguments and the nets as static
+ones.
 """
 import dataclasses
 import functools
@@ -82,6 +86,53 @@ class Options:
   # networks change: their parameters, z, Adam's state and the loss stay
   # float32 (G's image and the critics' scores are returned in float32).
   dtype: str | None = None
+  # The set z is kept in (see `constrain_latent`): 'box' clips every
+  # coordinate to [-z_bound, z_bound] after each Adam step (the paper, with
+  # z_bound = 1); 'sphere' projects z onto the sphere of radius sqrt(z_dim),
+  # where a Gaussian latent's mass concentrates.
+  z_constraint: str = 'box'
+  z_bound: float = 1.0
+
+
+Z_CONSTRAINTS = ('box', 'sphere')
+
+
+def check_constraint(options: Options) -> None:
+  """ValueError (one line) for an unknown `z_constraint` or a bad bound."""
+  if options.z_constraint not in Z_CONSTRAINTS:
+    raise ValueError(f'Options.z_constraint {options.z_constraint!r}: '
+                     f'expected one of {Z_CONSTRAINTS}')
+  if options.z_constraint == 'box' and not options.z_bound > 0:
+    raise ValueError(f'Options.z_bound {options.z_bound!r}: expected a '
+                     'positive number')
+
+
+def constrain_latent(z, options: Options):
+  """The projection of z (..., z_dim) onto the search's constraint set.
+
+  'box': clip to [-z_bound, z_bound]. 'sphere': z · sqrt(z_dim) / |z|, the
+  nearest point of the sphere of radius sqrt(z_dim) (z = 0, which has no
+  nearest point, stays 0).
+  """
+  if options.z_constraint == 'sphere':
+    norm = jnp.linalg.norm(z, axis=-1, keepdims=True)
+    radius = jnp.sqrt(jnp.asarray(z.shape[-1], z.dtype))
+    return jnp.where(norm > 0, z * (radius / jnp.where(norm > 0, norm, 1.0)),
+                     z)
+  return jnp.clip(z, -options.z_bound, options.z_bound)
+
+
+def constrain_start(z0, options: Options):
+  """The starting latents as the search takes them.
+
+  The paper draws z0 from the training distribution and clips only after
+  each step, so with 'box' z0 is kept as drawn (the defaults' results are
+  the paper's protocol). On the sphere it is projected: a Gaussian z0 lies
+  near the sphere but not on it, and the search should start in its set.
+  """
+  if options.z_constraint == 'sphere':
+    return constrain_latent(z0, options)
+  return z0
 
 
 def _render(nets, variables, z):
@@ -89,16 +140,30 @@ def _render(nets, variables, z):
   return nets['generator'].apply(variables['generator'], z[None])[0]
 
 
+def global_critic_prior(nets, variables, image, arch: str):
+  """−D(G(z)) for a WGAN critic; log(1 − σ(D(G(z)))) for a DCGAN
+  discriminator, whose output is a logit (Yeh et al.'s prior)."""
+  score = nets['critic'].apply(variables['critic'], image[None])[0]
+  if arch == 'dcgan':  # log(1 − σ(logit)) = −softplus(logit)
+    return -jax.nn.softplus(score)
+  return -score
+
+
 def _prior(nets, variables, image, prior: str, arch: str):
-  x = image[None]
-  score = lambda name: nets[name].apply(variables[name], x)[0]
   if prior == 'critics':
-    return -sum(score(n) for n in ('critic', 'patch_critic') if n in nets)
+    return -sum(nets[n].apply(variables[n], image[None])[0]
+                for n in ('critic', 'patch_critic') if n in nets)
   if prior == 'yeh':
-    if arch == 'dcgan':  # log(1 − σ(logit)) = −softplus(logit)
-      return -jax.nn.softplus(score('critic'))
-    return -score('critic')
+    return global_critic_prior(nets, variables, image, arch)
   raise ValueError(f'unknown prior {prior!r}')
+
+
+def _check_critics(model, needs_critic: bool, what: str) -> None:
+  """ValueError (one line) when `what` needs the global critic and the
+  model has none (e.g. a generator exported alone)."""
+  if needs_critic and 'critic' not in model.nets:
+    raise ValueError(f'{what} needs the model\'s global critic D, but the '
+                     f'model has only {sorted(model.nets)}')
 
 
 def weighted_l1(weights, a, b):
@@ -148,7 +213,7 @@ class ConditionalSpec:
 
 
 def conditional_loss(z, y1, y2, mask, nets, variables, spec: ConditionalSpec,
-                     window: int):
+                     window: int, arch: str):
   """Eq. 10-15 for one latent: keep y1 where M = 1, y2's structure elsewhere.
 
   Both contextual terms are those of section 3.2 on complementary regions,
@@ -156,7 +221,9 @@ def conditional_loss(z, y1, y2, mask, nets, variables, spec: ConditionalSpec,
   y1 terms (eq. 11) and 1 − M for the y2 term (eq. 12), applied alike to
   G(z) and to the reference. Hence y1 is read only where M = 1 and y2 only
   where M = 0, and the differences at a region's edge are one-sided instead
-  of reaching into the other image's region.
+  of reaching into the other image's region. The critic term is that of
+  the model's arch (`global_critic_prior`): −D for a WGAN critic, Yeh et
+  al.'s log(1 − σ(D)) for a DCGAN discriminator.
   """
   image = _render(nets, variables, z)
   keep, swap = mask, 1.0 - mask
@@ -171,8 +238,8 @@ def conditional_loss(z, y1, y2, mask, nets, variables, spec: ConditionalSpec,
   for g, g2 in zip(image_ops.masked_gradients(image, swap),
                    image_ops.masked_gradients(y2, swap)):
     loss += spec.alpha3 * weighted_l1(w2, swap * g, swap * g2)
-  x = image[None]
-  loss += spec.beta * -nets['critic'].apply(variables['critic'], x)[0]
+  if spec.beta:
+    loss += spec.beta * global_critic_prior(nets, variables, image, arch)
   return loss, image
 
 
@@ -180,18 +247,20 @@ def _adam(options: Options):
   return optax.adam(options.learning_rate, b1=options.b1, b2=options.b2)
 
 
-def _adam_clip_step(loss_fn, opt, z, opt_state):
-  """One Adam step on one latent, then the clip to [-1, 1] (paper, 3.2).
+def _adam_project_step(loss_fn, opt, options, z, opt_state):
+  """One Adam step on one latent, then the projection onto the constraint
+  set (the paper's clip to [-1, 1] by default, 3.2).
 
   Returns (z, opt_state, the loss at the z that was differentiated).
   """
   (loss, _), grad = jax.value_and_grad(loss_fn, has_aux=True)(z)
   updates, opt_state = opt.update(grad, opt_state, z)
-  return jnp.clip(optax.apply_updates(z, updates), -1.0, 1.0), opt_state, loss
+  return (constrain_latent(optax.apply_updates(z, updates), options),
+          opt_state, loss)
 
 
 def _optimize_one(loss_fn, z0, options: Options):
-  """Adam on one latent, clipped to [-1, 1] after every step.
+  """Adam on one latent, projected onto the constraint set after every step.
 
   Returns (final z, final loss, loss trace (steps,)). The trace entry t is
   the loss at the z that step t differentiated. A reference for the batched
@@ -200,7 +269,7 @@ def _optimize_one(loss_fn, z0, options: Options):
   opt = _adam(options)
 
   def step(carry, _):
-    z, opt_state, loss = _adam_clip_step(loss_fn, opt, *carry)
+    z, opt_state, loss = _adam_project_step(loss_fn, opt, options, *carry)
     return (z, opt_state), loss
 
   (z, _), trace = jax.lax.scan(step, (z0, opt.init(z0)), None,
@@ -209,9 +278,11 @@ def _optimize_one(loss_fn, z0, options: Options):
   return z, final_loss, trace
 
 
-def initial_latents(key, restarts, z_dim, arch):
-  """K starting points: N(0, 1) for the WGAN (paper), U(-1, 1) for DCGAN."""
-  return models.sample_latent(key, (restarts, z_dim), arch)
+def initial_latents(key, restarts, z_dim, arch, options: Options = Options()):
+  """K starting points: N(0, 1) for the WGAN (paper), U(-1, 1) for DCGAN,
+  as the constraint takes them (`constrain_start`)."""
+  return constrain_start(models.sample_latent(key, (restarts, z_dim), arch),
+                         options)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,7 +301,7 @@ class _Objective:
   def __call__(self, variables, z, *data):
     if isinstance(self.spec, ConditionalSpec):
       return conditional_loss(z, *data, self.nets, variables, self.spec,
-                              self.window)
+                              self.window, self.arch)
     return inpainting_loss(z, *data, self.nets, variables, self.spec,
                            self.arch)
 
@@ -240,7 +311,7 @@ def _init_search(keys, *, options: Options, z_dim: int, arch: str):
   opt = _adam(options)
 
   def per_image(key):
-    z0 = initial_latents(key, options.restarts, z_dim, arch)
+    z0 = initial_latents(key, options.restarts, z_dim, arch, options)
     return z0, jax.vmap(opt.init)(z0)
 
   return jax.vmap(per_image)(keys)
@@ -255,8 +326,8 @@ def _search_steps(variables, data, state, *, objective, options: Options,
 
   def per_image(z, opt_state, image_data):
     loss_fn = lambda z: objective(variables, z, *image_data)
-    return jax.vmap(lambda z, s: _adam_clip_step(loss_fn, opt, z, s))(
-        z, opt_state)
+    return jax.vmap(lambda z, s: _adam_project_step(loss_fn, opt, options, z,
+                                                    s))(z, opt_state)
 
   def step(state, _):
     z, opt_state, loss = jax.vmap(per_image)(*state, data)
@@ -268,10 +339,15 @@ def _search_steps(variables, data, state, *, objective, options: Options,
   return jax.lax.scan(step, state, None, length=length)
 
 
-def _select_best(variables, data, z, trace, *, objective):
+def _select_best(variables, data, z, trace, *, objective, options):
   """Each image's restart of lowest final loss: (ẑ (N, z_dim), final losses
   (N, K), the kept restart's trace (N, steps)) from z (N, K, z_dim) and
-  trace (steps, N, K)."""
+  trace (steps, N, K).
+
+  z is projected first: a no-op after any step (each step ends with it),
+  it puts ẑ in the constraint set even after 0 steps.
+  """
+  z = constrain_latent(z, options)
   final = jax.vmap(lambda zs, image_data: jax.vmap(
       lambda z: objective(variables, z, *image_data)[0])(zs))(z, data)
   best = jnp.argmin(final, axis=1)
@@ -282,7 +358,7 @@ def _select_best(variables, data, z, trace, *, objective):
 def _select_and_finish(variables, data, z, trace, known, mask, *, objective,
                        options: Options):
   z_hat, final, trace = _select_best(variables, data, z, trace,
-                                     objective=objective)
+                                     objective=objective, options=options)
   return _finish(objective.nets, variables, z_hat, final, trace, known, mask,
                  options)
 
@@ -295,19 +371,20 @@ _search_steps_jit = jax.jit(_search_steps,
 _select_and_finish_jit = jax.jit(_select_and_finish, static_argnames=_STATIC)
 
 
-@functools.partial(jax.jit, static_argnames=_STATIC + ('arch',))
+@functools.partial(jax.jit, static_argnames=_STATIC + ('z_dim',))
 def _search_fused(variables, data, keys, known, mask, *, objective, options,
-                  arch):
+                  z_dim):
   """The whole search and the blend as one jitted program."""
-  state = _init_search(keys, options=options, z_dim=_z_dim(variables),
-                       arch=arch)
+  state = _init_search(keys, options=options, z_dim=z_dim,
+                       arch=objective.arch)
   state, trace = _search_steps(variables, data, state, objective=objective,
                                options=options, length=options.steps)
   return _select_and_finish(variables, data, state[0], trace, known, mask,
                             objective=objective, options=options)
 
 
-def _host_loop(options: Options) -> bool:
+def uses_host_loop(options: Options) -> bool:
+  """Whether the search runs its steps from Python (`Options.loop`)."""
   if options.loop not in ('auto', 'scan', 'host'):
     raise ValueError(f"Options.loop {options.loop!r}: expected 'auto', "
                      "'scan' or 'host'")
@@ -316,7 +393,8 @@ def _host_loop(options: Options) -> bool:
   return options.loop == 'host'
 
 
-def _search(variables, data, keys, known, mask, *, objective, options, arch):
+def _search(variables, data, keys, known, mask, *, objective, options,
+            z_dim):
   """Runs the latent search of every image in the batch; see `complete`.
 
   'scan' compiles all steps into one program (accelerators: no host round
@@ -325,15 +403,15 @@ def _search(variables, data, keys, known, mask, *, objective, options, arch):
   times slower than outside one (jax#12868; bench/completion.py measures
   both), so on CPU this is the faster way to the same numbers.
   """
-  if not _host_loop(options):
-    return _search_fused(variables, data, keys, known, mask, arch=arch,
+  if not uses_host_loop(options):
+    return _search_fused(variables, data, keys, known, mask, z_dim=z_dim,
                          objective=objective, options=options)
   # The one-step programs never read `steps`: keyed without it, one compile
   # serves every step count.
   steps, options = options.steps, dataclasses.replace(options, steps=0)
   static = dict(objective=objective, options=options)
-  state = _init_search_jit(keys, options=options, z_dim=_z_dim(variables),
-                           arch=arch)
+  state = _init_search_jit(keys, options=options, z_dim=z_dim,
+                           arch=objective.arch)
   losses = []
   for _ in range(steps):
     state, loss = _search_steps_jit(variables, data, state, length=1,
@@ -363,47 +441,53 @@ def _finish(nets, variables, z_hat, final, trace, y, mask, options):
 _window_weights_jit = jax.jit(image_ops.window_weights, static_argnums=1)
 
 
-def complete(variables, y, mask, keys, *, nets, spec: LossSpec,
-             options: Options, arch: str = 'wgan'):
+def complete(model: models.Model, y, mask, keys, *, spec: LossSpec,
+             options: Options):
   """Fills the holes of a batch of images.
 
   Args:
-    variables: the networks' variables (see module docstring).
+    model: the `models.Model` handle (nets, variables, arch, z_dim); its
+      arch picks the latent distribution and the Yeh prior's form.
     y: (N, H, W, C) damaged images in [-1, 1]; hole pixels are never read
       for the loss (multiplied by M) and only known pixels enter the blend.
     mask: (N, H, W, 1), 1 = known pixel, 0 = hole.
     keys: (N,) PRNG keys, one per image (its restarts' initializations).
-    nets: `models.build_models(config.model)` (hashable Flax modules).
     spec, options: `LOSSES[name]` and `Options(...)`.
-    arch: 'wgan' or 'dcgan' (latent prior and the Yeh prior's form).
 
-  Returns a dict: z (N, z_dim) the kept ẑ in [-1, 1]; generated G(ẑ);
-  overlay M·y + (1 − M)·G(ẑ); blended (Poisson, eq. 9); final_loss (N, K)
-  per restart; loss_trace (N, steps) of the kept restart; cg_iterations.
+  Returns a dict: z (N, z_dim) the kept ẑ, inside the constraint set
+  ([-1, 1] by default); generated G(ẑ); overlay M·y + (1 − M)·G(ẑ); blended
+  (Poisson, eq. 9); final_loss (N, K) per restart; loss_trace (N, steps) of
+  the kept restart; cg_iterations.
   """
+  check_constraint(options)
+  _check_critics(model, bool(spec.eta), f'the {spec.prior!r} prior (η > 0)')
   y, mask = jnp.asarray(y), jnp.asarray(mask)
   data = (y, mask, _window_weights_jit(mask, options.window))
-  return _search(variables, data, keys, y, mask, arch=arch, options=options,
-                 objective=_Objective(with_dtype(nets, options.dtype), spec,
-                                      arch, options.window))
+  return _search(model.variables, data, keys, y, mask, z_dim=model.z_dim,
+                 options=options,
+                 objective=_Objective(with_dtype(model.nets, options.dtype),
+                                      spec, model.arch, options.window))
 
 
-def complete_conditional(variables, y1, y2, mask, keys, *, nets,
+def complete_conditional(model: models.Model, y1, y2, mask, keys, *,
                          spec: ConditionalSpec = ConditionalSpec(),
                          options: Options = Options()):
   """Conditional face completion (eq. 10-15): a face like y1 whose parts
   where M = 0 (eyes, mouth, ...) follow the reference y2.
 
+  model: the `models.Model` handle; its critic term follows its arch.
   y1, y2: (N, H, W, C) in [-1, 1]; mask (N, H, W, 1), 1 = keep from y1.
   y1 is read only where M = 1 and y2 only where M = 0.
   Returns the same dict as `complete`; `blended` Poisson-blends G(ẑ) into y1
   outside the kept region.
   """
+  check_constraint(options)
+  _check_critics(model, bool(spec.beta), 'conditional completion (β > 0)')
   y1, y2, mask = jnp.asarray(y1), jnp.asarray(y2), jnp.asarray(mask)
-  return _search(variables, (y1, y2, mask), keys, y1, mask, arch='wgan',
-                 options=options,
-                 objective=_Objective(with_dtype(nets, options.dtype), spec,
-                                      'wgan', options.window))
+  return _search(model.variables, (y1, y2, mask), keys, y1, mask,
+                 z_dim=model.z_dim, options=options,
+                 objective=_Objective(with_dtype(model.nets, options.dtype),
+                                      spec, model.arch, options.window))
 
 
 def with_dtype(nets, dtype: str | None):
@@ -422,11 +506,6 @@ def with_dtype(nets, dtype: str | None):
                      "such as 'float32' or 'bfloat16'")
   return type(nets)({name: net.clone(dtype=dtype)
                      for name, net in nets.items()})
-
-
-def _z_dim(variables) -> int:
-  """The latent size, read off the first Dense layer's kernel."""
-  return variables['generator']['params']['Dense_0']['kernel'].shape[0]
 
 
 def image_keys(seed: int, indices) -> jax.Array:

@@ -13,8 +13,10 @@ The methods of the paper's Tables 1-2, each mapping damaged images y (holes
 
 `run_methods` runs them on the same images and masks, timing each (compile
 time apart, `CompileTimer`), and `table_markdown` / `timing_markdown` /
-`save_figure` write what `bench/paper_tables.py` prints. Nothing here starts
-JAX at import.
+`save_figure` write what `bench/paper_tables.py` prints. `latent_recovery`
+completes G's own samples, to tell what the search can do from what the
+model covers (`bench/latent_recovery.py`). Nothing here starts JAX at
+import.
 """
 import argparse
 import dataclasses
@@ -90,8 +92,11 @@ class Model:
   path: Path
   label: str  # the path as shown in the table header
   config: object
-  variables: object = None  # set by `load_models`
-  step: int | None = None
+  loaded: object = None  # the `models.Model` handle, set by `load_models`
+
+  @property
+  def step(self) -> int | None:
+    return None if self.loaded is None else self.loaded.step
 
 
 def find_model(name: str, arg, skipped: dict, wanted) -> Model | None:
@@ -168,9 +173,9 @@ def common_resolution(models, input_path) -> int:
 
 
 def load_models(models) -> None:
-  """Loads each Model's variables and step (`inputs.load_model`)."""
+  """Loads each Model's handle (`inputs.load_model`)."""
   for m in models:
-    _, m.variables, m.step = inputs.load_model(m.path)
+    m.loaded = inputs.load_model(m.path)
 
 
 @dataclasses.dataclass
@@ -214,7 +219,7 @@ def run_gan(model: Model, loss: str, y, mask, search: Search):
   # pylint: disable-next=g-import-not-at-top
   from jaxinpaint import completion, pipeline
   results = pipeline.inpaint_batches(
-      model.variables, model.config.model, y, mask, np.arange(len(y)),
+      model.loaded, y, mask, np.arange(len(y)),
       spec=completion.get_loss(loss),
       options=completion.Options(steps=search.steps, restarts=search.restarts),
       batch_size=search.batch_size, seed=search.seed,
@@ -484,7 +489,7 @@ def conditional_completion(model: Model, y1, reference, keep, search: Search):
   # pylint: disable-next=g-import-not-at-top
   from jaxinpaint import completion, outputs, pipeline
   results = pipeline.inpaint_batches(
-      model.variables, model.config.model, y1, keep, np.arange(len(y1)),
+      model.loaded, y1, keep, np.arange(len(y1)),
       spec=completion.ConditionalSpec(),
       options=completion.Options(steps=search.steps, restarts=search.restarts),
       batch_size=search.batch_size, seed=search.seed,
@@ -503,3 +508,109 @@ def eyes_mouth_keep_mask(h: int, w: int) -> np.ndarray:
   for r0, r1, c0, c1 in masks_lib.three_squares_coordinates(h, w):
     keep[:, r0:r1, c0:c1] = 0.0
   return keep
+
+
+# ----------------------------------------------------------------------------
+# Latent recovery: completing G's own samples.
+
+
+# Columns of `latent_recovery_markdown`: (row key, header).
+RECOVERY_COLUMNS = (
+    ('g_hole_mse', 'G(ẑ) hole MSE'), ('blend_hole_mse', 'blended hole MSE'),
+    ('harmonic_hole_mse', 'harmonic hole MSE'),
+    ('z_l2', 'mean ‖ẑ − z*‖'), ('z_rms', 'RMS(ẑ − z*) per coordinate'),
+    ('final_loss', 'final loss'))
+
+
+def latent_targets(model, n: int, seed: int, options):
+  """(z* (n, z_dim), x* = G(z*) (n, R, R, 3)): G's own samples, z* drawn
+  from the model's latent distribution as the search draws its starts
+  (`completion.initial_latents`, one per key of `image_keys(seed, i)`) and
+  then projected into `options`' constraint set, so the search could reach
+  it exactly. With the search's own seed and one restart, z* is the
+  search's projected starting point."""
+  # pylint: disable-next=g-import-not-at-top
+  import jax
+  # pylint: disable-next=g-import-not-at-top
+  from jaxinpaint import completion
+  keys = completion.image_keys(seed, np.arange(n))
+  z_star = jax.vmap(lambda k: completion.constrain_latent(
+      completion.initial_latents(k, 1, model.z_dim, model.arch, options)[0],
+      options))(keys)
+  x_star = jax.jit(model.nets['generator'].apply)(
+      model.variables['generator'], z_star)
+  return np.asarray(z_star), np.asarray(x_star, np.float32)
+
+
+def latent_recovery(model, *, losses=('paper', 'yeh'),
+                    constraints=('box', 'sphere'), z_bound: float = 1.0,
+                    n: int = 16, mask: str = 'center', steps: int = 200,
+                    restarts: int = 1, seed: int = 0, target_seed: int = 1,
+                    batch_size: int = 16, progress: bool = False) -> list:
+  """What the latent search recovers when the answer is in G's range.
+
+  For each constraint ('box' with `z_bound`, 'sphere'), n targets x* =
+  G(z*) with z* inside the constraint set (`latent_targets`, seed
+  `target_seed`) lose their `mask` holes (default: the central square);
+  each loss of `losses` (`completion.LOSSES` names) then searches with
+  `steps` Adam steps under that constraint (seed `seed`). A perfect search
+  would find z* (or another z with the same image), so the hole errors
+  measure the search alone, apart from how well G covers real images.
+
+  Returns one dict per (constraint, loss): 'constraint', 'loss', the hole
+  MSEs on uint8 values of G(ẑ) ('g_hole_mse') and of the Poisson blend
+  ('blend_hole_mse') against x*, the harmonic fill's ('harmonic_hole_mse',
+  the no-model baseline, the same for every loss), the mean L2 norm
+  |ẑ − z*| ('z_l2'), its per-coordinate RMS ('z_rms'), the mean of the
+  kept restarts' final losses, n, steps, restarts.
+  """
+  # pylint: disable-next=g-import-not-at-top
+  from jaxinpaint import completion, metrics, pipeline, poisson
+  for c in constraints:
+    completion.check_constraint(completion.Options(z_constraint=c,
+                                                   z_bound=z_bound))
+  specs = {name: completion.get_loss(name) for name in losses}
+  holes_mask = masks_lib.make_masks(mask, n, model.resolution,
+                                    model.resolution, seed)
+
+  def hole_mse(a, b):
+    return float(np.mean(metrics.hole_mse(
+        metrics.to_uint8(a).astype(np.float32),
+        metrics.to_uint8(b).astype(np.float32), holes_mask)))
+
+  rows = []
+  for constraint in constraints:
+    options = completion.Options(steps=steps, restarts=restarts,
+                                 z_constraint=constraint, z_bound=z_bound)
+    z_star, x_star = latent_targets(model, n, target_seed, options)
+    y = np.where(holes_mask > 0.5, x_star, np.float32(0))
+    harmonic_fill, _ = poisson.harmonic_fill(y, holes_mask)
+    harmonic_mse = hole_mse(harmonic_fill, x_star)
+    for name, spec in specs.items():
+      out = pipeline.inpaint_batches(
+          model, y, holes_mask, np.arange(n), spec=spec, options=options,
+          batch_size=batch_size, seed=seed, progress=progress)
+      dz = out['z'] - z_star
+      rows.append(dict(
+          constraint=constraint, loss=name,
+          g_hole_mse=hole_mse(out['generated'], x_star),
+          blend_hole_mse=hole_mse(out['blended'], x_star),
+          harmonic_hole_mse=harmonic_mse,
+          z_l2=float(np.mean(np.linalg.norm(dz, axis=-1))),
+          z_rms=float(np.sqrt(np.mean(dz * dz))),
+          final_loss=float(out['final_loss'].min(axis=1).mean()),
+          n=n, steps=steps, restarts=restarts))
+  return rows
+
+
+def latent_recovery_markdown(rows, z_bound: float = 1.0) -> str:
+  """The rows of `latent_recovery` as a markdown table."""
+  name = lambda c: f'box ±{z_bound:g}' if c == 'box' else c
+  lines = ['| constraint | loss | ' + ' | '.join(h for _, h in
+                                                 RECOVERY_COLUMNS) + ' |',
+           '|---|---|' + '---:|' * len(RECOVERY_COLUMNS)]
+  for r in rows:
+    lines.append(f'| {name(r["constraint"])} | {r["loss"]} | ' + ' | '.join(
+        f'{r[k]:.4g}' if k.startswith('z_') or k == 'final_loss'
+        else f'{r[k]:.2f}' for k, _ in RECOVERY_COLUMNS) + ' |')
+  return '\n'.join(lines)

@@ -218,7 +218,7 @@ def run(args, inputs: Inputs) -> dict:
                                          inputs.out)
   n, conditional = len(images), reference is not None
   try:
-    config, variables, step = inputs_lib.load_model(inputs.model_dir)
+    model = inputs_lib.load_model(inputs.model_dir)
   except checkpoint.ChecksumError as e:
     raise UserError(str(e)) from e
   except Exception as e:  # pylint: disable=broad-except
@@ -261,7 +261,7 @@ def run(args, inputs: Inputs) -> dict:
       batches = -(-len(todo) // min(args.batch_size, len(todo)))
       inputs_lib.note(
           f'completing {len(todo)} image{"s" * (len(todo) != 1)} with the '
-          f'model at step {step}: {steps} Adam steps x {args.restarts} '
+          f'model at step {model.step}: {steps} Adam steps x {args.restarts} '
           f'restart(s) on {jax.devices()[0].platform}, {batches} compiled '
           f'batch{"es" * (batches != 1)} (a CPU takes minutes; a GPU seconds)')
 
@@ -274,7 +274,7 @@ def run(args, inputs: Inputs) -> dict:
         writer.batch(rows, batch, per_image)
 
       results = pipeline.inpaint_batches(
-          variables, config.model, y[todo], mask_rows(todo), todo, spec=spec,
+          model, y[todo], mask_rows(todo), todo, spec=spec,
           options=options, batch_size=args.batch_size, seed=args.seed,
           reference=reference, on_batch=on_batch)
 
@@ -290,8 +290,8 @@ def run(args, inputs: Inputs) -> dict:
         seed=args.seed, mask=outputs.text(args.mask), blend=not args.no_blend,
         input=outputs.text(args.input),
         reference=args.reference and outputs.text(args.reference),
-        checkpoint=outputs.text(inputs.model_dir), checkpoint_step=step,
-        model={k: config.model[k] for k in ('arch', 'resolution', 'width',
+        checkpoint=outputs.text(inputs.model_dir), checkpoint_step=model.step,
+        model={k: model.config.model[k] for k in ('arch', 'resolution', 'width',
                                             'z_dim')},
         resumed=n - len(todo),
         # Of the images completed in this run (None: all were resumed).

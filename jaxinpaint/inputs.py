@@ -109,7 +109,8 @@ def find_model(arg=None, flag: str = '--checkpoint'):
 
 
 def load_model(model_dir):
-  """(config, float32 inference variables, step) of a model directory.
+  """The `models.Model` handle of a model directory: nets, float32
+  inference variables, arch, z_dim, resolution, step and `config`.
 
   A training work dir's checkpoint saved before the end of training (a
   periodic or interrupted one) holds G's running BatchNorm averages, which
@@ -132,7 +133,8 @@ def load_model(model_dir):
     raw = dict(raw, g_stats_eval=training.recalibrated_stats(
         generator, raw['g_params'], raw['g_stats'], config))
   variables = checkpoint.to_float32(checkpoint.inference_variables(raw))
-  return config, variables, step
+  return models.Model.from_config(config.model, variables, step=step,
+                                  config=config)
 
 
 # ----------------------------------------------------------------------------

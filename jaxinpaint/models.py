@@ -4,6 +4,7 @@
 All modules take NHWC images in [-1, 1]. Parameters are float32; `dtype` sets
 the activations (bfloat16 on GPUs). Critic scores are returned in float32.
 """
+import dataclasses
 import functools
 import math
 from typing import Any
@@ -222,11 +223,87 @@ def build_models(model_config) -> FrozenDict:
                    "'wgan' or 'dcgan'")
 
 
+# The latent distribution each architecture is trained with: N(0, 1) for
+# the WGAN (paper), U(-1, 1) for the DCGAN (Yeh et al.).
+LATENT_DISTRIBUTIONS = {'wgan': 'normal', 'dcgan': 'uniform'}
+
+
 def sample_latent(key, shape, arch: str):
   """Training prior: N(0, 1) for the WGAN (paper), U(-1, 1) for the DCGAN."""
-  if arch == 'dcgan':
+  if LATENT_DISTRIBUTIONS[arch] == 'uniform':
     return jax.random.uniform(key, shape, minval=-1.0, maxval=1.0)
   return jax.random.normal(key, shape)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Model:
+  """One trained model as completion needs it: what its nets are, their
+  variables, and what it was trained with.
+
+  Everything that depends on the model — the latent's size and distribution,
+  the form of a critic prior, which critics exist — is read from here, so a
+  DCGAN cannot be searched with the WGAN's latent or prior by mistake. Build
+  it with `Model.from_config` (or load it: `checkpoint.load_model`,
+  `inputs.load_model`).
+
+  nets: {'generator', 'critic'?, 'patch_critic'?} Flax modules, exactly the
+    networks that `variables` holds (a generator alone has no critic).
+  variables: {name: {'params', ...}} float32 (`checkpoint` module docs).
+  arch: 'wgan' or 'dcgan'; z_dim, resolution: from the model config.
+  step: the training step the variables are from (0 when unknown).
+  config: the whole config the model was trained with, if known.
+  """
+  nets: FrozenDict
+  variables: Any
+  arch: str
+  z_dim: int
+  resolution: int
+  step: int = 0
+  config: Any = None
+
+  @classmethod
+  def from_config(cls, model_config, variables, *, step: int = 0,
+                  config=None) -> 'Model':
+    """The handle of `variables` trained with `model_config` (config.model).
+
+    Raises ValueError (one line) when the variables do not fit the config's
+    networks: no generator, or a generator whose input is not z_dim wide.
+    """
+    all_nets = build_models(model_config)
+    if 'generator' not in variables:
+      raise ValueError('model variables have no generator; expected the '
+                       f'networks {sorted(all_nets)}')
+    unknown = set(variables) - set(all_nets)
+    if unknown:
+      raise ValueError(f'model variables hold {sorted(unknown)}, which a '
+                       f'{model_config.arch!r} model does not have')
+    nets = FrozenDict({k: v for k, v in all_nets.items() if k in variables})
+    z_dim = int(model_config.z_dim)
+    try:  # shapes only: nothing runs or compiles
+      jax.eval_shape(nets['generator'].apply, variables['generator'],
+                     jax.ShapeDtypeStruct((1, z_dim), jnp.float32))
+    except Exception as e:  # pylint: disable=broad-except
+      first = (str(e).strip().splitlines() or [''])[0]
+      raise ValueError(f'config.model (z_dim={z_dim}, width='
+                       f'{model_config.width}, resolution='
+                       f'{model_config.resolution}) does not fit the '
+                       f'generator variables: {first}') from e
+    return cls(nets=nets, variables=variables, arch=model_config.arch,
+               z_dim=z_dim, resolution=int(model_config.resolution),
+               step=int(step), config=config)
+
+  @property
+  def latent_distribution(self) -> str:
+    """'normal' (N(0, 1)) or 'uniform' (U(-1, 1)): G's training latents."""
+    return LATENT_DISTRIBUTIONS[self.arch]
+
+  def sample_latent(self, key, shape=()):
+    """Latents of shape (*shape, z_dim) from the training distribution."""
+    return sample_latent(key, tuple(shape) + (self.z_dim,), self.arch)
+
+  def with_variables(self, variables) -> 'Model':
+    """The same model with other (e.g. device-placed) variables."""
+    return dataclasses.replace(self, variables=variables)
 
 
 def count_params(tree) -> int:

@@ -3,9 +3,9 @@
 The layer between `completion` (one jitted call on one batch) and the
 `inpaint.py` CLI, importable from a notebook:
 
-  config, variables, _ = checkpoint.load_inference_variables(model_dir)
+  model = checkpoint.load_model(model_dir)
   results = pipeline.inpaint_batches(
-      variables, config.model, images, masks, np.arange(len(images)),
+      model, images, masks, np.arange(len(images)),
       spec=completion.LOSSES['paper'], options=completion.Options(),
       batch_size=64, seed=0)
   per_image, summary = pipeline.evaluate(originals, results, masks)
@@ -113,7 +113,7 @@ def round_batch_size(batch_size: int, n_images: int, n_devices: int) -> int:
   return -(-batch // n_devices) * n_devices
 
 
-def inpaint_batches(variables, model_config, images, masks, indices, *,
+def inpaint_batches(model: models.Model, images, masks, indices, *,
                     spec, options: completion.Options, batch_size: int,
                     seed: int, progress: bool = True,
                     reference=None, on_batch=None,
@@ -121,9 +121,8 @@ def inpaint_batches(variables, model_config, images, masks, indices, *,
   """Completes N images with `completion.complete`, `batch_size` at a time.
 
   Args:
-    variables: networks' variables (`checkpoint.load_inference_variables`).
-    model_config: `config.model` of the checkpoint (builds the nets; its
-      `arch` picks the latent prior).
+    model: the `models.Model` handle (`checkpoint.load_model`,
+      `inputs.load_model`); its arch picks the latent distribution and prior.
     images: (N, H, W, 3) float32 in [-1, 1], the damaged images y (hole
       pixels are never read). With `reference`, the images y1 to change.
     masks: (N, H, W, 1) or (1, H, W, 1) float, 1 = known, 0 = hole; one
@@ -156,9 +155,9 @@ def inpaint_batches(variables, model_config, images, masks, indices, *,
     dict of numpy arrays with leading axis N: 'generated' G(ẑ), 'overlay'
     M·y + (1 − M)·G(ẑ), 'blended' (Poisson-blended, = overlay when
     `options.blend` is False), all (N, H, W, 3) float32 in [-1, 1]; 'z'
-    (N, z_dim) in [-1, 1]; 'final_loss' (N, restarts); 'loss_trace'
-    (N, steps) of the kept restart; 'cg_iterations' (N,) int32 (-1 when
-    not blending).
+    (N, z_dim) in `options`' constraint set; 'final_loss' (N, restarts);
+    'loss_trace' (N, steps) of the kept restart; 'cg_iterations' (N,) int32
+    (-1 when not blending).
   """
   images = np.asarray(images, np.float32)
   n = images.shape[0]
@@ -183,20 +182,19 @@ def inpaint_batches(variables, model_config, images, masks, indices, *,
 
   devices = completion_devices(devices)
   place_batch, place_replicated = batch_placement(devices)
-  variables = place_replicated(variables)
-  nets = models.build_models(model_config)
+  model = model.with_variables(place_replicated(model.variables))
   if reference is None:
     run = lambda b, keys: completion.complete(
-        variables, *place_batch((images[b], masks[b], keys)), nets=nets,
-        spec=spec, options=options, arch=model_config.arch)
+        model, *place_batch((images[b], masks[b], keys)), spec=spec,
+        options=options)
   else:
     cond_spec = spec if spec is not None else completion.ConditionalSpec()
     if not isinstance(cond_spec, completion.ConditionalSpec):
       raise ValueError('conditional completion (reference given) needs a '
                        f'completion.ConditionalSpec, got {type(spec).__name__}')
     run = lambda b, keys: completion.complete_conditional(
-        variables, *place_batch((images[b], reference[b], masks[b], keys)),
-        nets=nets, spec=cond_spec, options=options)
+        model, *place_batch((images[b], reference[b], masks[b], keys)),
+        spec=cond_spec, options=options)
 
   batch = round_batch_size(batch_size, n, len(devices))
   starts = range(0, n, batch)

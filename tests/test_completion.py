@@ -106,8 +106,14 @@ def np_contextual_terms(image, y, mask):
   return value, grad
 
 
-def np_adam_clip(grad_fn, z0, steps, lr=0.03, b1=0.9, b2=0.999, eps=1e-8):
-  """Kingma & Ba with bias correction, then clip to [-1, 1] (paper, sec. 4)."""
+def np_clip(z):
+  return np.clip(z, -1.0, 1.0)
+
+
+def np_adam_clip(grad_fn, z0, steps, lr=0.03, b1=0.9, b2=0.999, eps=1e-8,
+                 project=np_clip):
+  """Kingma & Ba with bias correction, then `project` (default: the clip to
+  [-1, 1], paper sec. 4)."""
   z = np.asarray(z0, np.float64)
   m, v = np.zeros_like(z), np.zeros_like(z)
   zs = [z]
@@ -116,7 +122,7 @@ def np_adam_clip(grad_fn, z0, steps, lr=0.03, b1=0.9, b2=0.999, eps=1e-8):
     m = b1 * m + (1 - b1) * g
     v = b2 * v + (1 - b2) * g * g
     m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
-    z = np.clip(z - lr * m_hat / (np.sqrt(v_hat) + eps), -1.0, 1.0)
+    z = project(z - lr * m_hat / (np.sqrt(v_hat) + eps))
     zs.append(z)
   return zs
 
@@ -186,7 +192,7 @@ def forward(net, z):
   Jitted, and always on a batch of 2 so each model compiles once: eager
   Flax costs seconds per call on a loaded CPU.
   """
-  nets, variables = net
+  nets, variables = net.nets, net.variables
   z = np.atleast_2d(np.asarray(z, np.float32))
   n = len(z)
   padded = np.concatenate([z, np.zeros((2 - n, Z_DIM), np.float32)])
@@ -199,25 +205,30 @@ _inpainting_loss = jax.jit(completion.inpainting_loss,
                            static_argnames=('nets', 'spec', 'arch'))
 
 
-def eval_loss(net, z, y, mask, spec, arch='wgan'):
-  nets, variables = net
+def eval_loss(net, z, y, mask, spec):
+  nets, variables = net.nets, net.variables
   w = completion.image_ops.window_weights(jnp.asarray(mask), 7)
   loss, image = _inpainting_loss(
       jnp.asarray(z), jnp.asarray(y), jnp.asarray(mask), w, nets=nets,
-      variables=variables, spec=spec, arch=arch)
+      variables=variables, spec=spec, arch=net.arch)
   return float(loss), np.asarray(image)
+
+
+def build_model(arch):
+  """The `models.Model` handle of freshly initialized networks."""
+  cfg = model_config(arch)
+  return models.Model.from_config(cfg, init_variables(
+      models.build_models(cfg)))
 
 
 @pytest.fixture(scope='module')
 def wgan():
-  nets = models.build_models(model_config('wgan'))
-  return nets, init_variables(nets)
+  return build_model('wgan')
 
 
 @pytest.fixture(scope='module')
 def dcgan():
-  nets = models.build_models(model_config('dcgan'))
-  return nets, init_variables(nets)
+  return build_model('dcgan')
 
 
 @pytest.fixture(scope='module')
@@ -236,12 +247,10 @@ PAPER_OPTIONS = completion.Options(steps=STEPS, restarts=RESTARTS)
 
 
 def run_complete(net, y, mask, indices, options=PAPER_OPTIONS,
-                 spec=completion.LOSSES['paper'], arch='wgan'):
-  nets, variables = net
+                 spec=completion.LOSSES['paper']):
   out = completion.complete(
-      variables, jnp.asarray(y), jnp.asarray(mask),
-      completion.image_keys(SEED, indices), nets=nets, spec=spec,
-      options=options, arch=arch)
+      net, jnp.asarray(y), jnp.asarray(mask),
+      completion.image_keys(SEED, indices), spec=spec, options=options)
   return jax.tree.map(np.asarray, out)
 
 
@@ -316,7 +325,8 @@ def test_best_restart_is_argmin_of_independent_runs(host_loop):
     state, trace = completion._search_steps_jit(
         None, data, state, length=options.steps, **static)
   z, final, trace = completion._select_best(
-      None, data, state[0], trace, objective=_cosine_objective)
+      None, data, state[0], trace, objective=_cosine_objective,
+      options=options)
   for i in range(2):
     loss_fn = functools.partial(_cosine_objective, None, offset=data[0][i])
     z0 = completion.initial_latents(keys[i], 6, 5, 'wgan')
@@ -338,7 +348,7 @@ def test_host_loop_and_scan_agree(wgan, damaged, paper_run):
   y, _, mask = damaged
   scan = run_complete(wgan, y, mask, [0, 1], options=dataclasses.replace(
       PAPER_OPTIONS, loop='scan'))
-  assert completion._host_loop(PAPER_OPTIONS) == (
+  assert completion.uses_host_loop(PAPER_OPTIONS) == (
       jax.default_backend() == 'cpu')
   np.testing.assert_allclose(scan['z'], paper_run['z'], atol=1e-3)
   np.testing.assert_allclose(scan['loss_trace'], paper_run['loss_trace'],
@@ -346,7 +356,7 @@ def test_host_loop_and_scan_agree(wgan, damaged, paper_run):
   np.testing.assert_allclose(scan['blended'], paper_run['blended'],
                              atol=1e-2)
   with pytest.raises(ValueError, match='Options.loop'):
-    completion._host_loop(completion.Options(loop='gpu'))
+    completion.uses_host_loop(completion.Options(loop='gpu'))
 
 
 def test_batchmates_do_not_matter(wgan, damaged, paper_run):
@@ -453,7 +463,7 @@ def test_priors(wgan, dcgan):
   np.testing.assert_allclose(loss, expected, rtol=1e-5, atol=1e-6)
 
   # Yeh et al.: log(1 − σ(D)) = −softplus(D) on the DCGAN logit.
-  loss, _ = eval_loss(dcgan, z, y, mask, prior_only('yeh'), arch='dcgan')
+  loss, _ = eval_loss(dcgan, z, y, mask, prior_only('yeh'))
   _, scores = forward(dcgan, z)
   logit = float(scores['critic'][0])
   np.testing.assert_allclose(loss, -np.logaddexp(0.0, logit), rtol=1e-5,
@@ -495,6 +505,83 @@ def test_adam_clip_matches_numpy():
       atol=1e-5)
 
 
+def test_constraint_projections_by_hand():
+  box = completion.Options(z_bound=0.5)
+  sphere = completion.Options(z_constraint='sphere')
+  z = jnp.array([[0.7, -2.0, 0.2, -0.5], [3.0, 0.0, 4.0, 0.0]])
+  np.testing.assert_array_equal(
+      completion.constrain_latent(z, box),
+      np.float32([[0.5, -0.5, 0.2, -0.5], [0.5, 0.0, 0.5, 0.0]]))
+  # Radius sqrt(4) = 2: row 2 has norm 5 -> (3, 0, 4, 0) * 2 / 5.
+  on_sphere = np.asarray(completion.constrain_latent(z, sphere))
+  np.testing.assert_allclose(on_sphere[1], [1.2, 0.0, 1.6, 0.0], rtol=1e-6)
+  norm0 = np.sqrt(0.49 + 4.0 + 0.04 + 0.25)
+  np.testing.assert_allclose(on_sphere[0], np.asarray(z[0]) * 2 / norm0,
+                             rtol=1e-6)
+  # 0 has no nearest point on the sphere: it stays 0 (and finite).
+  np.testing.assert_array_equal(
+      completion.constrain_latent(jnp.zeros((1, 4)), sphere), np.zeros((1, 4)))
+  # The default is the paper's box [-1, 1].
+  np.testing.assert_array_equal(
+      completion.constrain_latent(z, completion.Options()),
+      np.clip(np.asarray(z), -1, 1))
+  for bad, match in ((dict(z_constraint='ball'), 'z_constraint'),
+                     (dict(z_bound=0.0), 'z_bound')):
+    with pytest.raises(ValueError, match=match):
+      completion.check_constraint(completion.Options(**bad))
+
+
+@pytest.mark.parametrize('constraint', ['box', 'sphere'])
+def test_adam_step_then_projection_matches_numpy(constraint):
+  # The quadratic of `test_adam_clip_matches_numpy`, its minimum outside
+  # both sets (|target| > sqrt(6) and outside ±0.5), under each constraint.
+  a = np.array([1.0, 2.0, 0.5, 3.0, 1.5, 0.2])
+  target = np.array([1.5, -2.0, 0.3, -0.4, 0.9, -1.2]) * 2
+  z0 = np.array([0.9, -0.7, 0.0, 0.5, -0.2, -0.98], np.float32)
+  options = completion.Options(steps=8, learning_rate=0.1,
+                               z_constraint=constraint, z_bound=0.5)
+  if constraint == 'box':
+    project = lambda z: np.clip(z, -0.5, 0.5)
+  else:
+    project = lambda z: z * np.sqrt(6) / np.linalg.norm(z)
+
+  def loss_fn(z):
+    return 0.5 * jnp.sum(a * (z - target) ** 2), z
+
+  z, _, _ = jax.jit(lambda z: completion._optimize_one(loss_fn, z, options))(
+      z0)
+  zs = np_adam_clip(lambda z: a * (z - target), z0, 8, lr=0.1,
+                    project=project)
+  np.testing.assert_allclose(z, zs[-1], atol=1e-5)
+  if constraint == 'sphere':
+    np.testing.assert_allclose(np.linalg.norm(z), np.sqrt(6), rtol=1e-6)
+  else:
+    assert np.abs(np.asarray(z)).max() == 0.5
+
+
+def test_sphere_search_starts_and_stays_on_the_sphere(wgan, damaged):
+  y, _, mask = damaged
+  sphere = completion.Options(steps=2, restarts=2, z_constraint='sphere',
+                              blend=False)
+  keys = completion.image_keys(SEED, [0, 1])
+  raw = np.asarray(models.sample_latent(keys[0], (2, Z_DIM), 'wgan'))
+  # The start is the Gaussian draw projected onto the sphere; the box keeps
+  # the paper's unclipped draw (its first step clips it).
+  start = np.asarray(completion.initial_latents(keys[0], 2, Z_DIM, 'wgan',
+                                                sphere))
+  np.testing.assert_allclose(start, raw * np.sqrt(Z_DIM) / np.linalg.norm(
+      raw, axis=-1, keepdims=True), rtol=1e-6)
+  np.testing.assert_array_equal(
+      completion.initial_latents(keys[0], 2, Z_DIM, 'wgan'), raw)
+  out = run_complete(wgan, y, mask, [0, 1], options=sphere)
+  np.testing.assert_allclose(np.linalg.norm(out['z'], axis=-1),
+                             np.sqrt(Z_DIM), rtol=1e-5)
+  loss_at_start, _ = eval_loss(wgan, start[np.argmin(out['final_loss'][0])],
+                               y[0], mask[0], completion.LOSSES['paper'])
+  np.testing.assert_allclose(out['loss_trace'][0, 0], loss_at_start,
+                             rtol=1e-5)
+
+
 # ---------------------------------------------------------------------------
 # 5. overlay and blend
 # ---------------------------------------------------------------------------
@@ -531,14 +618,16 @@ def faces(wgan):
 COND_SPEC = completion.ConditionalSpec(alpha1=0.3, alpha2=0.9, alpha3=0.7,
                                        beta=0.5)
 _conditional_loss = jax.jit(completion.conditional_loss,
-                            static_argnames=('nets', 'spec', 'window'))
+                            static_argnames=('nets', 'spec', 'window',
+                                             'arch'))
 
 
 def eval_conditional_loss(net, z, y1, y2, mask):
-  nets, variables = net
+  nets, variables = net.nets, net.variables
   loss, image = _conditional_loss(
       jnp.asarray(z), jnp.asarray(y1), jnp.asarray(y2), jnp.asarray(mask),
-      nets=nets, variables=variables, spec=COND_SPEC, window=7)
+      nets=nets, variables=variables, spec=COND_SPEC, window=7,
+      arch=net.arch)
   return float(loss), np.asarray(image)
 
 
@@ -572,12 +661,11 @@ def test_conditional_loss_matches_numpy(wgan, faces):
 
 
 def test_complete_conditional_lowers_loss(wgan, faces):
-  nets, variables = wgan
   y1, y2, mask = faces
   options = completion.Options(steps=LONG_STEPS, restarts=2)
   out = jax.tree.map(np.asarray, completion.complete_conditional(
-      variables, jnp.asarray(y1), jnp.asarray(y2), jnp.asarray(mask),
-      completion.image_keys(SEED, [0, 1]), nets=nets, spec=COND_SPEC,
+      wgan, jnp.asarray(y1), jnp.asarray(y2), jnp.asarray(mask),
+      completion.image_keys(SEED, [0, 1]), spec=COND_SPEC,
       options=options))
   assert np.all(np.isfinite(out['loss_trace']))
   assert np.all(out['loss_trace'][:, -1] < out['loss_trace'][:, 0])
@@ -612,8 +700,7 @@ def test_dcgan_path(dcgan, damaged):
   options = completion.Options(steps=LONG_STEPS, restarts=2,
                                learning_rate=0.3, blend=False)
   spec = completion.LOSSES['yeh']
-  out = run_complete(dcgan, y, mask, [0, 1], options=options, spec=spec,
-                     arch='dcgan')
+  out = run_complete(dcgan, y, mask, [0, 1], options=options, spec=spec)
   assert np.all(np.isfinite(out['loss_trace']))
   assert np.all(out['loss_trace'][:, -1] < out['loss_trace'][:, 0])
   assert np.all(np.abs(out['z']) <= 1.0)
@@ -624,10 +711,65 @@ def test_dcgan_path(dcgan, damaged):
   assert out['cg_iterations'] is None
   best = np.argmin(out['final_loss'], axis=1)
   for i in range(2):
-    loss_at_z0, _ = eval_loss(dcgan, z0[i, best[i]], y[i], mask[i], spec,
-                              arch='dcgan')
+    loss_at_z0, _ = eval_loss(dcgan, z0[i, best[i]], y[i], mask[i], spec)
     np.testing.assert_allclose(out['loss_trace'][i, 0], loss_at_z0,
                                rtol=1e-5)
+
+
+def test_dcgan_handle_brings_its_latent_and_prior(dcgan):
+  # No arch argument anywhere: the handle alone makes `complete` draw
+  # U(-1, 1) starts and use log(1 − σ(D)). Zero steps: ẑ is the start and
+  # the final loss is the prior there.
+  assert (dcgan.arch, dcgan.latent_distribution) == ('dcgan', 'uniform')
+  y = np.zeros((2, RES, RES, 3), np.float32)
+  mask = np.ones((2, RES, RES, 1), np.float32)
+  spec = completion.LossSpec(0.0, 0.0, 1.0, 'yeh')
+  out = run_complete(dcgan, y, mask, [0, 1], spec=spec,
+                     options=completion.Options(steps=0, blend=False))
+  keys = completion.image_keys(SEED, [0, 1])
+  want = np.stack([np.asarray(jax.random.uniform(k, (1, Z_DIM), minval=-1.0,
+                                                 maxval=1.0))[0]
+                   for k in keys])
+  np.testing.assert_array_equal(out['z'], want)
+  _, scores = forward(dcgan, want)
+  np.testing.assert_allclose(out['final_loss'][:, 0],
+                             -np.logaddexp(0.0, scores['critic']), rtol=1e-5)
+
+
+def test_handle_reads_z_dim_from_the_config_and_checks_it():
+  cfg = model_config('dcgan')
+  cfg.z_dim = 12  # not a layer name's, the config's
+  variables = models.random_variables(cfg)
+  model = models.Model.from_config(cfg, variables, step=7)
+  assert (model.z_dim, model.resolution, model.step) == (12, RES, 7)
+  assert model.sample_latent(jax.random.key(0), (3,)).shape == (3, 12)
+  wrong = model_config('dcgan')  # z_dim 16, G's variables take 12
+  with pytest.raises(ValueError, match='z_dim=16.*does not fit'):
+    models.Model.from_config(wrong, variables)
+  with pytest.raises(ValueError, match='no generator'):
+    models.Model.from_config(cfg, {'critic': variables['critic']})
+  with pytest.raises(ValueError, match='patch_critic'):
+    models.Model.from_config(cfg, dict(variables, patch_critic={}))
+
+
+def test_a_model_without_critic_is_refused_where_one_is_needed():
+  cfg = model_config('wgan')
+  generator_only = models.Model.from_config(
+      cfg, {'generator': models.random_variables(cfg)['generator']})
+  assert sorted(generator_only.nets) == ['generator']
+  y = np.zeros((1, RES, RES, 3), np.float32)
+  mask = np.ones((1, RES, RES, 1), np.float32)
+  keys = completion.image_keys(0, [0])
+  with pytest.raises(ValueError, match='global critic D'):
+    completion.complete_conditional(generator_only, y, y, mask, keys)
+  with pytest.raises(ValueError, match='global critic D'):
+    completion.complete(generator_only, y, mask, keys,
+                        spec=completion.LOSSES['yeh'],
+                        options=completion.Options(steps=1))
+  with pytest.raises(ValueError, match='z_constraint'):
+    completion.complete(generator_only, y, mask, keys,
+                        spec=completion.LossSpec(1.0, 0.0, 0.0),
+                        options=completion.Options(z_constraint='ball'))
 
 
 # ---------------------------------------------------------------------------
@@ -656,7 +798,7 @@ def test_bfloat16_networks_keep_a_float32_search():
   mask = np.stack([inpainting_mask(rng), inpainting_mask(rng)])[..., None]
   y = np.where(mask == 1, np.asarray(target), 0.0).astype(np.float32)
   runs = {dtype: run_complete(
-      (nets, variables), y, mask, [0, 1],
+      models.Model.from_config(cfg, variables), y, mask, [0, 1],
       options=completion.Options(steps=STEPS, dtype=dtype))
           for dtype in (None, 'bfloat16')}
   ref, bf16 = runs[None], runs['bfloat16']

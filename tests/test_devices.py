@@ -28,7 +28,7 @@ _SCRIPT = textwrap.dedent('''
   RES = 16
   c = config_lib.base_config()
   c.model.resolution, c.model.width, c.model.z_dim = RES, 8, 16
-  variables = models.random_variables(c.model)
+  model = models.Model.from_config(c.model, models.random_variables(c.model))
   rng = np.random.default_rng(0)
   originals = rng.uniform(-1, 1, (7, RES, RES, 3)).astype(np.float32)
   mask = masks.center_mask(1, RES, RES)
@@ -39,15 +39,15 @@ _SCRIPT = textwrap.dedent('''
   # Every call of `complete` gets a whole batch split over the devices.
   calls = []
   complete = completion.complete
-  def spy(variables, y, mask, keys, **kw):
+  def spy(model, y, mask, keys, **kw):
     calls.append((y.shape[0], len(y.sharding.device_set),
                   len(keys.sharding.device_set)))
-    return complete(variables, y, mask, keys, **kw)
+    return complete(model, y, mask, keys, **kw)
   completion.complete = spy
 
   def inpaint(devices, **kw):
     return pipeline.inpaint_batches(
-        variables, c.model, originals, mask, indices,
+        model, originals, mask, indices,
         spec=completion.LOSSES['paper'], options=options, batch_size=3,
         seed=0, progress=False, devices=devices, **kw)
 
@@ -82,7 +82,7 @@ _SCRIPT = textwrap.dedent('''
   # Conditional completion (a reference face), 5 images, batch 2 -> 4.
   reference = rng.uniform(-1, 1, (1, RES, RES, 3)).astype(np.float32)
   cond = lambda devices: pipeline.inpaint_batches(
-      variables, c.model, originals[:5], mask, indices[:5], spec=None,
+      model, originals[:5], mask, indices[:5], spec=None,
       options=options, batch_size=2, seed=1, progress=False,
       reference=reference, devices=devices)
   cond4, cond1 = cond(4), cond(1)
@@ -144,7 +144,8 @@ def test_bad_devices_fail_before_any_work():
   n = len(jax.local_devices()) + 1
   with pytest.raises(ValueError, match=f'devices={n}'):
     pipeline.inpaint_batches(
-        models.random_variables(c.model), c.model, images,
+        models.Model.from_config(c.model, models.random_variables(c.model)),
+        images,
         masks.center_mask(1, 16, 16), np.arange(2),
         spec=completion.LOSSES['paper'],
         options=completion.Options(steps=1), batch_size=2, seed=0,

@@ -132,8 +132,8 @@ def test_split_list_refuses_unknown_and_repeated_names():
 def test_conditional_completion_keeps_y1_and_scores_ssim_against_it():
   c = config_lib.base_config()
   c.model.resolution, c.model.width, c.model.z_dim = 32, 4, 16
-  model = evaluation.Model('wgan', None, 'random', c,
-                           models.random_variables(c.model), 1)
+  model = evaluation.Model('wgan', None, 'random', c, models.Model.from_config(
+      c.model, models.random_variables(c.model), step=1))
   rng = np.random.default_rng(0)
   y1 = np.tanh(rng.normal(0, 0.5, (2, 32, 32, 3))).astype(np.float32)
   reference = np.tanh(rng.normal(0, 0.5, (1, 32, 32, 3))).astype(np.float32)

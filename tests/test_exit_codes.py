@@ -32,8 +32,11 @@ def _run(args):
      '--limit must be >= 1, got 0'),
     (['bench/train_step.py', '--widths', '32,x'],
      '--widths 32,x: expected positive integers'),
+    (['bench/latent_recovery.py', '--constraints', 'box,ball'],
+     "--constraints: unknown 'ball'"),
 ], ids=['train-missing-flag', 'train-bad-value', 'export', 'inpaint',
-        'paper_tables', 'conditional_figure', 'train_step'])
+        'paper_tables', 'conditional_figure', 'train_step',
+        'latent_recovery'])
 def test_a_bad_flag_value_exits_2_with_one_line(argv, message, tmp_path):
   result = _run([a.format(tmp=tmp_path) for a in argv])
   assert result.returncode == 2, result.stderr[-2000:]

@@ -100,8 +100,9 @@ def _workdir(path, recalibrated: bool):
 
 def test_an_unfinished_workdir_checkpoint_is_recalibrated(tmp_path, capsys):
   config, tree = _workdir(tmp_path / 'w', recalibrated=False)
-  _, variables, step = inputs.load_model(tmp_path / 'w')
-  assert step == 3
+  model = inputs.load_model(tmp_path / 'w')
+  variables = model.variables
+  assert model.step == 3
   err = capsys.readouterr().err
   assert len(err.strip().splitlines()) == 1
   assert 'running averages; recalibrating them over 2 batches' in err
@@ -119,15 +120,20 @@ def test_an_unfinished_workdir_checkpoint_is_recalibrated(tmp_path, capsys):
 
 def test_finished_and_exported_models_load_as_saved(tmp_path, capsys):
   _, tree = _workdir(tmp_path / 'w', recalibrated=True)
-  _, variables, _ = inputs.load_model(tmp_path / 'w')
+  variables = inputs.load_model(tmp_path / 'w').variables
   assert capsys.readouterr().err == ''
   jax.tree.map(np.testing.assert_array_equal,
                variables['generator']['batch_stats'], tree['g_stats_eval'])
-  _, exported, _ = inputs.load_model(inputs.ASSETS / 'svhn32_dcgan')
-  _, direct, _ = checkpoint.load_inference_variables(
+  exported = inputs.load_model(inputs.ASSETS / 'svhn32_dcgan')
+  config, direct, step = checkpoint.load_inference_variables(
       inputs.ASSETS / 'svhn32_dcgan')
   assert capsys.readouterr().err == ''
-  jax.tree.map(np.testing.assert_array_equal, exported, direct)
+  jax.tree.map(np.testing.assert_array_equal, exported.variables, direct)
+  # The handle's identity is the config's: a DCGAN's uniform latent.
+  assert (exported.arch, exported.z_dim, exported.resolution,
+          exported.step) == ('dcgan', config.model.z_dim, 32, step)
+  assert exported.latent_distribution == 'uniform'
+  assert sorted(exported.nets) == ['critic', 'generator']
 
 
 def test_compile_timer_counts_compilation_and_then_unregisters():

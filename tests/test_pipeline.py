@@ -19,7 +19,7 @@ SPEC = completion.LOSSES['paper']
 def model():
   c = config_lib.base_config()
   c.model.resolution, c.model.width, c.model.z_dim = RES, 4, Z_DIM
-  return c.model, models.random_variables(c.model)
+  return models.Model.from_config(c.model, models.random_variables(c.model))
 
 
 @pytest.fixture(scope='module')
@@ -35,19 +35,18 @@ def test_padded_rows():
 
 
 def test_batch_size_independence_and_padding(model, images, monkeypatch):
-  model_config, variables = model
   calls = []
   complete = completion.complete
 
-  def spy(variables, y, mask, keys, **kw):
+  def spy(model, y, mask, keys, **kw):
     calls.append((y.shape, np.asarray(jax.random.key_data(keys))))
-    return complete(variables, y, mask, keys, **kw)
+    return complete(model, y, mask, keys, **kw)
 
   monkeypatch.setattr(completion, 'complete', spy)
   mask = masks.center_mask(1, RES, RES)
   indices = np.array([10, 11, 12, 13])  # keys follow indices, not positions
   run = lambda bs: pipeline.inpaint_batches(
-      variables, model_config, images, mask, indices, spec=SPEC,
+      model, images, mask, indices, spec=SPEC,
       options=OPTIONS, batch_size=bs, seed=0, progress=False)
   by_2, by_3 = run(2), run(3)
 
@@ -68,23 +67,22 @@ def test_batch_size_independence_and_padding(model, images, monkeypatch):
 
   # A (1, H, W, 1) mask is the same as one copy per image.
   tiled = pipeline.inpaint_batches(
-      variables, model_config, images, np.repeat(mask, 4, 0), indices,
+      model, images, np.repeat(mask, 4, 0), indices,
       spec=SPEC, options=OPTIONS, batch_size=2, seed=0, progress=False)
   np.testing.assert_array_equal(tiled['blended'], by_2['blended'])
 
 
 def test_bad_arguments(model, images):
-  model_config, variables = model
   kw = dict(spec=SPEC, options=OPTIONS, batch_size=2, seed=0, progress=False)
   mask = masks.center_mask(1, RES, RES)
   with pytest.raises(ValueError, match='masks has 3 rows'):
-    pipeline.inpaint_batches(variables, model_config, images,
+    pipeline.inpaint_batches(model, images,
                              np.repeat(mask, 3, 0), np.arange(4), **kw)
   with pytest.raises(ValueError, match='indices'):
-    pipeline.inpaint_batches(variables, model_config, images, mask,
+    pipeline.inpaint_batches(model, images, mask,
                              np.arange(3), **kw)
   with pytest.raises(ValueError, match='ConditionalSpec'):
-    pipeline.inpaint_batches(variables, model_config, images, mask,
+    pipeline.inpaint_batches(model, images, mask,
                              np.arange(4), reference=images[:1], **kw)
 
 

@@ -1,0 +1,70 @@
+"""`evaluation.latent_recovery`: completing G's own samples x* = G(z*)."""
+import numpy as np
+import pytest
+
+from jaxinpaint import completion, config as config_lib, evaluation, masks
+from jaxinpaint import models, poisson
+
+RES, N = 16, 2
+
+
+@pytest.fixture(scope='module')
+def model():
+  c = config_lib.base_config()
+  c.model.resolution, c.model.width, c.model.z_dim = RES, 8, 16
+  return models.Model.from_config(c.model, models.random_variables(c.model))
+
+
+def np_hole_mse(a, b, mask):
+  """Mean over images of the hole pixels' squared uint8 differences."""
+  u8 = lambda x: np.clip(np.round((np.asarray(x, np.float64) + 1) * 127.5),
+                         0, 255)
+  hole = np.broadcast_to(mask < 0.5, a.shape)
+  d = (u8(a) - u8(b)) ** 2
+  return float(np.mean([d[i][hole[i]].mean() for i in range(len(a))]))
+
+
+def test_recovery_numbers_and_the_harmonic_baseline(model):
+  rows = evaluation.latent_recovery(model, losses=('paper',),
+                                    constraints=('box', 'sphere'), n=N,
+                                    steps=2, batch_size=N)
+  assert [(r['constraint'], r['loss']) for r in rows] == [
+      ('box', 'paper'), ('sphere', 'paper')]
+  mask = masks.make_masks('center', N, RES, RES)
+  for r in rows:
+    assert all(np.isfinite(r[k]) for k, _ in evaluation.RECOVERY_COLUMNS)
+    assert r['z_l2'] > 0 and r['g_hole_mse'] > 0  # seeds 0 and 1 differ
+    options = completion.Options(z_constraint=r['constraint'])
+    z_star, x_star = evaluation.latent_targets(model, N, 1, options)
+    if r['constraint'] == 'sphere':
+      np.testing.assert_allclose(np.linalg.norm(z_star, axis=-1), 4.0,
+                                 rtol=1e-5)
+    else:
+      assert np.abs(z_star).max() <= 1.0
+    y = np.where(mask > 0.5, x_star, 0.0).astype(np.float32)
+    filled, _ = poisson.harmonic_fill(y, mask)
+    np.testing.assert_allclose(r['harmonic_hole_mse'],
+                               np_hole_mse(filled, x_star, mask), rtol=1e-6)
+  table = evaluation.latent_recovery_markdown(rows)
+  assert table.count('\n') == 3 and '| box ±1 | paper |' in table
+
+
+def test_zero_steps_from_the_target_itself_recover_it_exactly(model):
+  # z* drawn with the search's own seed is its (projected) start: with no
+  # step, ẑ = z*, in the box (the WGAN's Gaussian start clipped: exactly)
+  # and on the sphere (|z| = 4: to float32 rounding, as the projection's
+  # division is compiled in two programs).
+  rows = evaluation.latent_recovery(model, losses=('yeh',),
+                                    constraints=('box', 'sphere'), n=N,
+                                    steps=0, seed=5, target_seed=5,
+                                    batch_size=N)
+  box, sphere = rows
+  assert box['z_l2'] == 0.0 and box['z_rms'] == 0.0, box
+  assert sphere['z_l2'] < 4e-6 and sphere['z_rms'] < 1e-6, sphere
+  for r in rows:
+    assert r['g_hole_mse'] < 0.5, r  # the same image, up to rounding
+  # Another target seed: the same zero steps are far from z*.
+  far, = evaluation.latent_recovery(model, losses=('yeh',),
+                                    constraints=('sphere',), n=N, steps=0,
+                                    seed=5, target_seed=6, batch_size=N)
+  assert far['z_l2'] > 1.0
