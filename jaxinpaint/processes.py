@@ -3,15 +3,15 @@
 `inpaint.py` started with jax.distributed's flags (as `train.py` is) splits
 its images into contiguous blocks by process index (`Share.rows`): an
 image's result depends only on (y, M, seed, its index), so the split changes
-no result. Each process completes and writes only its own block, on its own
-local devices; no collective runs after the start, so a process that fails
-or hangs cannot hang the others.
+no result. Each process completes and writes only its own block, on the
+devices it sees; jax.distributed serves only to start them (`start`), so a
+process that fails or hangs cannot hang the others.
 
 Instead of a barrier, each process keeps a small status file in
 `OUT/.processes/` (written atomically after each batch, at the end and on
 failure), and process 0 waits for all of them before it writes the files of
 the whole run (grid.png, metrics.csv, summary.json). A status names its run
-(a token process 0 broadcasts at the start), so files of an earlier run are
+(a token process 0 shares through jax.distributed at the start), so files of an earlier run are
 never taken for this one's.
 """
 import contextlib
@@ -68,23 +68,35 @@ def start(coordinator_address=None, num_processes=None,
           process_id=None) -> Share:
   """Joins the processes with `jax.distributed.initialize` (the arguments,
   or the cluster's detection when all are None), agrees on a run token and
-  leaves the distributed service again: from then on the processes share
-  nothing but the output folder."""
+  leaves the distributed service again, all before JAX makes its backend.
+
+  From then on the processes share nothing but the output folder: each
+  one's JAX is a one-process JAX on its local devices (no heartbeats, no
+  barrier at exit, and orbax loads the model without cross-process
+  barriers), so a failed process cannot stop or hang the others. Call it
+  before any JAX computation.
+  """
   import jax  # pylint: disable=g-import-not-at-top
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  # The client's key-value store has no public API; orbax uses it the same
+  # way. A collective would need the backend, which must not be made yet.
+  from jax._src import distributed  # pylint: disable=g-import-not-at-top
   kwargs = {}
   if coordinator_address is not None:
     kwargs = dict(coordinator_address=coordinator_address,
                   num_processes=num_processes, process_id=process_id)
   jax.distributed.initialize(**kwargs)
-  token = multihost_utils.broadcast_one_to_all(
-      np.frombuffer(secrets.token_bytes(8), np.uint32))
-  share = Share(jax.process_index(), jax.process_count(),
-                bytes(np.asarray(token, np.uint32)).hex())
-  # Every process is alive here, so this barrier cannot hang; after it no
-  # heartbeats tie the processes, and a failed one cannot stop the others.
+  state = distributed.global_state
+  index, count = int(state.process_id), int(state.num_processes)
+  if index == 0:
+    state.client.key_value_set('jaxinpaint/inpaint/run', secrets.token_hex(8))
+  run_id = state.client.blocking_key_value_get('jaxinpaint/inpaint/run',
+                                               600_000)
+  # Every process is alive here, so this barrier cannot hang.
   jax.distributed.shutdown()
-  return share
+  # The backend, made later, is then a one-process one (its process index
+  # and count come from this state, which shutdown keeps).
+  state.process_id, state.num_processes = 0, 1
+  return Share(index, count, run_id)
 
 
 def status_path(out: Path, index: int) -> Path:
