@@ -399,7 +399,7 @@ def run(args, inputs: Inputs) -> dict:
         checkpoint=outputs.text(inputs.model_dir), checkpoint_step=step,
         model={k: config.model[k] for k in ('arch', 'resolution', 'width',
                                             'z_dim')},
-        resumed=resumed,
+        dtype=args.dtype or str(config.model.dtype), resumed=resumed,
         # Of the images completed in this run (None: all were resumed).
         final_loss_mean=(float(final_losses.mean()) if len(final_losses)
                          else None),

@@ -42,13 +42,13 @@ def setup(tmp_path_factory):
   return root, model, single
 
 
-def start_processes(model, images, out, port, count=2):
+def start_processes(model, images, out, port, count=2, extra=()):
   return [subprocess.Popen(
       [sys.executable, 'inpaint.py', '--checkpoint', str(model), '--input',
        str(images), '--limit', str(N), '--out', str(out), *FLAGS,
        f'--coordinator_address=127.0.0.1:{port}',
        f'--num_processes={count}', f'--process_id={i}',
-       '--process-timeout=300'],
+       '--process-timeout=300', *extra],
       cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
       for i in range(count)]
 
@@ -97,7 +97,7 @@ def test_two_processes_write_what_one_process_writes(setup):
 
 
 def test_a_failed_process_is_named_and_the_others_images_are_kept(setup):
-  root, model, _ = setup
+  root, model, single = setup
   out = root / 'failing'
   out.mkdir()
   # An output of process 1's block already exists: process 1 refuses to
@@ -114,6 +114,18 @@ def test_a_failed_process_is_named_and_the_others_images_are_kept(setup):
   assert (out / 'face3.png').read_bytes() == b'not ours'
   assert files(out) == ['face0.png', 'face1.png', 'face3.png',
                         'raw/face0.png', 'raw/face1.png']
+
+  # Without the conflict, --resume on both processes does the rest (the
+  # failed status of the earlier run is not this run's): the one-process
+  # run's files, byte for byte.
+  (out / 'face3.png').unlink()
+  for code, _, err in finish(start_processes(
+      model, root / 'in', out, 20000 + (os.getpid() + 2) % 20000,
+      extra=['--resume'])):
+    assert code == 0, err[-3000:]
+  assert files(out) == files(single)
+  for f in files(single):
+    assert (single / f).read_bytes() == (out / f).read_bytes(), f
 
 
 def test_blocks_are_contiguous_disjoint_and_balanced():
