@@ -277,7 +277,6 @@ def run(args, inputs: Inputs) -> dict:
   and writes its block of images only; process 0 then waits for the others
   and writes the run's files (`_finish_processes`).
   """
-  import jax  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
   from jaxinpaint import checkpoint, completion, metrics, pipeline
   images, names, mask, reference, out = (inputs.images, inputs.names,
