@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 # No JAX behind these: `--help` and input errors stay fast.
-from jaxinpaint import cli, inputs as inputs_lib, masks, outputs
+from jaxinpaint import cli, inputs as inputs_lib, masks, outputs, processes
 from jaxinpaint.inputs import UserError
 
 DEFAULT_INPUT = inputs_lib.EXAMPLES / 'faces'  # in the package: any cwd works
@@ -56,6 +56,21 @@ Images and metrics rows are written as each batch finishes: after Ctrl-C
 (exit code 130) or a failed write, rerun with --resume to do the rest. In
 metrics.csv and summary.json, bytes of a file name that are not UTF-8 are
 written as \\xNN.
+
+several GPUs, several hosts:
+  One process completes each batch on all its local devices (--devices N:
+  the first N), one shard of the batch per device. With the flags of
+  train.py (--coordinator_address, --num_processes, --process_id, or
+  --multiprocess where jax.distributed detects the cluster) each of several
+  processes completes a contiguous block of the inputs (by process index) on
+  its own devices and writes only its images; process 0 then writes
+  grid.png, metrics.csv and summary.json for all of them, equal to a
+  one-process run's. --out must be storage all processes share. Each
+  process keeps a status file in OUT/.processes/ (updated after each of its
+  batches); process 0 waits for all of them, reports a failed or silent
+  process by its index, and shows the progress bar: the images finished by
+  all processes, the others' counted at their last finished batch. After a
+  failure, the same command with --resume on every process does the rest.
 
 examples:
   inpaint.py --input photos/ --mask masks/ --out filled
@@ -140,6 +155,34 @@ def build_parser() -> argparse.ArgumentParser:
                  'M*y + (1-M)*G(z), like raw/<name>.png.')
   p.add_argument('--grid-max', type=int, default=64, metavar='N',
                  help='rows of grid.png: the first N images (default: 64).')
+  p.add_argument('--devices', type=int, default=None, metavar='N',
+                 help='complete each batch on the first N local devices, '
+                 'one shard of the batch per device (default: all of them). '
+                 'Results change by float rounding only.')
+  p.add_argument('--dtype', default=None, choices=('float32', 'bfloat16'),
+                 help='activations of G and the critics during the search '
+                 '(z, Adam and the loss stay float32); bfloat16 is faster on '
+                 'GPUs. Default: the dtype the model was trained with.')
+  group = p.add_argument_group(
+      'several processes (hosts), as train.py; see "several GPUs, several '
+      'hosts" below')
+  group.add_argument('--coordinator_address', default=None,
+                     metavar='HOST:PORT',
+                     help='host:port of process 0; with --num_processes and '
+                     '--process_id.')
+  group.add_argument('--num_processes', type=int, default=None,
+                     help='the process count.')
+  group.add_argument('--process_id', type=int, default=None,
+                     help='this process, 0 .. --num_processes - 1.')
+  group.add_argument('--multiprocess', action='store_true',
+                     help='jax.distributed.initialize() detects the processes '
+                     '(SLURM, TPU pods, ...) instead of the three flags above.')
+  group.add_argument('--process-timeout', type=float, default=3600,
+                     metavar='SECONDS',
+                     help='process 0 gives up waiting for the others after '
+                     'this long without news from any of them (default: '
+                     '3600).')
+  p.set_defaults(share=None)  # processes.Share of a multi-process run
   return p
 
 
@@ -154,6 +197,11 @@ def _check_flags(args):
   if args.resume and args.overwrite:
     raise UserError('--resume keeps the finished outputs and --overwrite '
                     'replaces them: pass one of them')
+  if args.devices is not None and args.devices < 1:
+    raise UserError(f'--devices must be >= 1, got {args.devices}')
+  if not args.process_timeout > 0:
+    raise UserError(f'--process-timeout must be > 0, got '
+                    f'{args.process_timeout}')
 
 
 @dataclasses.dataclass
@@ -190,16 +238,33 @@ def prepare(args) -> Inputs:
                       'loss (paper eq. 10-12)')
   out = Path(args.out)
   outputs.check_out_folder(out)
+  share = args.share
   done = outputs.check_outputs(
       out, names, outputs.input_files(args.input, args.mask, args.reference),
       evaluate=args.evaluate, overwrite=args.overwrite, resume=args.resume,
-      grid_rows=args.grid_max)
+      grid_rows=args.grid_max,
+      rows=None if share is None else share.rows(len(names)),
+      run_files=share is None or share.index == 0)
   finished = None
-  if args.evaluate and done.any():
+  # Several processes: process 0 reads all the PNGs at the end instead.
+  if args.evaluate and done.any() and share is None:
     finished = outputs.read_finished(out, names, done, resolution)
   inputs_lib.mask_notes(mask, names, conditional=reference is not None)
   return Inputs(model_dir, images, names, mask, reference, out, done,
                 finished)
+
+
+def _completion_devices(count):
+  """--devices as a list of local devices, or a UserError naming it."""
+  from jaxinpaint import pipeline  # pylint: disable=g-import-not-at-top
+  try:
+    return pipeline.completion_devices(count)
+  except ValueError:
+    import jax  # pylint: disable=g-import-not-at-top
+    local = jax.local_devices()
+    raise UserError(f'--devices {count}: this process has {len(local)} local '
+                    f'{local[0].platform} device{"s" * (len(local) != 1)}; '
+                    f'expected 1 to {len(local)}') from None
 
 
 def run(args, inputs: Inputs) -> dict:
@@ -208,15 +273,17 @@ def run(args, inputs: Inputs) -> dict:
   Returns the summary: metrics (with --evaluate) and the run's settings.
   Raises UserError when the model cannot be loaded, outputs.RunError when
   the completion is not finite or a write fails, outputs.Interrupted (what
-  was kept) on Ctrl-C.
+  was kept) on Ctrl-C. One of several processes (`args.share`) completes
+  and writes its block of images only; process 0 then waits for the others
+  and writes the run's files (`_finish_processes`).
   """
-  import jax  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
   from jaxinpaint import checkpoint, completion, metrics, pipeline
   images, names, mask, reference, out = (inputs.images, inputs.names,
                                          inputs.mask, inputs.reference,
                                          inputs.out)
-  n, conditional = len(images), reference is not None
+  n, conditional, share = len(images), reference is not None, args.share
+  devices = _completion_devices(args.devices)
   try:
     model = inputs_lib.load_model(inputs.model_dir)
   except checkpoint.ChecksumError as e:
@@ -230,10 +297,11 @@ def run(args, inputs: Inputs) -> dict:
   loss_name = None if conditional else (args.loss or 'paper')
   spec = (completion.ConditionalSpec() if conditional
           else completion.get_loss(loss_name))
-  steps = args.steps or (CPU_DEFAULT_STEPS if jax.devices()[0].platform ==
-                         'cpu' else PAPER_STEPS)
+  platform = devices[0].platform
+  steps = args.steps or (CPU_DEFAULT_STEPS if platform == 'cpu'
+                         else PAPER_STEPS)
   options = completion.Options(steps=steps, restarts=args.restarts,
-                               blend=not args.no_blend)
+                               blend=not args.no_blend, dtype=args.dtype)
   keep = np.broadcast_to(mask > 0.5, images.shape[:-1] + (1,))
   mask_rows = lambda rows: mask if len(mask) == 1 else mask[rows]
   # --evaluate: the inputs are whole, so damage them (holes grey, 0 in
@@ -241,6 +309,7 @@ def run(args, inputs: Inputs) -> dict:
   # reads its hole pixels.
   masked = np.where(keep, images, np.float32(0))
   y = masked if args.evaluate else images
+  grid_columns = (masked, reference, images if args.evaluate else None)
 
   finished_metrics = None
   if inputs.finished is not None:
@@ -248,36 +317,72 @@ def run(args, inputs: Inputs) -> dict:
     finished_metrics, _ = pipeline.evaluate(
         images[done], inputs.finished.astype(np.float32) / 127.5 - 1,
         mask_rows(done))
-  todo = np.flatnonzero(~inputs.done)
+  block = np.arange(n) if share is None else share.rows(n)
+  todo = block[~inputs.done[block]]
+  # Several processes: this one writes its images only (no grid rows, no
+  # metrics); it leaves its grid rows' G(z) for process 0.
   writer = outputs.BatchWriter(
-      out, names, (masked, reference, images if args.evaluate else None),
-      inputs.done, args.grid_max, finished_metrics)
+      out, names, grid_columns, inputs.done,
+      args.grid_max if share is None else 0, finished_metrics)
+  status = None if share is None else processes.Status(out, share)
+  progress = _Progress(n, share, out) if share is not None else None
   results = None
   try:
-    if len(todo) < n:
-      inputs_lib.note(f'--resume: {n - len(todo)} of {n} images are finished '
-                      f'in {outputs.text(out)}/; skipping them')
+    if status is not None:
+      status.write(processes.RUNNING, completed=0, todo=len(todo),
+                   resumed=len(block) - len(todo), written=[])
+    if len(todo) < len(block):
+      inputs_lib.note(f'--resume: {len(block) - len(todo)} of {len(block)} '
+                      f'images are finished in {outputs.text(out)}/; '
+                      'skipping them')
     if len(todo):
       batches = -(-len(todo) // min(args.batch_size, len(todo)))
+      who = '' if share is None else f'process {share.index}: '
       inputs_lib.note(
-          f'completing {len(todo)} image{"s" * (len(todo) != 1)} with the '
-          f'model at step {model.step}: {steps} Adam steps x {args.restarts} '
-          f'restart(s) on {jax.devices()[0].platform}, {batches} compiled '
+          f'{who}completing {len(todo)} image{"s" * (len(todo) != 1)} with '
+          f'the model at step {model.step}: {steps} Adam steps x {args.restarts} '
+          f'restart(s) on {len(devices)} {platform} '
+          f'device{"s" * (len(devices) != 1)}, {batches} compiled '
           f'batch{"es" * (batches != 1)} (a CPU takes minutes; a GPU seconds)')
 
       def on_batch(start, stop, batch):
         rows = todo[start:stop]
         per_image = None
-        if args.evaluate:
+        if args.evaluate and share is None:
           per_image, _ = pipeline.evaluate(images[rows], batch,
                                            mask_rows(rows))
         writer.batch(rows, batch, per_image)
+        if status is not None:
+          status.write(processes.RUNNING, completed=stop, written=(
+              status.fields['written'] + _image_files(names, rows)))
+          progress.update()
 
       results = pipeline.inpaint_batches(
           model, y[todo], mask_rows(todo), todo, spec=spec,
           options=options, batch_size=args.batch_size, seed=args.seed,
-          reference=reference, on_batch=on_batch)
+          reference=reference, on_batch=on_batch, devices=devices,
+          progress=share is None)
 
+    final_losses = (np.zeros(0, np.float32) if results is None
+                    else results['final_loss'].min(axis=1))
+    if share is not None:
+      in_grid = todo < args.grid_max
+      if in_grid.any():
+        processes.save_arrays(
+            processes.grid_rows_path(out, share.index), rows=todo[in_grid],
+            generated=results['generated'][in_grid],
+            blended=results['blended'][in_grid])
+      status.write(processes.DONE, final_losses=final_losses.tolist())
+      if share.index != 0:
+        progress.close()
+        print(f'process {share.index}: wrote {len(todo)} completed '
+              f'image{"s" * (len(todo) != 1)} to {outputs.text(out)}/')
+        return {}
+      writer.close()
+      writer, resumed, final_losses = _finish_processes(
+          args, inputs, grid_columns, mask_rows, progress)
+    else:
+      resumed = n - len(todo)
     summary = {}
     if args.evaluate:
       summary = metrics.summarize(*(writer.per_image[k]
@@ -293,11 +398,11 @@ def run(args, inputs: Inputs) -> dict:
         checkpoint=outputs.text(inputs.model_dir), checkpoint_step=model.step,
         model={k: model.config.model[k] for k in ('arch', 'resolution', 'width',
                                             'z_dim')},
-        resumed=n - len(todo),
+        dtype=args.dtype or str(model.config.model.dtype), resumed=resumed,
         # Of the images completed in this run (None: all were resumed).
-        final_loss_mean=(None if results is None else
-                         float(results['final_loss'].min(axis=1).mean())),
-        device=jax.devices()[0].device_kind)
+        final_loss_mean=(float(final_losses.mean()) if len(final_losses)
+                         else None),
+        device=devices[0].device_kind)
     writer.finish(summary if args.evaluate else None)
   except KeyboardInterrupt as e:
     raise outputs.Interrupted(
@@ -305,12 +410,16 @@ def run(args, inputs: Inputs) -> dict:
         f'{outputs.text(out)}/; rerun with --resume to do the rest') from e
   finally:
     writer.close()
+    if progress is not None:
+      progress.close()
 
-  print(f'wrote {len(todo)} completed image{"s" * (len(todo) != 1)} to '
+  completed = n - resumed
+  print(f'wrote {completed} completed image{"s" * (completed != 1)} to '
         f'{outputs.text(out)}/ (unblended overlays in '
         f'{outputs.text(out / outputs.RAW_DIR)}/, grid '
         f'{outputs.text(out / outputs.GRID_FILE)})'
-        + (f'; {n - len(todo)} finished before' if len(todo) < n else ''))
+        + (f'; {resumed} finished before' if resumed else '')
+        + ('' if share is None else f'; {share.count} processes'))
   if args.evaluate:
     print(f'metrics: MSE {summary["mse"]:.2f}, PSNR {summary["psnr"]:.2f} dB '
           f'(mean per image {summary["psnr_mean"]:.2f}), SSIM '
@@ -320,14 +429,124 @@ def run(args, inputs: Inputs) -> dict:
   return summary
 
 
+def _image_files(names, rows) -> list:
+  """The files written for the images `rows`, relative to --out."""
+  return [f'{outputs.RAW_DIR}/{outputs.text(names[i])}.png' for i in rows] + [
+      f'{outputs.text(names[i])}.png' for i in rows]
+
+
+class _Progress:
+  """Process 0's bar over the images of all processes: each one's count is
+  that of its status file, i.e. at its last finished batch. Other
+  processes show none."""
+
+  def __init__(self, n, share, out):
+    import tqdm  # pylint: disable=g-import-not-at-top
+    self.share, self.out = share, out
+    self.bar = tqdm.tqdm(total=n, desc='completing (all processes)',
+                         unit='image', leave=False,
+                         disable=share.index != 0)
+
+  def update(self, statuses=None):
+    if self.bar.disable:
+      return
+    if statuses is None:
+      statuses = processes.read_statuses(self.out, self.share)
+    self.bar.n = sum(s.get('resumed', 0) + s.get('completed', 0)
+                     for s in statuses.values())
+    self.bar.refresh()
+
+  def close(self):
+    self.bar.close()
+
+
+def _finish_processes(args, inputs, grid_columns, mask_rows, progress):
+  """Process 0, after its own block: waits for every process, then writes
+  grid.png (from the G(z) each process left) and, with --evaluate,
+  metrics.csv and summary.json from the PNGs of all processes, read back as
+  --resume does. Returns (writer, resumed count, final losses)."""
+  from jaxinpaint import pipeline  # pylint: disable=g-import-not-at-top
+  share, out, names = args.share, inputs.out, inputs.names
+  n = len(names)
+  statuses = processes.wait_for_all(out, share, args.process_timeout,
+                                    on_update=progress.update)
+  grid_rows = min(n, args.grid_max)
+  # The grid's images were all done before (and grid.png kept) or are all
+  # completed in this run (outputs.finished): each process left its rows.
+  grid_done = inputs.done[:grid_rows].all()
+  writer = outputs.BatchWriter(out, names, grid_columns,
+                               np.full(n, grid_done), args.grid_max)
+  if not grid_done:
+    for i in range(share.count):
+      block = dataclasses.replace(share, index=i).rows(n)
+      if len(block) and block[0] < grid_rows:  # it had rows of the grid
+        path = processes.grid_rows_path(out, i)
+        try:
+          with np.load(path) as rows:
+            writer.add_grid_rows(rows['rows'], rows['generated'],
+                                 rows['blended'])
+        except (OSError, ValueError, KeyError) as e:
+          raise outputs.RunError(f'cannot read {outputs.text(path)}, the '
+                                 f'grid rows of process {i}: {e}') from e
+    if writer.grid is not None:
+      raise outputs.RunError(
+          f'the processes left {len(writer.grid)} of the {grid_rows} rows of '
+          f'{outputs.text(out / outputs.GRID_FILE)}; rerun without --resume')
+  if args.evaluate:
+    everything = np.ones(n, bool)
+    completed = outputs.read_finished(out, names, everything,
+                                      inputs.images.shape[1])
+    per_image, _ = pipeline.evaluate(
+        inputs.images, completed.astype(np.float32) / 127.5 - 1,
+        mask_rows(np.arange(n)))
+    writer.add_metrics(np.arange(n), per_image)
+  resumed = sum(s['resumed'] for s in statuses)
+  final_losses = np.concatenate([np.asarray(s['final_losses'], np.float32)
+                                 for s in statuses])
+  return writer, resumed, final_losses
+
+
+def _start_processes(args):
+  """With the multi-process flags: joins the processes (args.share)."""
+  problem = processes.check_flags(args.coordinator_address,
+                                  args.num_processes, args.process_id,
+                                  args.multiprocess)
+  if problem:
+    cli.fail(problem)
+  if args.coordinator_address is None and not args.multiprocess:
+    return
+  try:
+    args.share = processes.start(args.coordinator_address,
+                                 args.num_processes, args.process_id)
+  except Exception as e:  # pylint: disable=broad-except
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    cli.fail(f'cannot join the other processes with jax.distributed: {first}',
+             cli.FAILURE)
+
+
+def _recording_failure(fn):
+  """`fn(args, ...)` that records a failure in the status file of one of
+  several processes, for process 0 to report."""
+  def wrapped(args, *rest):
+    if args.share is None:
+      return fn(args, *rest)
+    with processes.Status(Path(args.out), args.share).failure_recorded():
+      return fn(args, *rest)
+  return wrapped
+
+
 def main(argv=None):
   """Entry point; `argv` without the program name (default: sys.argv[1:]).
 
   Returns the run's summary dict; exits (SystemExit) with code 2 on bad
   flags or inputs, before anything is computed or written, 1 when the
-  computation or a write fails, and 130 on Ctrl-C.
+  computation or a write fails (on process 0 of several: when another
+  process failed), and 130 on Ctrl-C.
   """
-  return cli.run_checked(prepare, run, build_parser().parse_args(argv))
+  args = build_parser().parse_args(argv)
+  _start_processes(args)
+  return cli.run_checked(_recording_failure(prepare),
+                         _recording_failure(run), args)
 
 
 if __name__ == '__main__':

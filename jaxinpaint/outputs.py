@@ -80,12 +80,14 @@ def check_out_folder(out: Path):
       raise UserError(f'--out {out}: {folder} is not writable')
 
 
-def output_paths(out: Path, names, evaluate: bool) -> list:
+def output_paths(out: Path, names, evaluate: bool, run_files=True) -> list:
+  """The images' outputs and, with `run_files`, those of the whole run."""
   paths = [out / f'{n}.png' for n in names]
   paths += [out / RAW_DIR / f'{n}.png' for n in names]
-  paths.append(out / GRID_FILE)
-  if evaluate:
-    paths += [out / METRICS_FILE, out / SUMMARY_FILE]
+  if run_files:
+    paths.append(out / GRID_FILE)
+    if evaluate:
+      paths += [out / METRICS_FILE, out / SUMMARY_FILE]
   return paths
 
 
@@ -128,14 +130,21 @@ def finished(out: Path, names, grid_rows: int) -> np.ndarray:
 
 
 def check_outputs(out: Path, names, inputs: dict, *, evaluate: bool,
-                  overwrite: bool, resume: bool, grid_rows: int) -> np.ndarray:
+                  overwrite: bool, resume: bool, grid_rows: int,
+                  rows=None, run_files=True) -> np.ndarray:
   """Refuses outputs that are input files (`inputs`, of `input_files`), and
   (without `overwrite` or `resume`) existing ones; returns which images
-  --resume skips."""
+  --resume skips.
+
+  One of several processes checks only what it writes: its images `rows`
+  (indices; None: all) and, with `run_files`, grid.png, metrics.csv and
+  summary.json. (The other processes may be writing theirs already.)
+  """
   if Path(GRID_FILE).stem in names:
     raise UserError(f'an input image is named {Path(GRID_FILE).stem!r}: its '
                     f'output would collide with {out / GRID_FILE}; rename it')
-  targets = output_paths(out, names, evaluate)
+  own = names if rows is None else [names[i] for i in rows]
+  targets = output_paths(out, own, evaluate, run_files)
   # Whatever the flags: --overwrite would destroy the input, and --resume
   # would take it for a finished output.
   for t in targets:
@@ -239,16 +248,26 @@ class BatchWriter:
         except OSError as e:
           self._fail(path, e)
       self.complete += 1
-    if self.grid is not None:
-      for j, i in enumerate(rows):
-        if i < self.grid_rows:
-          self.grid[i] = (results['generated'][j], results['blended'][j])
-      if len(self.grid) == self.grid_rows:
-        self._write_grid()
+    self.add_grid_rows(rows, results['generated'], results['blended'])
     if per_image is not None:
-      for j, i in enumerate(rows):
-        self._add_metrics(i, {k: per_image[k][j] for k in METRIC_KEYS})
-      self._flush_metrics()
+      self.add_metrics(rows, per_image)
+
+  def add_grid_rows(self, rows, generated, blended):
+    """Keeps the grid's rows among `rows` (G(z) and blended, float); writes
+    grid.png once it has all of them."""
+    if self.grid is None:
+      return
+    for j, i in enumerate(rows):
+      if i < self.grid_rows:
+        self.grid[i] = (generated[j], blended[j])
+    if len(self.grid) == self.grid_rows:
+      self._write_grid()
+
+  def add_metrics(self, rows, per_image):
+    """Appends the metrics.csv rows of the images `rows` ({metric: (K,)})."""
+    for j, i in enumerate(rows):
+      self._add_metrics(i, {k: per_image[k][j] for k in METRIC_KEYS})
+    self._flush_metrics()
 
   def _write_grid(self):
     from jaxinpaint import grids  # pylint: disable=g-import-not-at-top

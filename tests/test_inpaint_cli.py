@@ -533,3 +533,63 @@ def test_run_leaves_the_callers_args_and_logging_alone(ckpt, tmp_path,
   assert summary['steps'] == inpaint_cli.CPU_DEFAULT_STEPS
   assert vars(args) == before and args.steps is None
   assert logging.get_verbosity() == verbosity
+
+
+def test_dtype_and_devices_flags(ckpt, tmp_path, capsys):
+  for i, name in enumerate(('a', 'b')):
+    write_image(tmp_path / 'in' / f'{name}.png', seed=i)
+  argv = ['--checkpoint', ckpt, '--input', tmp_path / 'in', *FAST]
+  # float32 is the model's own dtype: the default run's bytes.
+  for out, extra in (('default', []),
+                     ('float32', ['--dtype', 'float32', '--devices', '1'])):
+    code, summary, _, err = cli(argv + ['--out', tmp_path / out, *extra],
+                                capsys)
+    assert code == 0, err
+    assert summary['dtype'] == 'float32'
+  for name in ('a.png', 'b.png', 'raw/a.png'):
+    assert ((tmp_path / 'default' / name).read_bytes()
+            == (tmp_path / 'float32' / name).read_bytes())
+
+  code, summary, _, err = cli(argv + ['--out', tmp_path / 'bf16', '--dtype',
+                                      'bfloat16'], capsys)
+  assert code == 0, err
+  assert summary['dtype'] == 'bfloat16'
+  # The library with Options(dtype='bfloat16') on the same inputs.
+  from jaxinpaint import metrics, pipeline  # pylint: disable=g-import-not-at-top
+  config, variables, _ = checkpoint.load_inference_variables(ckpt)
+  images, names = inputs.load_inputs(str(tmp_path / 'in'), RES)
+  mask = inputs.load_masks('center', names, RES, 0)
+  expected = pipeline.inpaint_batches(
+      variables, config.model, images, mask, np.arange(2),
+      spec=completion.get_loss('paper'), batch_size=2, seed=0,
+      options=completion.Options(steps=2, dtype='bfloat16'), progress=False)
+  bf16 = np.stack([read_png(tmp_path / 'bf16' / f'{n}.png') for n in names])
+  np.testing.assert_array_equal(bf16, metrics.to_uint8(expected['blended']))
+  f32 = np.stack([read_png(tmp_path / 'float32' / f'{n}.png') for n in names])
+  assert (bf16 != f32).any()  # bf16 activations move the result
+
+  # Bad values: one error line, exit code 2, nothing written.
+  for devices, says in (('2', '--devices 2: this process has 1 local cpu '
+                         'device; expected 1 to 1'),
+                        ('0', '--devices must be >= 1, got 0')):
+    out = tmp_path / f'devices{devices}'
+    code, _, _, err = cli(argv + ['--out', out, '--devices', devices],
+                          capsys)
+    assert code == 2 and err == f'error: {says}\n'
+    assert not out.exists()
+  code, _, _, err = cli(argv + ['--out', tmp_path / 'x', '--dtype', 'int8'],
+                        capsys)
+  assert code == 2 and "invalid choice: 'int8'" in err
+
+
+def test_help_explains_devices_dtype_and_processes(capsys):
+  with pytest.raises(SystemExit):
+    inpaint_cli.main(['--help'])
+  text = ' '.join(capsys.readouterr().out.split())
+  assert '--devices N complete each batch on the first N local devices' in text
+  assert 'default: all of them' in text
+  assert '--dtype {float32,bfloat16}' in text
+  for flag in ('--coordinator_address', '--num_processes', '--process_id',
+               '--multiprocess', '--process-timeout'):
+    assert flag in text
+  assert 'process 0 waits for all of them' in text
