@@ -11,7 +11,6 @@ flags or inputs), 1 (the computation or a write went wrong) or 130
 """
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
 import numpy as np

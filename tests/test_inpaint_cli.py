@@ -556,11 +556,11 @@ def test_dtype_and_devices_flags(ckpt, tmp_path, capsys):
   assert summary['dtype'] == 'bfloat16'
   # The library with Options(dtype='bfloat16') on the same inputs.
   from jaxinpaint import metrics, pipeline  # pylint: disable=g-import-not-at-top
-  config, variables, _ = checkpoint.load_inference_variables(ckpt)
+  model = checkpoint.load_model(ckpt)
   images, names = inputs.load_inputs(str(tmp_path / 'in'), RES)
   mask = inputs.load_masks('center', names, RES, 0)
   expected = pipeline.inpaint_batches(
-      variables, config.model, images, mask, np.arange(2),
+      model, images, mask, np.arange(2),
       spec=completion.get_loss('paper'), batch_size=2, seed=0,
       options=completion.Options(steps=2, dtype='bfloat16'), progress=False)
   bf16 = np.stack([read_png(tmp_path / 'bf16' / f'{n}.png') for n in names])
