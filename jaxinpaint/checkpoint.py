@@ -82,24 +82,29 @@ def restore_raw(workdir, step=None):
       fallback_sharding=fallback)), int(step)
 
 
-def load_inference_variables(model_dir):
-  """(config, variables) for completion from a model directory.
+def load_inference_variables(model_dir, prepare=None):
+  """(config, variables, step) for completion from a model directory.
 
   variables = {'generator': {'params', 'batch_stats'}, 'critic': {'params',
   ...}, 'patch_critic': ...}, float32, with G's batch statistics taken from
   the recalibrated `g_stats_eval` (see training.recalibrate_batch_stats).
+  `prepare(config, raw, step) -> raw`, if given, may replace the checked
+  saved pytree first (`inputs.load_model` recalibrates with it).
   """
   config = load_config(model_dir)
   raw, step = restore_raw(model_dir)
   check_checksums(model_dir, raw)
+  if prepare is not None:
+    raw = prepare(config, raw, step)
   return config, to_float32(inference_variables(raw)), step
 
 
-def load_model(model_dir):
+def load_model(model_dir, prepare=None):
   """The `models.Model` handle of an exported model or a finished training
   dir: nets, float32 variables, arch, z_dim, resolution, step, config
-  (`inputs.load_model` also recalibrates an unfinished dir's statistics)."""
-  config, variables, step = load_inference_variables(model_dir)
+  (`prepare` as in `load_inference_variables`; `inputs.load_model` also
+  recalibrates an unfinished dir's statistics)."""
+  config, variables, step = load_inference_variables(model_dir, prepare)
   return models.Model.from_config(config.model, variables, step=step,
                                   config=config)
 

@@ -335,7 +335,9 @@ def run(args, inputs: Inputs) -> dict:
                       f'images are finished in {outputs.text(out)}/; '
                       'skipping them')
     if len(todo):
-      batches = -(-len(todo) // min(args.batch_size, len(todo)))
+      batch = pipeline.round_batch_size(args.batch_size, len(todo),
+                                        len(devices))
+      batches = -(-len(todo) // batch)
       who = '' if share is None else f'process {share.index}: '
       inputs_lib.note(
           f'{who}completing {len(todo)} image{"s" * (len(todo) != 1)} with '

@@ -120,21 +120,20 @@ def load_model(model_dir):
   """
   # pylint: disable-next=g-import-not-at-top
   from jaxinpaint import checkpoint, models, training
-  config = checkpoint.load_config(model_dir)
-  raw, step = checkpoint.restore_raw(model_dir)
-  checkpoint.check_checksums(model_dir, raw)
-  if checkpoint.has_running_batch_stats(raw):
+
+  def recalibrate_running_stats(config, raw, step):
+    if not checkpoint.has_running_batch_stats(raw):
+      return raw
     batches = config.train.bn_recalibration_batches
     note(f'note: {model_dir}: the checkpoint of step {step} was saved before '
          "the end of training, so G's BatchNorm statistics are running "
          f'averages; recalibrating them over {batches} batches of z (`python '
          f'-m jaxinpaint.export --workdir {model_dir} --out DIR` does it once)')
     generator = models.build_models(config.model)['generator']
-    raw = dict(raw, g_stats_eval=training.recalibrated_stats(
+    return dict(raw, g_stats_eval=training.recalibrated_stats(
         generator, raw['g_params'], raw['g_stats'], config))
-  variables = checkpoint.to_float32(checkpoint.inference_variables(raw))
-  return models.Model.from_config(config.model, variables, step=step,
-                                  config=config)
+
+  return checkpoint.load_model(model_dir, prepare=recalibrate_running_stats)
 
 
 # ----------------------------------------------------------------------------
