@@ -11,10 +11,13 @@ after it the final latents of both searches (same starting z) are compared.
 Both sides are timed in the same run on the same batch: ours is
 `completion.complete` (blend off, its default loop for the backend), theirs
 the loop below; each is timed on its second call and reports Adam steps/s
-(every step updates all N images).
+(every step updates all N images). The process reuses freed memory as the
+jaxinpaint CLIs do (`host_memory.reuse_freed_memory`, both sides alike);
+`--glibc-default` times both with glibc's default allocator settings.
 
   python bench/completion_torch.py                  # width 16 and 32, 8 images
   python bench/completion_torch.py --settings 16x8,16x32 --steps 30
+  python bench/completion_torch.py --glibc-default
 
 Needs the bench-only extra: `pip install -e .[bench-torch]`.
 """
@@ -27,7 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jaxinpaint import completion, config as config_lib, image_ops, masks
+from jaxinpaint import completion, config as config_lib, host_memory
+from jaxinpaint import image_ops, masks
 from jaxinpaint import models
 
 # Flax's defaults, which the port must share.
@@ -318,6 +322,9 @@ def main():
                       help='comma-separated thread counts to time PyTorch '
                       'with (default: its own default, then 1: on a busy '
                       'CPU its OpenMP threads can be far slower than one)')
+  parser.add_argument('--glibc-default', action='store_true',
+                      help="keep glibc's allocator settings instead of "
+                      "reusing freed memory as the jaxinpaint CLIs do")
   args = parser.parse_args()
   default_threads = torch.get_num_threads()
   try:
@@ -333,10 +340,13 @@ def main():
   except ValueError:
     parser.error(f'--settings {args.settings!r}: expected WIDTHxIMAGES '
                  'pairs such as 16x8,32x8')
+  reused = not args.glibc_default and host_memory.reuse_freed_memory()
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}, torch '
         f'{torch.__version__} ({default_threads} threads by default); '
         f'{args.resolution}x{args.resolution}, paper loss, {args.steps} '
-        'Adam steps, 1 restart')
+        'Adam steps, 1 restart; host memory: '
+        + ('freed memory reused (as the CLIs)' if reused else
+           "glibc's default settings"))
   for width, n in settings:
     compare(width, n, args)
 

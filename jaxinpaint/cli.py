@@ -142,12 +142,23 @@ def parse_flags(argv):
     fail(str(e).splitlines()[0])
 
 
+def _prepare_host():
+  """What every CLI does first: on a CPU, reuse freed memory instead of
+  page-faulting each XLA execution's temporaries afresh (~10% of a
+  completion step; `host_memory`)."""
+  # pylint: disable-next=g-import-not-at-top
+  from jaxinpaint import host_memory
+  host_memory.reuse_freed_memory()
+
+
 def train_main():
+  _prepare_host()
   _define_train_flags()
   flags.mark_flags_as_required(['config'])
   app.run(_train, flags_parser=parse_flags)
 
 
 def inpaint_main():
+  _prepare_host()
   from jaxinpaint import inpaint_cli
   inpaint_cli.main()

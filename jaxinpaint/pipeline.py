@@ -12,11 +12,13 @@ The layer between `completion` (one jitted call on one batch) and the
 
 Every batch has the same shape (the last one is padded), so `complete` is
 compiled once; each image's key comes from (seed, its index), and completion
-is vmapped per image, so results do not depend on the batch size: on CPU
-they are bitwise equal for batch sizes >= 2 (tests/test_pipeline.py). A
-batch of 1 may run other kernels; their rounding differences (~1e-7) can
-grow over many Adam steps, because Adam's update is nearly sign(gradient)
-for small gradients.
+is vmapped per image, so results do not depend on the batch size beyond
+float rounding: within one batch size an image's result is bitwise the same
+whatever its batchmates (tests/test_completion.py), but each batch size is
+its own XLA program, whose convolutions may round differently in the last
+bit (~1e-7; tests/test_pipeline.py). Such differences can grow over many
+Adam steps, because Adam's update is nearly sign(gradient) for small
+gradients.
 
 Batches run on every local device by default: each batch is split over a
 one-axis `Mesh` (images on 'images', the networks replicated) and the same

@@ -25,8 +25,10 @@
 # Output: at most 8 files in $RESULTS (default $OUT, else gpu_results):
 #   model.tar (the exported bfloat16 model; over 15 MiB: model.tar.part00,
 #   01, ...), tables.tar, samples.png,
-#   metrics.jsonl, figures.json, log.txt, jax_cache.tar (if <= 15 MB: carry
-#   it in $DATA next time).
+#   metrics.jsonl, figures.json, log.txt, jax_cache.tar (if <= 15 MB; worth
+#   carrying in $DATA next time only while the programs are unchanged, and
+#   only if the carried total stays within 64 MiB: with the default 20,000
+#   faces it does not, COUNT=17000 at prepare leaves room for ~5 MB).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,7 +1,10 @@
-"""Shapes and parameter counts of the networks, against hand-derived sums."""
+"""The networks: shapes and parameter counts against hand-derived sums, the
+fused re-sampling convs against the plain steps in numpy."""
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import pytest
 
 from jaxinpaint import models
@@ -124,3 +127,91 @@ def test_latent_priors():
   assert float(u.min()) >= -1 and float(u.max()) <= 1
   n = models.sample_latent(jax.random.key(0), (1000, 128), 'wgan')
   assert abs(float(n.std()) - 1) < 0.02
+
+
+# ---------------------------------------------------------------------------
+# The fused re-sampling convs against the plain two steps, written in numpy.
+
+def np_conv3x3_same(x, kernel, bias):
+  """'SAME' 3x3 convolution, NHWC / HWIO, as nine shifted matrix products."""
+  n, h, w, _ = x.shape
+  xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  out = np.zeros((n, h, w, kernel.shape[-1])) + bias
+  for a in range(3):
+    for b in range(3):
+      out += xp[:, a:a + h, b:b + w] @ kernel[a, b]
+  return out
+
+
+def np_mean_pool(x):
+  n, h, w, c = x.shape
+  return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def np_upsample(x):
+  return x.repeat(2, axis=1).repeat(2, axis=2)
+
+
+@pytest.fixture
+def conv_case():
+  # Odd sizes and values, a random bias: every border tap is exercised.
+  rng = np.random.default_rng(0)
+  return (rng.normal(size=(2, 6, 10, 3)),
+          rng.normal(size=(3, 3, 3, 5)), rng.normal(size=5))
+
+
+def test_conv_mean_pool_is_conv_then_pool(conv_case):
+  x, kernel, bias = conv_case
+  params = {'params': {'kernel': kernel.astype(np.float32),
+                       'bias': bias.astype(np.float32)}}
+  out = models.ConvMeanPool(5).apply(params, x.astype(np.float32))
+  np.testing.assert_allclose(
+      out, np_mean_pool(np_conv3x3_same(x, kernel, bias)), atol=1e-5)
+
+
+def test_upsample_conv_is_upsample_then_conv(conv_case):
+  x, kernel, bias = conv_case
+  params = {'params': {'kernel': kernel.astype(np.float32),
+                       'bias': bias.astype(np.float32)}}
+  out = models.UpsampleConv(5).apply(params, x.astype(np.float32))
+  assert out.shape == (2, 12, 20, 5)
+  np.testing.assert_allclose(
+      out, np_conv3x3_same(np_upsample(x), kernel, bias), atol=1e-5)
+  # Leading batch axes, as nn.Conv takes them.
+  nested = models.UpsampleConv(5).apply(params,
+                                        x[None].astype(np.float32))
+  np.testing.assert_allclose(nested[0], out, atol=1e-6)
+
+
+def test_box_filtered_kernel_by_hand():
+  # One axis of a 3x3 kernel with taps 1, 10, 100 (the other all ones):
+  # (k0, k0 + k1, k1 + k2, k2) along it, (1, 2, 2, 1) across.
+  kernel = np.array([1., 10., 100.])[:, None, None, None] * np.ones(
+      (3, 3, 1, 1))
+  got = np.asarray(models.box_filtered_kernel(kernel))[..., 0, 0]
+  np.testing.assert_array_equal(
+      got, np.outer([1, 11, 110, 100], [1, 2, 2, 1]))
+
+
+def test_fused_convs_keep_nn_conv_parameters():
+  # Saved models hold the nn.Conv names and shapes of the plain order, and
+  # the fused modules initialize them exactly as nn.Conv would.
+  cfg = ml_collections.ConfigDict(dict(arch='wgan', resolution=32, width=4,
+                                       z_dim=16, dtype='float32'))
+  nets = models.build_models(cfg)
+  critic = init(nets['critic'], jnp.zeros((1, 32, 32, 3)))
+  block = critic['params']['DownBlock_0']
+  assert set(block) == {'Conv_0', 'Conv_1', 'Conv_2', 'LayerNorm_0',
+                        'LayerNorm_1'}
+  assert block['Conv_2']['kernel'].shape == (3, 3, 4, 8)
+  generator = init(nets['generator'], jnp.zeros((1, 16)))
+  up = generator['params']['UpBlock_0']
+  assert {k: v['kernel'].shape for k, v in up.items() if 'Conv' in k} == {
+      'Conv_0': (1, 1, 32, 16), 'Conv_1': (3, 3, 32, 16),
+      'Conv_2': (3, 3, 16, 16)}
+  plain = nn.Conv(16, (3, 3), name='Conv_1')
+  x = jnp.zeros((1, 4, 4, 32))
+  want = plain.init(jax.random.key(3), x)['params']['kernel']
+  got = models.UpsampleConv(16, name='Conv_1').init(jax.random.key(3),
+                                                    x)['params']['kernel']
+  np.testing.assert_array_equal(got, want)

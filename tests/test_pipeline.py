@@ -1,7 +1,10 @@
 """Tests for jaxinpaint.pipeline: batching, padding, keys, evaluation.
 
 A width-4, 32x32 model with random weights: the outputs are meaningless
-images, but batching must not change them by a single bit.
+images, but batching must not change them beyond float rounding (a batch
+size is its own XLA program, whose convolutions may round differently in
+the last bit; within one program a batchmate changes nothing, exactly:
+tests/test_completion.py).
 """
 import jax
 import numpy as np
@@ -57,7 +60,15 @@ def test_batch_size_independence_and_padding(model, images, monkeypatch):
   np.testing.assert_array_equal(calls[-1][1], want)
   for key in pipeline.RESULT_KEYS:
     assert by_2[key].shape[0] == 4, key
-    np.testing.assert_array_equal(by_2[key], by_3[key], err_msg=key)
+    # Tolerances as test_completion's test_batch_independence: rounding
+    # (~1e-7) that 3 Adam steps can grow; a real coupling between images
+    # or a padding row in the results is off by orders of magnitude more.
+    if key in ('final_loss', 'loss_trace'):
+      np.testing.assert_allclose(by_2[key], by_3[key], rtol=1e-5,
+                                 err_msg=key)
+    else:
+      np.testing.assert_allclose(by_2[key], by_3[key], atol=1e-3,
+                                 err_msg=key)
   assert by_2['blended'].shape == (4, RES, RES, 3)
   assert by_2['loss_trace'].shape == (4, OPTIONS.steps)
   assert np.all(np.abs(by_2['z']) <= 1)
