@@ -13,6 +13,8 @@ With `--dtype bfloat16` (any dtype but float32) it also runs the batched
 search with G and the critics in that dtype (`Options.dtype`; z, Adam and
 the loss stay float32) and prints its speed beside float32's and how far its
 results move: max |Δz| and the MSE (uint8 scale) of the blended images.
+The process reuses freed memory as the jaxinpaint CLIs do
+(`host_memory.reuse_freed_memory`).
 
   python bench/completion.py                       # 64 images x 1000 steps
   python bench/completion.py --width 8 --images 16 --steps 50   # CPU check
@@ -24,7 +26,8 @@ import time
 import jax
 import numpy as np
 
-from jaxinpaint import completion, config as config_lib, masks, metrics
+from jaxinpaint import completion, config as config_lib, host_memory
+from jaxinpaint import masks, metrics
 from jaxinpaint import models
 
 
@@ -55,6 +58,7 @@ def main():
                       help='skip the one-image-at-a-time run (N compiled '
                       'calls: minutes on a GPU at 1000 steps)')
   args = parser.parse_args()
+  host_memory.reuse_freed_memory()
 
   c = config_lib.base_config()
   c.model.resolution, c.model.width = args.resolution, args.width
