@@ -268,13 +268,13 @@ def timed(fn):
 def compare(width, n, args):
   c = config_lib.base_config()
   c.model.resolution, c.model.width = args.resolution, width
-  nets = models.build_models(c.model)
   variables = jax.device_put(_perturbed(models.random_variables(c.model), 0))
+  model = models.Model.from_config(c.model, variables)
   torch_nets = (TorchGenerator(variables['generator']),
                 TorchCritic(variables['critic']),
                 TorchPatchCritic(variables['patch_critic']))
-  check_port(nets, variables, torch_nets, c.model, args.port_tol)
-  model = models.Model.from_config(c.model, variables)
+  # The nets completion runs (the inference form), against the plain port.
+  check_port(model.nets, variables, torch_nets, c.model, args.port_tol)
 
   s = args.resolution
   y = _smooth_images(np.random.default_rng(0), n, s)

@@ -125,24 +125,27 @@ class ConvMeanPool(_ResampledConv3x3):
 class UpBlock(nn.Module):
   """BN → ReLU → up → conv3x3 → BN → ReLU → conv3x3, plus up → conv1x1.
 
-  Computed in an order that costs less, with the same parameters and the
-  same result up to float rounding: the 1x1 shortcut before the
-  up-sampling (a per-pixel map commutes with nearest up-sampling) and the
-  up-sampling fused into the first 3x3 conv (`UpsampleConv`).
+  The 1x1 shortcut runs before the up-sampling (a per-pixel map commutes
+  with nearest up-sampling: the same products, a quarter of them). With
+  `fused_resampling` the up-sampling and the next conv are one
+  `UpsampleConv`: the same parameters, the same result up to float rounding.
   """
   features: int
   dtype: Dtype = jnp.float32
   bn_momentum: float = 0.9
+  fused_resampling: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool):
     norm = lambda: batch_norm(train, self.bn_momentum, self.dtype)
     conv = functools.partial(nn.Conv, dtype=self.dtype)
-    # Explicit names: those of the three nn.Conv of the plain order, which
-    # saved models use.
+    # Explicit names, the same in either form (saved models use them).
     shortcut = upsample(conv(self.features, (1, 1), name='Conv_0')(x))
     h = nn.relu(norm()(x))
-    h = UpsampleConv(self.features, self.dtype, name='Conv_1')(h)
+    if self.fused_resampling:
+      h = UpsampleConv(self.features, self.dtype, name='Conv_1')(h)
+    else:
+      h = conv(self.features, (3, 3), name='Conv_1')(upsample(h))
     h = nn.relu(norm()(h))
     h = conv(self.features, (3, 3), name='Conv_2')(h)
     return shortcut + h
@@ -152,10 +155,12 @@ class DownBlock(nn.Module):
   """LN → ReLU → conv3x3 → LN → ReLU → conv3x3 → pool, plus pool → conv1x1.
 
   LayerNorm normalizes each example over (H, W, C): no statistics are shared
-  across the batch, which the per-example gradient penalty needs.
+  across the batch, which the per-example gradient penalty needs. With
+  `fused_resampling` the last conv and the pooling are one `ConvMeanPool`.
   """
   features: int
   dtype: Dtype = jnp.float32
+  fused_resampling: bool = False
 
   @nn.compact
   def __call__(self, x):
@@ -164,11 +169,11 @@ class DownBlock(nn.Module):
     conv = functools.partial(nn.Conv, dtype=self.dtype)
     shortcut = conv(self.features, (1, 1))(downsample(x))
     h = conv(x.shape[-1], (3, 3))(nn.relu(norm()(x)))
-    # The last conv and the pooling fused (`ConvMeanPool`), named as the
-    # nn.Conv it replaces.
-    h = ConvMeanPool(self.features, self.dtype, name='Conv_2')(
-        nn.relu(norm()(h)))
-    return shortcut + h
+    h = nn.relu(norm()(h))
+    if self.fused_resampling:  # named as the nn.Conv it replaces
+      return shortcut + ConvMeanPool(self.features, self.dtype,
+                                     name='Conv_2')(h)
+    return shortcut + downsample(conv(self.features, (3, 3))(h))
 
 
 class Generator(nn.Module):
@@ -177,6 +182,7 @@ class Generator(nn.Module):
   width: int = 64
   dtype: Dtype = jnp.float32
   bn_momentum: float = 0.9
+  fused_resampling: bool = False  # see `build_models`
 
   @nn.compact
   def __call__(self, z, train: bool = False):
@@ -184,7 +190,8 @@ class Generator(nn.Module):
     x = nn.Dense(4 * 4 * 8 * self.width, dtype=self.dtype)(z)
     x = x.reshape(z.shape[:-1] + (4, 4, 8 * self.width))
     for features in widths:
-      x = UpBlock(features, self.dtype, self.bn_momentum)(x, train)
+      x = UpBlock(features, self.dtype, self.bn_momentum,
+                  self.fused_resampling)(x, train)
     x = batch_norm(train, self.bn_momentum, self.dtype)(x)
     x = nn.Conv(3, (3, 3), dtype=self.dtype)(nn.relu(x))
     return jnp.tanh(x.astype(jnp.float32))
@@ -195,13 +202,14 @@ class Critic(nn.Module):
   resolution: int = 64
   width: int = 64
   dtype: Dtype = jnp.float32
+  fused_resampling: bool = False  # see `build_models`
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     del train  # no batch statistics in a WGAN-GP critic
     x = nn.Conv(self.width, (3, 3), dtype=self.dtype)(x.astype(self.dtype))
     for features in critic_widths(self.resolution, self.width):
-      x = DownBlock(features, self.dtype)(x)
+      x = DownBlock(features, self.dtype, self.fused_resampling)(x)
     x = nn.relu(x).reshape(x.shape[:-3] + (-1,))
     return nn.Dense(1, dtype=self.dtype)(x)[..., 0].astype(jnp.float32)
 
@@ -219,10 +227,11 @@ class PatchCritic(nn.Module):
   resolution: int = 64
   width: int = 64
   dtype: Dtype = jnp.float32
+  fused_resampling: bool = False  # see `build_models`
 
   def setup(self):
     self.stem = nn.Conv(self.width, (3, 3), dtype=self.dtype)
-    self.blocks = [DownBlock(f, self.dtype) for f in
+    self.blocks = [DownBlock(f, self.dtype, self.fused_resampling) for f in
                    critic_widths(self.resolution, self.width)[:3]]
     self.head = nn.Conv(1, (3, 3), dtype=self.dtype)
 
@@ -278,16 +287,25 @@ class DCGANDiscriminator(nn.Module):
     return nn.Dense(1, dtype=self.dtype)(x)[..., 0].astype(jnp.float32)
 
 
-def build_models(model_config) -> FrozenDict:
+def build_models(model_config, *, fused_resampling=False) -> FrozenDict:
   """{'generator': G, 'critic': D} plus 'patch_critic' for the WGAN.
 
   Frozen, so it can be a static argument of `jax.jit`.
+
+  fused_resampling: the WGAN's re-sampling convs as `UpsampleConv` and
+    `ConvMeanPool`, for inference and completion (`Model.from_config`),
+    which differentiate w.r.t. the input only: there they cost less
+    (bench/completion_torch.py). Training keeps the plain order: XLA:CPU's
+    kernel gradients of the fused convs, and the gradient penalty's second
+    derivatives through them, are about 2x slower than the plain ones
+    (docs/design.md). Both forms take the same variables.
   """
   kw = dict(resolution=model_config.resolution, width=model_config.width,
             dtype=jnp.dtype(model_config.dtype))
   if model_config.arch == 'wgan':
-    return FrozenDict(generator=Generator(**kw), critic=Critic(**kw),
-                      patch_critic=PatchCritic(**kw))
+    wgan_kw = dict(kw, fused_resampling=fused_resampling)
+    return FrozenDict(generator=Generator(**wgan_kw), critic=Critic(**wgan_kw),
+                      patch_critic=PatchCritic(**wgan_kw))
   if model_config.arch == 'dcgan':
     return FrozenDict(generator=DCGANGenerator(**kw),
                       critic=DCGANDiscriminator(**kw))
@@ -319,7 +337,8 @@ class Model:
   `inputs.load_model`).
 
   nets: {'generator', 'critic'?, 'patch_critic'?} Flax modules, exactly the
-    networks that `variables` holds (a generator alone has no critic).
+    networks that `variables` holds (a generator alone has no critic), in
+    the inference form (`build_models(..., fused_resampling=True)`).
   variables: {name: {'params', ...}} float32 (`checkpoint` module docs).
   arch: 'wgan' or 'dcgan'; z_dim, resolution: from the model config.
   step: the training step the variables are from (0 when unknown).
@@ -341,7 +360,7 @@ class Model:
     Raises ValueError (one line) when the variables do not fit the config's
     networks: no generator, or a generator whose input is not z_dim wide.
     """
-    all_nets = build_models(model_config)
+    all_nets = build_models(model_config, fused_resampling=True)
     if 'generator' not in variables:
       raise ValueError('model variables have no generator; expected the '
                        f'networks {sorted(all_nets)}')

@@ -1,6 +1,5 @@
 """The networks: shapes and parameter counts against hand-derived sums, the
 fused re-sampling convs against the plain steps in numpy."""
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -193,25 +192,26 @@ def test_box_filtered_kernel_by_hand():
       got, np.outer([1, 11, 110, 100], [1, 2, 2, 1]))
 
 
-def test_fused_convs_keep_nn_conv_parameters():
-  # Saved models hold the nn.Conv names and shapes of the plain order, and
-  # the fused modules initialize them exactly as nn.Conv would.
+def test_fused_form_takes_the_same_variables():
+  # Completion's nets (fused re-sampling) and training's (plain) have the
+  # same parameter tree, initialize it identically (names, shapes, values)
+  # and compute the same functions of it, to float rounding.
   cfg = ml_collections.ConfigDict(dict(arch='wgan', resolution=32, width=4,
                                        z_dim=16, dtype='float32'))
-  nets = models.build_models(cfg)
-  critic = init(nets['critic'], jnp.zeros((1, 32, 32, 3)))
-  block = critic['params']['DownBlock_0']
-  assert set(block) == {'Conv_0', 'Conv_1', 'Conv_2', 'LayerNorm_0',
-                        'LayerNorm_1'}
-  assert block['Conv_2']['kernel'].shape == (3, 3, 4, 8)
-  generator = init(nets['generator'], jnp.zeros((1, 16)))
-  up = generator['params']['UpBlock_0']
-  assert {k: v['kernel'].shape for k, v in up.items() if 'Conv' in k} == {
-      'Conv_0': (1, 1, 32, 16), 'Conv_1': (3, 3, 32, 16),
-      'Conv_2': (3, 3, 16, 16)}
-  plain = nn.Conv(16, (3, 3), name='Conv_1')
-  x = jnp.zeros((1, 4, 4, 32))
-  want = plain.init(jax.random.key(3), x)['params']['kernel']
-  got = models.UpsampleConv(16, name='Conv_1').init(jax.random.key(3),
-                                                    x)['params']['kernel']
-  np.testing.assert_array_equal(got, want)
+  plain = models.build_models(cfg)
+  fused = models.build_models(cfg, fused_resampling=True)
+  rng = np.random.default_rng(0)
+  inputs = {'generator': rng.normal(size=(3, 16)),
+            'critic': np.tanh(rng.normal(size=(3, 32, 32, 3))),
+            'patch_critic': np.tanh(rng.normal(size=(3, 32, 32, 3)))}
+  for name, x in inputs.items():
+    x = jnp.asarray(x, jnp.float32)
+    variables = plain[name].init(jax.random.key(5), x)
+    jax.tree.map(np.testing.assert_array_equal, variables,
+                 fused[name].init(jax.random.key(5), x))
+    np.testing.assert_allclose(fused[name].apply(variables, x),
+                               plain[name].apply(variables, x),
+                               rtol=1e-5, atol=1e-5, err_msg=name)
+  assert fused['patch_critic'].fused_resampling
+  assert models.Model.from_config(
+      cfg, models.random_variables(cfg)).nets['critic'].fused_resampling
