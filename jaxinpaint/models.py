@@ -82,7 +82,8 @@ class _ResampledConv3x3(nn.Module):
   (names, shapes, initializers, float32), so checkpoints are the same and
   the result differs by float rounding only; it costs 16 multiply-adds per
   low-resolution pixel and channel pair instead of the 36 of a 3x3 conv at
-  the high resolution, forward and backward.
+  the high resolution, forward and for the input's gradient (its kernel
+  gradient is slower on XLA:CPU: `build_models`).
   """
   features: int
   dtype: Dtype = jnp.float32
