@@ -35,18 +35,24 @@ def text(name) -> str:
   return os.fsencode(name).decode('utf-8', 'backslashreplace')
 
 
-def write_text(path: Path, content: str):
-  """Writes `content` to `path` atomically (a reader never sees half a file;
-  a failed write leaves the old file), making its folder if needed."""
+def write_atomically(path: Path, write):
+  """`write(tmp)` writes a file next to `path`, which then replaces `path`:
+  a reader never sees half a file, a failure (Ctrl-C too) leaves the old
+  file and no temporary one. Makes the folder if needed."""
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(f'.{path.name}.tmp')
   try:
-    tmp.write_text(content, encoding='utf-8')
+    write(tmp)
     os.replace(tmp, path)
   except BaseException:
     tmp.unlink(missing_ok=True)
     raise
+
+
+def write_text(path: Path, content: str):
+  """Writes `content` to `path` atomically (`write_atomically`)."""
+  write_atomically(path, lambda tmp: tmp.write_text(content, encoding='utf-8'))
 
 
 def write_json(path: Path, obj):

@@ -17,7 +17,6 @@ never taken for this one's.
 import contextlib
 import dataclasses
 import json
-import os
 import secrets
 import time
 from pathlib import Path
@@ -185,15 +184,10 @@ def wait_for_all(out: Path, share: Share, timeout: float, on_update=None,
 
 def save_arrays(path: Path, **arrays):
   """Arrays as an .npz, atomically (for process 0 to read)."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f'.{path.name}.tmp')
-  try:
-    with open(tmp, 'wb') as f:
+  def write(tmp):
+    with open(tmp, 'wb') as f:  # a file object: savez adds no '.npz'
       np.savez(f, **arrays)
-    os.replace(tmp, path)
-  except BaseException:
-    tmp.unlink(missing_ok=True)
-    raise
+  outputs.write_atomically(path, write)
 
 
 def grid_rows_path(out: Path, index: int) -> Path:
