@@ -56,6 +56,24 @@ def run_checked(prepare_fn, run_fn, args):
     logging.set_verbosity(verbosity)
 
 
+TRAIN_USAGE = r"""Trains a WGAN-GP (or the DCGAN baseline) for image completion.
+
+  python train.py --config configs/celeba64.py --workdir runs/celeba64
+  python train.py --config configs/tiny.py --workdir runs/tiny \
+      --config.train.steps=20
+
+Rerunning the same command resumes from the latest checkpoint. Any config
+value can be overridden with --config.<key>=<value> (the keys are those of
+jaxinpaint/config.py); --helpfull lists every flag of the libraries too.
+"""
+
+# The multi-process flags, spelled as inpaint.py spells them; the
+# underscore forms stay as aliases.
+_PROCESS_FLAGS = {'coordinator_address': 'coordinator-address',
+                  'num_processes': 'num-processes',
+                  'process_id': 'process-id'}
+
+
 def _define_train_flags():
   config_flags.DEFINE_config_file(
       'config', None,
@@ -70,10 +88,25 @@ def _define_train_flags():
   flags.DEFINE_string(
       'coordinator_address', None,
       'Multi-process: host:port of process 0; with --num_processes and '
-      '--process_id. On a cluster jax.distributed.initialize() can detect '
-      'these itself: set --config.train.multiprocess=True instead.')
-  flags.DEFINE_integer('num_processes', None, 'Multi-process: process count.')
-  flags.DEFINE_integer('process_id', None, 'Multi-process: this process.')
+      '--process_id. Also spelled --coordinator-address, as in inpaint.py.')
+  flags.DEFINE_integer('num_processes', None, 'Multi-process: the process '
+                       'count. Also --num-processes.')
+  flags.DEFINE_integer('process_id', None,
+                       'Multi-process: this process, 0 .. --num_processes - '
+                       '1. Also --process-id.')
+  flags.DEFINE_bool(
+      'multiprocess', False,
+      'Multi-process: jax.distributed.initialize() detects the processes '
+      '(SLURM, TPU pods, ...) instead of the three flags above; the same as '
+      '--config.train.multiprocess=True.')
+  for name, alias in _PROCESS_FLAGS.items():
+    flags.DEFINE_alias(alias, name)
+  # absl's --help lists only the main module's key flags, and ours are
+  # defined here: name them as the main module's (train.py's or the console
+  # script's), which absl looks up by sys.argv[0].
+  for name in ('config', 'workdir', 'summary', 'multiprocess',
+               *_PROCESS_FLAGS):
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
 
 
 def _load_config_flag():
@@ -95,7 +128,8 @@ def _train(argv):
   from jaxinpaint import data, models, training
   FLAGS = flags.FLAGS
   config = _load_config_flag()
-  if FLAGS.coordinator_address or config.train.multiprocess:
+  if (FLAGS.coordinator_address or FLAGS.multiprocess
+      or config.train.multiprocess):
     kwargs = {}
     if FLAGS.coordinator_address:
       kwargs = dict(coordinator_address=FLAGS.coordinator_address,
@@ -124,6 +158,13 @@ def parse_flags(argv):
   tracebacks: `app.run(main, flags_parser=parse_flags)`."""
   try:
     return flags.FLAGS(argv)
+  except SystemExit as e:
+    # absl's help flags print and exit 1; help that was asked for is a
+    # success, as in inpaint.py (argparse).
+    if e.code == 1 and {'-?', '-h', '--help', '--helpshort', '--helpfull',
+                        '--helpxml'} & set(argv[1:]):
+      sys.exit(0)
+    raise
   except (AttributeError, KeyError) as e:  # ConfigDict: no such key
     # ConfigDict wraps a KeyError in an AttributeError, and str() of a
     # KeyError is the repr of its text, '\n' and all; the text is the key,
@@ -153,6 +194,9 @@ def _prepare_host():
 
 def train_main():
   _prepare_host()
+  # absl's --help prints the main module's docstring: the same text for
+  # train.py and the installed jaxinpaint-train (whose wrapper has none).
+  sys.modules['__main__'].__doc__ = TRAIN_USAGE
   _define_train_flags()
   flags.mark_flags_as_required(['config'])
   app.run(_train, flags_parser=parse_flags)

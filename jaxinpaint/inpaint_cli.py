@@ -59,7 +59,7 @@ written as \\xNN.
 several GPUs, several hosts:
   One process completes each batch on all its local devices (--devices N:
   the first N), one shard of the batch per device. With the flags of
-  train.py (--coordinator_address, --num_processes, --process_id, or
+  train.py (--coordinator-address, --num-processes, --process-id, or
   --multiprocess where jax.distributed detects the cluster) each of several
   processes completes a contiguous block of the inputs (by process index) on
   its own devices and writes only its images; process 0 then writes
@@ -84,11 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
       description=_DESCRIPTION, epilog=_EPILOG,
       formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument(
-      '--checkpoint', metavar='DIR', default=None,
+      '--checkpoint', metavar='DIR|NAME', default=None,
       help='model directory: a training --workdir or an exported model, or '
-      'the name of a model shipped in the package: celeba64 (the default; '
-      'CelebA 64x64 WGAN), celeba64_dcgan (the Yeh et al. baseline), '
-      'cifar32 (CIFAR-10 32x32 WGAN).')
+      'the name of a model shipped in the package: '
+      f'{", ".join(inputs_lib.shipped_model_names())} (default: '
+      f'{inputs_lib.DEFAULT_MODEL.name}; the README\'s model card says what '
+      'each one is).')
   p.add_argument(
       '--input', default=str(DEFAULT_INPUT), metavar='SRC',
       help='an image file, a folder of images (.png/.jpg/.jpeg, searched '
@@ -110,24 +111,24 @@ def build_parser() -> argparse.ArgumentParser:
       'to change, IMG is the reference y2, and the mask marks what is KEPT '
       'from y1 (white); the black region takes its structure from IMG. '
       '--loss does not apply.')
-  p.add_argument('--steps', type=int, default=None,
+  p.add_argument('--steps', type=int, default=None, metavar='N',
                  help='Adam iterations on z (default: 1000, the paper, on a '
                  f'GPU/TPU; {CPU_DEFAULT_STEPS} on a CPU, where 1000 steps '
                  'take tens of minutes).')
-  p.add_argument('--restarts', type=int, default=1,
+  p.add_argument('--restarts', type=int, default=1, metavar='K',
                  help='random initializations of z per image; the one with '
                  'the lowest final loss is kept (default: 1).')
-  p.add_argument('--batch-size', type=int, default=64,
+  p.add_argument('--batch-size', type=int, default=64, metavar='N',
                  help='images optimized together in one compiled call '
                  '(default: 64). Each image keeps its own random start, so '
                  'results do not depend on it (up to float rounding).')
-  p.add_argument('--loss', default=None, choices=('paper', 'yeh',
-                                                  'yeh_gradient'),
+  p.add_argument('--loss', default=None, metavar='{paper,yeh,yeh_gradient}',
+                 choices=('paper', 'yeh', 'yeh_gradient'),
                  help='paper: alpha=0.1 values, beta=0.9 gradients, eta=0.5 '
                  'critics (D + Dp); yeh: Yeh et al. (values + 0.003 prior); '
                  'yeh_gradient: Yeh et al. plus the gradient term. '
                  'Default: paper.')
-  p.add_argument('--seed', type=int, default=0,
+  p.add_argument('--seed', type=int, default=0, metavar='N',
                  help='seed of the initial latents and random masks '
                  '(default: 0); the same seed gives the same outputs.')
   p.add_argument('--out', default='inpainted', metavar='DIR',
@@ -165,14 +166,18 @@ def build_parser() -> argparse.ArgumentParser:
   group = p.add_argument_group(
       'several processes (hosts), as train.py; see "several GPUs, several '
       'hosts" below')
-  group.add_argument('--coordinator_address', default=None,
+  # The spellings of train.py; the underscore forms are kept as aliases.
+  group.add_argument('--coordinator-address', '--coordinator_address',
+                     dest='coordinator_address', default=None,
                      metavar='HOST:PORT',
-                     help='host:port of process 0; with --num_processes and '
-                     '--process_id.')
-  group.add_argument('--num_processes', type=int, default=None,
-                     help='the process count.')
-  group.add_argument('--process_id', type=int, default=None,
-                     help='this process, 0 .. --num_processes - 1.')
+                     help='host:port of process 0; with --num-processes and '
+                     '--process-id.')
+  group.add_argument('--num-processes', '--num_processes',
+                     dest='num_processes', type=int, default=None,
+                     metavar='N', help='the process count.')
+  group.add_argument('--process-id', '--process_id', dest='process_id',
+                     type=int, default=None, metavar='I',
+                     help='this process, 0 .. --num-processes - 1.')
   group.add_argument('--multiprocess', action='store_true',
                      help='jax.distributed.initialize() detects the processes '
                      '(SLURM, TPU pods, ...) instead of the three flags above.')
