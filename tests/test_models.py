@@ -76,7 +76,7 @@ def test_wgan_networks_shapes_and_counts(res, width):
 
 
 def test_paper_size_counts():
-  # The 64x64, d = 64 networks of the README's model card.
+  # The 64x64, d = 64 networks of docs/training.md's table.
   assert generator_params(64, 64) == 8_541_443
   assert critic_params(64, 64) == 7_492_801
   assert patch_critic_params(64, 64) == 2_504_897
