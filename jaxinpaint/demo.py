@@ -20,6 +20,7 @@ import functools
 import os
 import queue
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -232,15 +233,20 @@ class Cancelled(Exception):
   """The visitor left: the search stops at its next preview."""
 
 
-def _preview(model, y, mask, z, blend: bool):
+@functools.cache
+def _blend_jit():
+  import jax  # pylint: disable=g-import-not-at-top
+  from jaxinpaint import poisson  # pylint: disable=g-import-not-at-top
+  return jax.jit(lambda y, guide, mask: poisson.poisson_blend(y, guide,
+                                                               mask)[0])
+
+
+def _preview(model, y, mask, z):
   """(G(z), overlay, blended) float of the latents z (1, z_dim)."""
-  from jaxinpaint import completion, poisson  # pylint: disable=g-import-not-at-top
+  from jaxinpaint import completion  # pylint: disable=g-import-not-at-top
   generated = np.asarray(completion.generate(model, z))
   overlay = np.where(mask > 0.5, y, generated)
-  blended = overlay
-  if blend:
-    blended = np.asarray(poisson.poisson_blend(y, generated, mask)[0])
-  return generated, overlay, blended
+  return generated, overlay, np.asarray(_blend_jit()(y, generated, mask))
 
 
 def watch_completion(model, image, mask, *, loss: str = 'paper', steps: int,
@@ -297,7 +303,7 @@ def watch_completion(model, image, mask, *, loss: str = 'paper', steps: int,
         done, z = payload
         if done == steps:
           continue  # the final update follows, with the search's own ẑ
-        views = _preview(model, y, m, z, blend=True)
+        views = _preview(model, y, m, z)
         yield Update(done, steps, *(to_uint8(v[0]) for v in views),
                      losses=_trace_so_far(trace, done))
       elif kind == 'done':
@@ -385,6 +391,7 @@ def build_app(default_model: str, max_steps: int = MAX_STEPS):
                                                max_steps)
       masked = with_grey_hole(image, mask)
       yield masked, None, None, None, None, None, 'starting the search...'
+      start = time.perf_counter()
       for u in watch_completion(model, image, mask, loss=loss, steps=steps,
                                 restarts=restarts, seed=seed):
         progress((u.done, u.steps), desc='Adam steps')
@@ -397,7 +404,8 @@ def build_app(default_model: str, max_steps: int = MAX_STEPS):
         status = (f'step {u.done} of {u.steps}, loss '
                   f'{u.losses[-1]:.4g}' if len(u.losses) else '')
         if u.final:
-          status = f'done: {u.steps} steps, final loss {u.losses[-1]:.4g}'
+          status = (f'done: {u.steps} steps, final loss {u.losses[-1]:.4g}, '
+                    f'{time.perf_counter() - start:.1f} s')
         yield (masked, u.generated, u.overlay, u.blended,
                loss_frame(u.losses), files, status)
     except PageError as e:
@@ -546,7 +554,9 @@ def build_app(default_model: str, max_steps: int = MAX_STEPS):
 
 
 # Small images shown large stay sharp squares (launch(css=CSS)).
-CSS = 'img { image-rendering: pixelated; }'
+CSS = ('img { image-rendering: pixelated; } '
+       '#crop img, #blended img, #generated img, #overlay img '
+       '{ width: 256px; height: 256px; object-fit: contain; }')
 
 
 def _checked_numbers(steps, restarts, seed, max_steps):
@@ -567,13 +577,15 @@ def default_checkpoint() -> str:
 
 
 def warm_up(models_name: str):
-  """Compiles the default settings' programs before the first visitor."""
+  """Compiles the default settings' programs (the search, its previews, the
+  blend) before the first visitor."""
   model_dir, _ = inputs.find_model(models_name)
   model = inputs.load_model(model_dir)
   r = model.resolution
   image = np.zeros((r, r, 3), np.float32)
   for _ in watch_completion(model, image, masks.center_mask(1, r, r)[0],
-                            steps=1, restarts=DEFAULT_RESTARTS, seed=0):
+                            steps=PREVIEW_EVERY + 1,
+                            restarts=DEFAULT_RESTARTS, seed=0):
     pass
 
 

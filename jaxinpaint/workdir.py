@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
 from jaxinpaint import checkpoint, grids
 
@@ -116,12 +117,21 @@ class RunFiles:
 
   def events(self):
     """The TensorBoard writer, opened at the first record (a new events
-    file per run: a resumed run's steps continue the same curves)."""
+    file per run: a resumed run's steps continue the same curves), or None
+    where tensorboardX is missing (a host whose packages were installed
+    without dependencies): a warning, and training goes on without events."""
     if self._events is None:
-      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      try:
+        from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      except ImportError:
+        logging.warning('tensorboardX is not installed: no TensorBoard '
+                        'events in %s (metrics.jsonl has the same numbers)',
+                        self.workdir)
+        self._events = False
+        return None
       self.workdir.mkdir(parents=True, exist_ok=True)
       self._events = SummaryWriter(str(self.workdir), flush_secs=30)
-    return self._events
+    return self._events or None
 
   def log(self, records):
     if not self.is_chief:
@@ -132,25 +142,28 @@ class RunFiles:
     for r in records:
       self._metrics.write(json.dumps(r) + '\n')
     self._metrics.flush()
-    for r in records:
-      for tag, value in event_scalars(r).items():
-        self.events().add_scalar(tag, value, r['step'], walltime=r.get('time'))
-    if records:
-      self.events().flush()
+    events = self.events()
+    if events is not None:
+      for r in records:
+        for tag, value in event_scalars(r).items():
+          events.add_scalar(tag, value, r['step'], walltime=r.get('time'))
+      events.flush()
 
   def sample_grid(self, step, images):
     if self.is_chief:
       grid = grids.make_grid(images)
       grids.save_png(self.workdir / SAMPLES_DIR / f'step_{step:06d}.png', grid)
-      self.events().add_image('samples', grid, step, dataformats='HWC')
-      self.events().flush()
+      events = self.events()
+      if events is not None:
+        events.add_image('samples', grid, step, dataformats='HWC')
+        events.flush()
 
   def close(self):
     if self._manager is not None:
       self._manager.wait_until_finished()
     if self._metrics is not None:
       self._metrics.close()
-    if self._events is not None:
+    if self._events:
       self._events.close()
 
 

@@ -50,3 +50,14 @@ def test_nothing_is_written_by_a_run_that_logs_nothing(tmp_path):
   files = workdir_lib.RunFiles(tmp_path / 'run', load_config('tiny'))
   files.close()
   assert not (tmp_path / 'run').exists()
+
+
+def test_training_goes_on_without_tensorboardx(tmp_path, monkeypatch):
+  monkeypatch.setitem(__import__('sys').modules, 'tensorboardX', None)
+  files = workdir_lib.RunFiles(tmp_path / 'run', load_config('tiny'))
+  files.log([{'step': 1, 'g_loss': 0.5}])
+  files.sample_grid(1, np.zeros((1, 4, 4, 3), np.float32))
+  files.close()
+  assert metrics_scalars(tmp_path / 'run') == {('g_loss', 1): 0.5}
+  assert (tmp_path / 'run' / 'samples' / 'step_000001.png').is_file()
+  assert not list((tmp_path / 'run').glob('events.out.tfevents.*'))
