@@ -35,8 +35,8 @@ from jaxinpaint import data, inputs, masks
 DEFAULT_MODEL, CPU_MODEL = 'celeba64', 'celeba64_cpu'
 DEFAULT_STEPS, DEFAULT_RESTARTS, PREVIEW_EVERY = 100, 1, 10
 # The time the defaults take on a 2-core CPU with CPU_MODEL, once compiled
-# (measured; shown on the page).
-CPU_DEFAULT_SECONDS = 15
+# (12.8 s measured with other jobs loading the machine; shown on the page).
+CPU_DEFAULT_SECONDS = 13
 MAX_STEPS = 2000  # the slider's top; --max-steps lowers or raises it
 # Larger uploads are refused before they are decoded (a 10,000 x 10,000
 # image is 400 MB of RGBA): far more than a center crop to 64 pixels needs.
