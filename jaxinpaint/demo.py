@@ -34,9 +34,10 @@ from jaxinpaint import data, inputs, masks
 # settings finish in seconds (the page says so).
 DEFAULT_MODEL, CPU_MODEL = 'celeba64', 'celeba64_cpu'
 DEFAULT_STEPS, DEFAULT_RESTARTS, PREVIEW_EVERY = 100, 1, 10
-# The time the defaults take on a 2-core CPU with CPU_MODEL, once compiled
-# (12.8 s measured with other jobs loading the machine; shown on the page).
-CPU_DEFAULT_SECONDS = 13
+# The time the defaults take on a 2-core CPU with CPU_MODEL and with
+# DEFAULT_MODEL, once compiled (12.8 s and 37.6 s measured with other jobs
+# loading the machine; shown on the page).
+CPU_DEFAULT_SECONDS, DEFAULT_MODEL_CPU_SECONDS = 13, 38
 MAX_STEPS = 2000  # the slider's top; --max-steps lowers or raises it
 # Larger uploads are refused before they are decoded (a 10,000 x 10,000
 # image is 400 MB of RGBA): far more than a center crop to 64 pixels needs.
@@ -439,9 +440,9 @@ def build_app(default_model: str, max_steps: int = MAX_STEPS):
         'gradients, then a Poisson blend removes the seam. Defaults '
         f'({steps_default} steps, {DEFAULT_RESTARTS} restart) finish in '
         f'about {CPU_DEFAULT_SECONDS} s on a 2-core CPU with `{CPU_MODEL}` '
-        f'(the first run of a model compiles it first); `{DEFAULT_MODEL}` '
-        'is 16x the work. One completion runs at a time: others wait in '
-        'the queue.')
+        f'and {DEFAULT_MODEL_CPU_SECONDS} s with `{DEFAULT_MODEL}` (better '
+        'faces), once compiled: the first run of a model compiles it. One '
+        'completion runs at a time: others wait in the queue.')
     with gr.Tab('Complete'):
       with gr.Row():
         with gr.Column():
@@ -593,6 +594,7 @@ def main(argv=None):
   # pylint: disable-next=g-import-not-at-top
   from jaxinpaint import cli
   parser = argparse.ArgumentParser(
+      prog='jaxinpaint-demo',
       description='A browser page to complete images with a jaxinpaint '
       'model (Gradio).')
   parser.add_argument('--host', default='127.0.0.1',

@@ -138,6 +138,20 @@ def test_parts_mask_and_numbers():
     demo._checked_numbers(101, 1, 0, 100)
 
 
+def test_command_line_errors_are_one_line(capsys):
+  pytest.importorskip('gradio')
+  for argv, message in (
+      (['--checkpoint', 'nope'], 'error: --checkpoint nope: no such '
+       'directory (nor a shipped model: '),
+      (['--max-steps', '0'], 'error: --max-steps must be from 1 to '),
+      (['--port', '70000'], 'error: --port must be from 0 to 65535')):
+    with pytest.raises(SystemExit) as e:
+      demo.main(argv + ['--no-warm-up'])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count('\n') == 1, err
+
+
 # ---------------------------------------------------------------------------
 # The server.
 
@@ -252,6 +266,27 @@ def test_api_bad_inputs_say_what_is_wrong_and_the_server_goes_on(
   out = client.predict(example, 'celeba64_cpu', None, 'center', None,
                        'paper', 2, 1, 0, api_name='/complete')
   assert out[-1].startswith('done: 2 steps')
+
+
+def test_a_second_visitor_waits_in_the_queue(server):
+  from gradio_client import Client, handle_file  # pylint: disable=g-import-not-at-top
+  from gradio_client.utils import Status  # pylint: disable=g-import-not-at-top
+  args = (handle_file(str(EXAMPLE)), 'celeba64_cpu', None, 'center', None,
+          'paper', 40, 1, 0)
+  first = Client(server, verbose=False).submit(*args, api_name='/complete')
+  while first.status().code not in (Status.PROCESSING, Status.ITERATING,
+                                    Status.PROGRESS, Status.FINISHED):
+    time.sleep(0.05)
+  second = Client(server, verbose=False).submit(*args, api_name='/complete')
+  seen = []
+  while not second.done():
+    status = second.status()
+    seen.append((status.code, status.rank, first.done()))
+    time.sleep(0.05)
+  # While the first search ran, the second waited with its place (0: next).
+  assert (Status.IN_QUEUE, 0, False) in seen, seen
+  assert second.result()[-1].startswith('done: 40 steps')
+  assert first.result()[-1].startswith('done: 40 steps')
 
 
 def test_api_conditional_completion(server):
