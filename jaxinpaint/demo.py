@@ -398,10 +398,10 @@ def build_app(default_model: str, max_steps: int = MAX_STEPS):
         progress((u.done, u.steps), desc='Adam steps')
         files = None
         if u.final:
-          files = [_png_file(img, downloads / f'{os.getpid()}_{id(u)}', n)
-                   for img, n in ((u.blended, 'blended'),
-                                  (u.overlay, 'raw_overlay'),
-                                  (u.generated, 'generated'))]
+          folder = Path(tempfile.mkdtemp(dir=downloads))  # one per run
+          files = [_png_file(img, folder, n) for img, n in (
+              (u.blended, 'blended'), (u.overlay, 'raw_overlay'),
+              (u.generated, 'generated'))]
         status = (f'step {u.done} of {u.steps}, loss '
                   f'{u.losses[-1]:.4g}' if len(u.losses) else '')
         if u.final:
