@@ -153,7 +153,8 @@ def run(args, inputs: _Inputs) -> dict:
   shape = y1.shape
   mask_image = np.broadcast_to(inputs.keep * 2.0 - 1.0, shape)  # white = keep
   grids.save_rows(out / FIGURE, [y1, np.broadcast_to(inputs.reference, shape),
-                                 mask_image, blended])
+                                 mask_image, blended],
+                  ['face', 'reference', 'mask', 'result'])
   device = jax.devices()[0]
   report = dict(
       ssim={name: float(s) for name, s in zip(inputs.names,

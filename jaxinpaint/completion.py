@@ -393,17 +393,26 @@ def uses_host_loop(options: Options) -> bool:
   return options.loop == 'host'
 
 
+def _check_watch(on_steps, every):
+  if on_steps is not None and not callable(on_steps):
+    raise ValueError(f'on_steps must be callable or None, got {on_steps!r}')
+  if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+    raise ValueError(f'every must be an int >= 1, got {every!r}')
+
+
 def _search(variables, data, keys, known, mask, *, objective, options,
-            z_dim):
+            z_dim, on_steps=None, every=1):
   """Runs the latent search of every image in the batch; see `complete`.
 
   'scan' compiles all steps into one program (accelerators: no host round
   trip per step). 'host' runs the same one-step program `steps` times from
   Python: XLA:CPU executes convolutions inside a compiled loop several
   times slower than outside one (jax#12868; bench/completion.py measures
-  both), so on CPU this is the faster way to the same numbers.
+  both), so on CPU this is the faster way to the same numbers. A caller
+  that watches the search (`on_steps`) gets the host loop: only it comes
+  back to Python between steps.
   """
-  if not uses_host_loop(options):
+  if on_steps is None and not uses_host_loop(options):
     return _search_fused(variables, data, keys, known, mask, z_dim=z_dim,
                          objective=objective, options=options)
   # The one-step programs never read `steps`: keyed without it, one compile
@@ -413,10 +422,13 @@ def _search(variables, data, keys, known, mask, *, objective, options,
   state = _init_search_jit(keys, options=options, z_dim=z_dim,
                            arch=objective.arch)
   losses = []
-  for _ in range(steps):
+  for done in range(1, steps + 1):
     state, loss = _search_steps_jit(variables, data, state, length=1,
                                     **static)
     losses.append(loss)
+    if on_steps is not None and (done % every == 0 or done == steps):
+      # Reads the state only: the search goes on exactly as without it.
+      on_steps(done, state[0], loss[0])
   trace = (jnp.concatenate(losses) if losses else
            jnp.zeros((0,) + state[0].shape[:2], jnp.float32))
   return _select_and_finish_jit(variables, data, state[0], trace, known, mask,
@@ -442,7 +454,7 @@ _window_weights_jit = jax.jit(image_ops.window_weights, static_argnums=1)
 
 
 def complete(model: models.Model, y, mask, keys, *, spec: LossSpec,
-             options: Options):
+             options: Options, on_steps=None, every: int = 1):
   """Fills the holes of a batch of images.
 
   Args:
@@ -453,6 +465,14 @@ def complete(model: models.Model, y, mask, keys, *, spec: LossSpec,
     mask: (N, H, W, 1), 1 = known pixel, 0 = hole.
     keys: (N,) PRNG keys, one per image (its restarts' initializations).
     spec, options: `LOSSES[name]` and `Options(...)`.
+    on_steps: optional `on_steps(done, z, loss)`, called after every
+      `every` Adam steps and after the last one, to watch the search (a
+      progress bar, a preview of G(z)): done = steps finished, z (N, K,
+      z_dim) every restart's latent now, loss (N, K) each restart's loss at
+      the z its last step differentiated. The steps then run from Python
+      (`Options.loop` 'host'); the results are those of the host loop
+      without a callback, bit for bit.
+    every: steps between calls of `on_steps`.
 
   Returns a dict: z (N, z_dim) the kept ẑ, inside the constraint set
   ([-1, 1] by default); generated G(ẑ); overlay M·y + (1 − M)·G(ẑ); blended
@@ -460,32 +480,37 @@ def complete(model: models.Model, y, mask, keys, *, spec: LossSpec,
   the kept restart; cg_iterations.
   """
   check_constraint(options)
+  _check_watch(on_steps, every)
   _check_critics(model, bool(spec.eta), f'the {spec.prior!r} prior (η > 0)')
   y, mask = jnp.asarray(y), jnp.asarray(mask)
   data = (y, mask, _window_weights_jit(mask, options.window))
   return _search(model.variables, data, keys, y, mask, z_dim=model.z_dim,
-                 options=options,
+                 options=options, on_steps=on_steps, every=every,
                  objective=_Objective(with_dtype(model.nets, options.dtype),
                                       spec, model.arch, options.window))
 
 
 def complete_conditional(model: models.Model, y1, y2, mask, keys, *,
                          spec: ConditionalSpec = ConditionalSpec(),
-                         options: Options = Options()):
+                         options: Options = Options(), on_steps=None,
+                         every: int = 1):
   """Conditional face completion (eq. 10-15): a face like y1 whose parts
   where M = 0 (eyes, mouth, ...) follow the reference y2.
 
   model: the `models.Model` handle; its critic term follows its arch.
   y1, y2: (N, H, W, C) in [-1, 1]; mask (N, H, W, 1), 1 = keep from y1.
   y1 is read only where M = 1 and y2 only where M = 0.
+  on_steps, every: as for `complete`.
   Returns the same dict as `complete`; `blended` Poisson-blends G(ẑ) into y1
   outside the kept region.
   """
   check_constraint(options)
+  _check_watch(on_steps, every)
   _check_critics(model, bool(spec.beta), 'conditional completion (β > 0)')
   y1, y2, mask = jnp.asarray(y1), jnp.asarray(y2), jnp.asarray(mask)
   return _search(model.variables, (y1, y2, mask), keys, y1, mask,
-                 z_dim=model.z_dim, options=options,
+                 z_dim=model.z_dim, options=options, on_steps=on_steps,
+                 every=every,
                  objective=_Objective(with_dtype(model.nets, options.dtype),
                                       spec, model.arch, options.window))
 
@@ -506,6 +531,18 @@ def with_dtype(nets, dtype: str | None):
                      "such as 'float32' or 'bfloat16'")
   return type(nets)({name: net.clone(dtype=dtype)
                      for name, net in nets.items()})
+
+
+@functools.partial(jax.jit, static_argnames='nets')
+def _generate(nets, variables, z):
+  return nets['generator'].apply(variables['generator'], z)
+
+
+def generate(model: models.Model, z):
+  """G(z) (N, H, W, 3) in inference mode for latents z (N, z_dim), e.g. the
+  search's current latents (`complete`'s on_steps) for a preview."""
+  return _generate(model.nets, {'generator': model.variables['generator']},
+                   jnp.asarray(z))
 
 
 def image_keys(seed: int, indices) -> jax.Array:

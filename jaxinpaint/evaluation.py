@@ -475,7 +475,7 @@ def save_figure(path, damaged, completed: dict, originals, methods) -> None:
   from jaxinpaint import grids  # pylint: disable=g-import-not-at-top
   rows = len(next(iter(completed.values()))) if completed else len(damaged)
   grids.save_rows(path, [damaged[:rows]] + [completed[m] for m in methods]
-                  + [originals[:rows]])
+                  + [originals[:rows]], ['input', *methods, 'original'])
 
 
 def conditional_completion(model: Model, y1, reference, keep, search: Search):

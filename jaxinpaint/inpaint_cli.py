@@ -42,8 +42,11 @@ _EPILOG = """\
 outputs (under --out):
   <name>.png        the completed image (Poisson-blended, uint8 PNG)
   raw/<name>.png    M*y + (1-M)*G(z), without blending
-  grid.png          one row per image: masked input (holes grey)
-                    [| reference] | G(z) | blended [| original]
+  grid.png          a block per image: masked input (holes grey)
+                    [| reference] | G(z) | blended [| original]; blocks
+                    laid out near-square, small images upscaled (nearest)
+                    to >= 128 px, columns labelled; the first --grid-max
+                    images only (64: about 2 MB at 64x64)
   metrics.csv       with --evaluate: name, mse, psnr, ssim, hole_mse
   summary.json      with --evaluate: mse, psnr (10*log10(255^2/mean MSE),
                     as in the paper's tables), psnr_mean, ssim, hole_mse,
@@ -154,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                  help='skip Poisson blending: <name>.png is then '
                  'M*y + (1-M)*G(z), like raw/<name>.png.')
   p.add_argument('--grid-max', type=int, default=64, metavar='N',
-                 help='rows of grid.png: the first N images (default: 64).')
+                 help='images in grid.png: the first N (default: 64; the '
+                 'PNG grows with N, ~2 MB for 64 faces of 64x64).')
   p.add_argument('--devices', type=int, default=None, metavar='N',
                  help='complete each batch on the first N local devices, '
                  'one shard of the batch per device (default: all of them). '

@@ -279,15 +279,18 @@ class BatchWriter:
     from jaxinpaint import grids  # pylint: disable=g-import-not-at-top
     rows = self.grid_rows
     masked = self.masked[:rows]
-    columns = [masked]
+    columns, labels = [masked], ['input']
     if self.reference is not None:
       columns.append(np.broadcast_to(self.reference, masked.shape))
+      labels.append('reference')
     columns += [np.stack([self.grid[i][0] for i in range(rows)]),
                 np.stack([self.grid[i][1] for i in range(rows)])]
+    labels += ['G(z)', 'blended']
     if self.truth is not None:
       columns.append(self.truth[:rows])
+      labels.append('original')
     try:
-      grids.save_rows(self.out / GRID_FILE, columns)
+      grids.save_rows(self.out / GRID_FILE, columns, labels)
     except OSError as e:
       self._fail(self.out / GRID_FILE, e)
     self.grid = None

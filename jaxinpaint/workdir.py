@@ -2,7 +2,9 @@
 
 `check_workdir` and `check_resumable` run before anything is written;
 `RunFiles` writes metrics.jsonl, samples/, checkpoints/ and config.json,
-each on first use; `StopRequest` turns SIGTERM/SIGINT into a flag the
+each on first use, and the same scalars and sample grids as TensorBoard
+event files (events.out.tfevents.*, beside metrics.jsonl: `tensorboard
+--logdir runs/` shows every work dir under runs/ as a run); `StopRequest` turns SIGTERM/SIGINT into a flag the
 training loop polls between steps, so that it can save a checkpoint first.
 """
 import json
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 
 from jaxinpaint import checkpoint, grids
 
@@ -93,6 +96,7 @@ class RunFiles:
     self.workdir, self.config = Path(workdir), config
     self.is_chief = jax.process_index() == 0
     self._metrics = None
+    self._events = None  # tensorboardX.SummaryWriter, made on first use
     self._manager = None
     self.last_saved = checkpoint.latest_step(workdir)
 
@@ -111,6 +115,24 @@ class RunFiles:
     self.manager().save(step, args=ocp.args.StandardSave(state), force=True)
     self.last_saved = step
 
+  def events(self):
+    """The TensorBoard writer, opened at the first record (a new events
+    file per run: a resumed run's steps continue the same curves), or None
+    where tensorboardX is missing (a host whose packages were installed
+    without dependencies): a warning, and training goes on without events."""
+    if self._events is None:
+      try:
+        from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      except ImportError:
+        logging.warning('tensorboardX is not installed: no TensorBoard '
+                        'events in %s (metrics.jsonl has the same numbers)',
+                        self.workdir)
+        self._events = False
+        return None
+      self.workdir.mkdir(parents=True, exist_ok=True)
+      self._events = SummaryWriter(str(self.workdir), flush_secs=30)
+    return self._events or None
+
   def log(self, records):
     if not self.is_chief:
       return
@@ -120,14 +142,34 @@ class RunFiles:
     for r in records:
       self._metrics.write(json.dumps(r) + '\n')
     self._metrics.flush()
+    events = self.events()
+    if events is not None:
+      for r in records:
+        for tag, value in event_scalars(r).items():
+          events.add_scalar(tag, value, r['step'], walltime=r.get('time'))
+      events.flush()
 
   def sample_grid(self, step, images):
     if self.is_chief:
-      grids.save_grid(self.workdir / SAMPLES_DIR / f'step_{step:06d}.png',
-                      images)
+      grid = grids.make_grid(images)
+      grids.save_png(self.workdir / SAMPLES_DIR / f'step_{step:06d}.png', grid)
+      events = self.events()
+      if events is not None:
+        events.add_image('samples', grid, step, dataformats='HWC')
+        events.flush()
 
   def close(self):
     if self._manager is not None:
       self._manager.wait_until_finished()
     if self._metrics is not None:
       self._metrics.close()
+    if self._events:
+      self._events.close()
+
+
+def event_scalars(record) -> dict:
+  """The TensorBoard scalars of one metrics.jsonl record: every number but
+  its step and wall time (which are the event's own)."""
+  return {k: float(v) for k, v in record.items()
+          if k not in ('step', 'time') and isinstance(v, (int, float))
+          and not isinstance(v, bool)}

@@ -1,6 +1,7 @@
 """Small helpers shared by the tests."""
 import importlib.util
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -56,3 +57,49 @@ def run(args, env=None, timeout=600, **kwargs):
   return subprocess.run([sys.executable, *args], cwd=REPO, env=full_env,
                         capture_output=True, text=True, timeout=timeout,
                         **kwargs)
+
+
+def read_events(path):
+  """The Event protos of one TensorBoard events file, read as TFRecords
+  (u64 length, u32 length CRC, payload, u32 payload CRC) without
+  TensorFlow."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  raw = Path(path).read_bytes()
+  events, pos = [], 0
+  while pos < len(raw):
+    (length,) = struct.unpack('<Q', raw[pos:pos + 8])
+    payload = raw[pos + 12:pos + 12 + length]
+    assert len(payload) == length, f'{path}: truncated record'
+    event = event_pb2.Event()
+    event.ParseFromString(payload)
+    events.append(event)
+    pos += 12 + length + 4
+  return events
+
+
+def event_values(workdir):
+  """({(tag, step): scalar}, {step: uint8 image}) of a work dir's events."""
+  import io  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  scalars, images = {}, {}
+  for path in sorted(Path(workdir).glob('events.out.tfevents.*')):
+    for event in read_events(path):
+      for value in event.summary.value:
+        if value.HasField('image'):
+          images[event.step] = np.asarray(Image.open(
+              io.BytesIO(value.image.encoded_image_string)))
+        else:
+          scalars[(value.tag, event.step)] = value.simple_value
+  return scalars, images
+
+
+def metrics_scalars(workdir):
+  """{(tag, step): value} of every number in a work dir's metrics.jsonl."""
+  import json  # pylint: disable=g-import-not-at-top
+  from jaxinpaint import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  expected = {}
+  for line in (Path(workdir) / 'metrics.jsonl').read_text().splitlines():
+    record = json.loads(line)
+    for tag, value in workdir_lib.event_scalars(record).items():
+      expected[(tag, record['step'])] = value
+  return expected

@@ -359,6 +359,43 @@ def test_host_loop_and_scan_agree(wgan, damaged, paper_run):
     completion.uses_host_loop(completion.Options(loop='gpu'))
 
 
+def test_watching_the_search_changes_nothing(wgan, damaged, paper_run):
+  # `on_steps` sees the search every 4 steps and at the end; the results
+  # are the host loop's without it, bit for bit, and what it saw is the
+  # search's own state (its last z holds ẑ, its losses the trace).
+  y, _, mask = damaged
+  seen = []
+  out = completion.complete(
+      wgan, jnp.asarray(y), jnp.asarray(mask), completion.image_keys(SEED,
+                                                                     [0, 1]),
+      spec=completion.LOSSES['paper'], options=PAPER_OPTIONS,
+      on_steps=lambda done, z, loss: seen.append(
+          (done, np.asarray(z), np.asarray(loss))), every=4)
+  out = jax.tree.map(np.asarray, out)
+  expected = paper_run
+  if not completion.uses_host_loop(PAPER_OPTIONS):  # an accelerator
+    expected = run_complete(wgan, y, mask, [0, 1], options=dataclasses.replace(
+        PAPER_OPTIONS, loop='host'))
+  for key in ('z', 'generated', 'blended', 'final_loss', 'loss_trace'):
+    np.testing.assert_array_equal(out[key], expected[key], err_msg=key)
+  assert [done for done, _, _ in seen] == [4, 8, STEPS]
+  best = np.argmin(out['final_loss'], axis=1)
+  for done, z, loss in seen:
+    assert z.shape == (2, RESTARTS, Z_DIM) and loss.shape == (2, RESTARTS)
+    np.testing.assert_array_equal(loss[[0, 1], best],
+                                  out['loss_trace'][:, done - 1])
+  np.testing.assert_array_equal(seen[-1][1][[0, 1], best], out['z'])
+  # `generate` renders the search's latents as `complete` does.
+  np.testing.assert_allclose(
+      np.asarray(completion.generate(wgan, out['z'])), out['generated'],
+      atol=1e-6)
+  for bad in (0, 2.5, True):
+    with pytest.raises(ValueError, match='every must be an int >= 1'):
+      completion.complete(wgan, y, mask, completion.image_keys(SEED, [0, 1]),
+                          spec=completion.LOSSES['paper'],
+                          options=PAPER_OPTIONS, on_steps=print, every=bad)
+
+
 def test_batchmates_do_not_matter(wgan, damaged, paper_run):
   # Same compiled program, so exact: image a's result must not move by one
   # bit when its batchmate (image, mask and key) and its position change.

@@ -95,8 +95,11 @@ def test_evaluate_celeba(ckpt, tmp_path, capsys):
     for f in (out / f'{name}.png', out / 'raw' / f'{name}.png'):
       image = read_png(f)
       assert image.shape == (RES, RES, 3) and image.dtype == np.uint8
-  # Grid: 3 rows of masked | G(z) | blended | original, 64 px + 2 px pad.
-  assert read_png(out / 'grid.png').shape == (3 * 66 + 2, 4 * 66 + 2, 3)
+  # Grid: masked | G(z) | blended | original, one block a row (nearest to
+  # square), 64 px upscaled 2x: a 20 px label strip, 8 px gaps between
+  # blocks, 2 px between a block's cells.
+  assert read_png(out / 'grid.png').shape == (20 + 8 + 3 * (128 + 8),
+                                              8 + 4 * 128 + 3 * 2 + 8, 3)
 
   on_disk = json.loads((out / 'summary.json').read_text())
   for key in ('mse', 'psnr', 'psnr_mean', 'ssim', 'hole_mse', 'n_images',
@@ -234,7 +237,8 @@ def test_reference_conditional_completion(ckpt, tmp_path, capsys):
   assert code == 0, err
   assert summary['method'] == 'conditional'
   # masked | reference | G(z) | blended
-  assert read_png(out / 'grid.png').shape == (2 * 66 + 2, 4 * 66 + 2, 3)
+  assert read_png(out / 'grid.png').shape == (20 + 8 + 2 * (128 + 8),
+                                              8 + 4 * 128 + 3 * 2 + 8, 3)
   for name, original in zip(('x', 'y'), inputs):
     written = read_png(out / f'{name}.png')
     assert read_png(out / 'raw' / f'{name}.png').shape == (RES, RES, 3)

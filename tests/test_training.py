@@ -13,8 +13,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
-from helpers import REPO, load_config, run, shared_folder, write_npz
+from helpers import (REPO, event_values, load_config, metrics_scalars, run,
+                     shared_folder, write_npz)
 from jaxinpaint import checkpoint, data, models, training
 from jaxinpaint import workdir as workdir_lib
 
@@ -96,6 +98,19 @@ def test_resume_is_bit_exact(npz, tmp_path):
   a, b = restore(straight), restore(resumed)
   assert int(a['step']) == int(b['step']) == 4
   assert_trees_equal(a, b, TRAINED + ('g_stats_eval',))
+  # TensorBoard: every scalar of metrics.jsonl (float32) and the sample grid
+  # at every sample_every (2) steps, the resumed run's in a second file.
+  for workdir, runs in ((straight, 1), (resumed, 2)):
+    assert len(list(workdir.glob('events.out.tfevents.*'))) == runs
+    scalars, images = event_values(workdir)
+    expected = metrics_scalars(workdir)
+    assert {('critic_loss', s) for s in (1, 2, 3, 4)} <= set(expected)
+    assert set(scalars) == set(expected)
+    for key, value in expected.items():
+      assert scalars[key] == np.float32(value), key
+    assert sorted(images) == [2, 4]
+    np.testing.assert_array_equal(images[4], np.asarray(
+        Image.open(workdir / 'samples' / 'step_000004.png')))
 
 
 def test_resume_after_sigkill_is_bit_exact(npz, tmp_path):
