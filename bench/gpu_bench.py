@@ -169,7 +169,7 @@ def completion_step_flops(model, y, mask, weights, spec, dtype):
   from jaxinpaint import completion
   nets = completion.with_dtype(model.nets, dtype)
 
-  def grads(z):
+  def grads(z, y, mask, weights):
     def one(z, y, mask, weights):
       return jax.value_and_grad(completion.inpainting_loss, has_aux=True)(
           z, y, mask, weights, nets, model.variables, spec, model.arch)
