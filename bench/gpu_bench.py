@@ -80,6 +80,8 @@ def _train_config(args, width):
   c.model.resolution, c.model.width = args.resolution, width
   c.model.dtype = args.dtype
   c.train.batch_size = args.batch
+  if args.n_critic:
+    c.train.n_critic = args.n_critic
   c.data.on_device = True
   return c
 
@@ -107,8 +109,11 @@ def jax_train(args):
     functions = training.build_train_functions(config, nets, mesh,
                                                on_device=True)
     res = config.model.resolution
+    # At least one iteration's batches: device_batches draws without
+    # replacement within an iteration.
+    num_images = max(args.data_images, config.train.n_critic * args.batch)
     images = jax.device_put(np.random.default_rng(0).integers(
-        0, 256, (args.data_images, res, res, 3), np.uint8),
+        0, 256, (num_images, res, res, 3), np.uint8),
         functions.input_sharding)
     state = functions.init()
     flops = train_flops(config, nets, state, args.batch)
@@ -352,6 +357,9 @@ def main():
   parser.add_argument('--widths', type=_ints, default=[32, 64])
   parser.add_argument('--resolution', type=int, default=64)
   parser.add_argument('--batch', type=int, default=64)
+  parser.add_argument('--n-critic', type=int, default=0,
+                      help="critic updates per iteration (0: the config's, "
+                      '5)')
   parser.add_argument('--steps', type=int, default=30,
                       help='timed training iterations')
   parser.add_argument('--dtype', default='bfloat16',

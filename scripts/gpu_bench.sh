@@ -14,8 +14,9 @@
 #   scripts/gpu_bench.sh prepare   # here: the two pure-Python wheels the
 #                                  # GPU image lacks, into $WHEELS (.whl)
 #   scripts/gpu_bench.sh           # on the GPU host
-#   WIDTHS=8 CWIDTHS=8 RES=32 BATCH=8 STEPS=2 CSTEPS=5 CIMAGES=4 \
-#     TRACE_STEPS=2 MATMUL=256 DATA_IMAGES=64 COMPILE=0 RESULTS=/tmp/bench \
+#   WIDTHS=4 CWIDTHS=4 RES=32 BATCH=4 N_CRITIC=1 STEPS=1 CSTEPS=3 CIMAGES=2 \
+#     TRACE_STEPS=2 MATMUL=128 DATA_IMAGES=16 COMPILE=0 BUDGET=1500 \
+#     T_JAX_TRAIN=900 RESULTS=/tmp/bench \
 #     scripts/gpu_bench.sh         # dry run on a CPU (tests/test_gpu_bench.py)
 #
 # Output in $RESULTS (default $OUT, else gpu_bench_results), 5 files:
@@ -48,6 +49,7 @@ TRACE_STEPS=${TRACE_STEPS:-20}
 MATMUL=${MATMUL:-8192}
 DATA_IMAGES=${DATA_IMAGES:-2048}
 COMPILE=${COMPILE:-1}         # 0: skip the torch.compile variant
+N_CRITIC=${N_CRITIC:-0}       # critic updates per iteration; 0: the config's (5)
 PYTHON=${PYTHON:-python3}
 WHEELS=${WHEELS:-.whl}
 RESULTS=${RESULTS:-${OUT:-gpu_bench_results}}
@@ -85,7 +87,7 @@ part() {  # part SECONDS MODE ARGS...: one process, at most SECONDS and
   fi
   say "$* (at most ${limit}s)"
   timeout -k 5 "$limit" "$PYTHON" bench/gpu_bench.py "$@" --json "$rows" \
-    --resolution "$RES" --batch "$BATCH"
+    --resolution "$RES" --batch "$BATCH" --n-critic "$N_CRITIC"
   local code=$?
   [ "$code" = 0 ] || say "exit code $code ($([ "$code" = 124 ] && echo 'time limit' || echo failed)): $*"
 }
