@@ -39,6 +39,7 @@ import json
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import torch
 
@@ -199,11 +200,20 @@ def one_iteration_both(config, seed=0, critic_loop='unroll'):
   after each side's step; 'ours_metrics', 'theirs_metrics': {name: float}}.
   """
   nets = models.build_models(config.model)
-  state = jax.jit(functools.partial(training.init_state, config, nets))()
-  perturb = lambda tree, s: torch_nets.perturbed(jax.device_get(tree), s)
-  state = state.replace(g_params=perturb(state.g_params, seed + 1),
-                        g_stats=perturb(state.g_stats, seed + 2),
-                        d_params=perturb(state.d_params, seed + 3))
+  # Filled in numpy (no Flax init to compile), then a TrainState as
+  # training.init_state makes one.
+  variables = torch_nets.perturbed(
+      models.random_variables(config.model, seed), seed + 1)
+  g_params = variables['generator']['params']
+  d_params = {k: variables[k]['params'] for k in ('critic', 'patch_critic')}
+  opt = training.make_optimizer(config.train)
+  state = training.TrainState(
+      step=jnp.zeros((), jnp.int32),
+      rng=jax.random.key_data(jax.random.key(seed)), g_params=g_params,
+      g_stats=variables['generator']['batch_stats'],
+      g_stats_eval=variables['generator']['batch_stats'], d_params=d_params,
+      d_stats={}, g_opt_state=opt.init(g_params),
+      d_opt_state=opt.init(d_params))
   before = state_variables(state)
   res, batch = config.model.resolution, config.train.batch_size
   n_critic = config.train.n_critic
