@@ -158,7 +158,9 @@ class TorchTrainStep:
     for real_i, z_i, eps_i in zip(real, critic_z, gp_eps):
       metrics = self.critic_update(self._layout(real_i), z_i, eps_i)
     metrics.update(self.generator_update(generator_z))
-    return metrics
+    # Detached: a metric holding its graph would keep it (and its
+    # activations' memory) alive until the next step.
+    return {k: v.detach() for k, v in metrics.items()}
 
   def variables(self):
     """The current weights as Flax variables (numpy, float32)."""
