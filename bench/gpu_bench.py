@@ -252,6 +252,7 @@ def torch_complete(args):
   device = 'cuda' if torch.cuda.is_available() else 'cpu'
   name = torch.cuda.get_device_name() if device == 'cuda' else 'cpu'
   autocast = {'bfloat16': torch.bfloat16, 'float32': None}[args.dtype]
+  torch.backends.cudnn.benchmark = True  # fixed shapes
   for width in args.widths:
     c, model, y, mask, weights = _completion_inputs(args, width)
     nets = torch_nets.torch_nets(model.variables)

@@ -276,6 +276,8 @@ def time_variant(variant, config, steps, device, seed=0):
   ones; the draws come from torch's generator on the device, the real
   batches are the same device tensors every step."""
   c = config.model
+  # Fixed shapes: let cuDNN time its algorithms, as a PyTorch user would.
+  torch.backends.cudnn.benchmark = True
   variables = models.random_variables(c, seed)
   _, step = make_step(variant, variables, config.train, device)
   n_critic, batch = config.train.n_critic, config.train.batch_size
