@@ -28,119 +28,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from jaxinpaint import completion, config as config_lib, host_memory
 from jaxinpaint import image_ops, masks
 from jaxinpaint import models
-
-# Flax's defaults, which the port must share.
-BATCH_NORM_EPS = 1e-5
-LAYER_NORM_EPS = 1e-6
-
-
-def _t(a):
-  return torch.from_numpy(np.array(a, np.float32))
-
-
-def to_torch(variables):
-  """A Flax variable tree as torch tensors, conv kernels HWIO → OIHW."""
-  def convert(leaf):
-    x = _t(leaf)
-    return x.permute(3, 2, 0, 1).contiguous() if x.ndim == 4 else x
-  return jax.tree.map(convert, variables)
-
-
-def _conv(params, x):
-  """Flax nn.Conv with 'SAME' padding (odd kernels, stride 1), NCHW."""
-  kernel = params['kernel']
-  return F.conv2d(x, kernel, params['bias'], padding=kernel.shape[-1] // 2)
-
-
-def _dense(params, x):
-  return torch.addmm(params['bias'], x, params['kernel'])
-
-
-def _batch_norm(params, stats, x):
-  """Inference mode: the running statistics, as completion uses G."""
-  return F.batch_norm(x, stats['mean'], stats['var'], params['scale'],
-                      params['bias'], False, 0.0, BATCH_NORM_EPS)
-
-
-def _layer_norm(params, x):
-  """Normalized over (C, H, W) of each example, scaled per channel."""
-  mean = x.mean(dim=(1, 2, 3), keepdim=True)
-  var = x.var(dim=(1, 2, 3), keepdim=True, unbiased=False)
-  shape = (1, -1, 1, 1)
-  return ((x - mean) * torch.rsqrt(var + LAYER_NORM_EPS)
-          * params['scale'].view(shape) + params['bias'].view(shape))
-
-
-def _upsample(x):
-  return F.interpolate(x, scale_factor=2, mode='nearest')
-
-
-class TorchGenerator(torch.nn.Module):
-  """`models.Generator` in inference mode: z (N, z_dim) → (N, 3, R, R)."""
-
-  def __init__(self, variables):
-    super().__init__()
-    variables = to_torch(variables)
-    self.params, self.stats = variables['params'], variables['batch_stats']
-    self.blocks = sorted(k for k in self.params if k.startswith('UpBlock_'))
-
-  def forward(self, z):
-    p, s = self.params, self.stats
-    x = _dense(p['Dense_0'], z)
-    x = x.view(z.shape[0], 4, 4, -1).permute(0, 3, 1, 2)  # Flax is NHWC
-    for name in self.blocks:
-      bp, bs = p[name], s[name]
-      shortcut = _conv(bp['Conv_0'], _upsample(x))
-      h = F.relu(_batch_norm(bp['BatchNorm_0'], bs['BatchNorm_0'], x))
-      h = _conv(bp['Conv_1'], _upsample(h))
-      h = F.relu(_batch_norm(bp['BatchNorm_1'], bs['BatchNorm_1'], h))
-      x = shortcut + _conv(bp['Conv_2'], h)
-    x = F.relu(_batch_norm(p['BatchNorm_0'], s['BatchNorm_0'], x))
-    return torch.tanh(_conv(p['Conv_0'], x))
-
-
-def _down_block(p, x):
-  shortcut = _conv(p['Conv_0'], F.avg_pool2d(x, 2))
-  h = _conv(p['Conv_1'], F.relu(_layer_norm(p['LayerNorm_0'], x)))
-  h = _conv(p['Conv_2'], F.relu(_layer_norm(p['LayerNorm_1'], h)))
-  return shortcut + F.avg_pool2d(h, 2)
-
-
-class TorchCritic(torch.nn.Module):
-  """`models.Critic`: (N, 3, R, R) → (N,)."""
-
-  def __init__(self, variables):
-    super().__init__()
-    self.params = to_torch(variables)['params']
-    self.blocks = sorted(k for k in self.params if k.startswith('DownBlock_'))
-
-  def forward(self, x):
-    x = _conv(self.params['Conv_0'], x)
-    for name in self.blocks:
-      x = _down_block(self.params[name], x)
-    x = F.relu(x).permute(0, 2, 3, 1).flatten(1)  # Flax flattens NHWC
-    return _dense(self.params['Dense_0'], x)[:, 0]
-
-
-class TorchPatchCritic(torch.nn.Module):
-  """`models.PatchCritic`: (N, 3, R, R) → mean of the patch map, (N,)."""
-
-  def __init__(self, variables):
-    super().__init__()
-    self.params = to_torch(variables)['params']
-    self.blocks = sorted(k for k in self.params if k.startswith('blocks_'))
-
-  def forward(self, x):
-    x = _conv(self.params['stem'], x)
-    for name in self.blocks:
-      x = _down_block(self.params[name], x)
-    return _conv(self.params['head'], F.relu(x)).mean(dim=(1, 2, 3))
-
+# The port of G, D and Dp, shared with bench/train_step_torch.py.
+from torch_nets import check_port, nchw, perturbed, torch_nets
 
 def _shift(x, step, dim):
   """out[i] = x[i + step] along `dim`, zero outside (as image_ops._shift)."""
@@ -191,63 +84,29 @@ class TorchLoss:
     return loss - s.eta * sum(critic(image) for critic in self.critics)
 
 
-def torch_search(loss, z0, options: completion.Options):
-  """Adam on z, clipped to [-1, 1] after every step; returns final z."""
+def torch_search(loss, z0, options: completion.Options, autocast=None):
+  """Adam on z, clipped to [-1, 1] after every step; returns final z.
+
+  autocast: None (float32), or a dtype such as torch.bfloat16 for the nets
+  (`torch.autocast`: z, Adam and the loss stay float32, as Options.dtype).
+  """
   z = z0.clone().requires_grad_(True)
   opt = torch.optim.Adam([z], lr=options.learning_rate,
                          betas=(options.b1, options.b2), eps=1e-8)
+  nets_dtype = lambda: torch.autocast(z.device.type, dtype=autocast,
+                                      enabled=autocast is not None)
   for _ in range(options.steps):
     opt.zero_grad(set_to_none=True)
-    loss.per_image(z).sum().backward()
+    with nets_dtype():
+      per_image = loss.per_image(z)
+    per_image.sum().backward()
     opt.step()
     with torch.no_grad():
       z.clamp_(-1.0, 1.0)
-  with torch.no_grad():  # as `complete`: the final loss and G(ẑ)
+  with torch.no_grad(), nets_dtype():  # as `complete`: final loss and G(ẑ)
     loss.per_image(z)
     loss.generator(z)
   return z.detach()
-
-
-def _nchw(x):
-  return _t(x).permute(0, 3, 1, 2).contiguous()
-
-
-def _perturbed(variables, seed):
-  """Random norm scales, biases and BN statistics, so that the port check
-  also sees them (models.random_variables sets them to 1 and 0)."""
-  rng = np.random.default_rng(seed)
-
-  def perturb(path, leaf):
-    name = path[-1].key
-    if name == 'kernel':
-      return leaf
-    if name in ('scale', 'var'):
-      return rng.uniform(0.5, 1.5, leaf.shape).astype(np.float32)
-    return rng.normal(0, 0.1, leaf.shape).astype(np.float32)
-
-  return jax.tree_util.tree_map_with_path(perturb, variables)
-
-
-def check_port(nets, variables, torch_nets, model_config, tol):
-  """Max |torch − Flax| of G, D and Dp on random inputs; exits if above tol."""
-  rng = np.random.default_rng(1)
-  z = rng.normal(size=(4, model_config.z_dim)).astype(np.float32)
-  x = np.tanh(rng.normal(size=(4, model_config.resolution,
-                               model_config.resolution, 3))).astype(np.float32)
-  ours = [np.asarray(nets['generator'].apply(variables['generator'],
-                                             z)).transpose(0, 3, 1, 2),
-          np.asarray(nets['critic'].apply(variables['critic'], x)),
-          np.asarray(nets['patch_critic'].apply(variables['patch_critic'],
-                                                x))]
-  with torch.no_grad():
-    theirs = [torch_nets[0](_t(z)), torch_nets[1](_nchw(x)),
-              torch_nets[2](_nchw(x))]
-  diffs = [float(np.abs(a - b.numpy()).max()) for a, b in zip(ours, theirs)]
-  print('port check, max |torch - flax|: G %.1e, D %.1e, Dp %.1e' %
-        tuple(diffs))
-  if max(diffs) > tol:
-    raise SystemExit(f'the torch port differs from Flax by {max(diffs):.1e} '
-                     f'> {tol:.0e}: not timing different nets')
 
 
 def _smooth_images(rng, n, s):
@@ -268,13 +127,11 @@ def timed(fn):
 def compare(width, n, args):
   c = config_lib.base_config()
   c.model.resolution, c.model.width = args.resolution, width
-  variables = jax.device_put(_perturbed(models.random_variables(c.model), 0))
+  variables = jax.device_put(perturbed(models.random_variables(c.model), 0))
   model = models.Model.from_config(c.model, variables)
-  torch_nets = (TorchGenerator(variables['generator']),
-                TorchCritic(variables['critic']),
-                TorchPatchCritic(variables['patch_critic']))
+  nets = torch_nets(variables)
   # The nets completion runs (the inference form), against the plain port.
-  check_port(model.nets, variables, torch_nets, c.model, args.port_tol)
+  check_port(model.nets, variables, nets, c.model, args.port_tol)
 
   s = args.resolution
   y = _smooth_images(np.random.default_rng(0), n, s)
@@ -291,13 +148,13 @@ def compare(width, n, args):
     return jax.block_until_ready(completion.complete(
         model, y, mask, keys, spec=spec, options=options))
 
-  loss = TorchLoss(torch_nets, _nchw(y), _nchw(mask), _nchw(weights), spec)
+  loss = TorchLoss(nets, nchw(y), nchw(mask), nchw(weights), spec)
   ours_out, t_ours = timed(ours)
   ours_rate = args.steps / t_ours
   line = f'width {width:3d}, {n:3d} images: jaxinpaint {ours_rate:6.2f} steps/s'
   for threads in args.torch_threads:
     torch.set_num_threads(threads)
-    theirs_z, t_theirs = timed(lambda: torch_search(loss, _t(z0), options))
+    theirs_z, t_theirs = timed(lambda: torch_search(loss, torch.from_numpy(z0), options))
     theirs_rate = args.steps / t_theirs
     line += (f' | PyTorch, {threads} thread(s) {theirs_rate:6.2f} steps/s, '
              f'ours/theirs {ours_rate / theirs_rate:.2f}x')

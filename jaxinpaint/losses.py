@@ -7,9 +7,14 @@ import jax.numpy as jnp
 GRAD_NORM_EPS = 1e-12
 
 
+def interpolation_weights(key, shape):
+  """The ε of `interpolate` for images of `shape`: (N, 1, ..., 1)."""
+  return jax.random.uniform(key, (shape[0],) + (1,) * (len(shape) - 1))
+
+
 def interpolate(key, real, fake):
   """x̂ = ε·real + (1 − ε)·fake, one ε ~ U(0, 1) per example."""
-  eps = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1))
+  eps = interpolation_weights(key, real.shape)
   return eps * real + (1.0 - eps) * fake
 
 

@@ -134,6 +134,47 @@ def _generator_loss(g_params, state, nets, config, z):
   return loss, g_stats
 
 
+def _step_key(state):
+  return jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+
+
+def _critic_iteration_keys(key, i):
+  """(key of the fake batch's z, key of the gradient penalties' ε)."""
+  return jax.random.split(jax.random.fold_in(key, i))
+
+
+def _generator_key(key, n_critic):
+  return jax.random.fold_in(key, n_critic)
+
+
+def step_randomness(state: TrainState, config, batch: int):
+  """The random draws `train_step` makes from `state` (its rng and step),
+  for another implementation of the same step (bench/train_step_torch.py):
+    critic_z (n_critic, batch, z_dim): the z of each critic update's fakes;
+    gp_eps (n_critic, critics, batch): each critic's interpolation ε
+      (`losses.interpolate`), critics in `critic_names` order (WGAN-GP);
+    generator_z (batch, z_dim): the z of the generator update.
+  """
+  key, n_critic = _step_key(state), config.train.n_critic
+  z_shape = (batch, config.model.z_dim)
+  res = config.model.resolution
+  image_shape = (batch, res, res, 3)
+  critics = critic_names(models.build_models(config.model))
+  critic_z, gp_eps = [], []
+  for i in range(n_critic):
+    k_z, k_gp = _critic_iteration_keys(key, i)
+    critic_z.append(models.sample_latent(k_z, z_shape, config.model.arch))
+    # As _critic_loss: critic j draws from fold_in(k_gp, j).
+    gp_eps.append(jnp.stack([
+        losses.interpolation_weights(jax.random.fold_in(k_gp, j),
+                                     image_shape).reshape(batch)
+        for j in range(len(critics))]))
+  generator_z = models.sample_latent(_generator_key(key, n_critic), z_shape,
+                                     config.model.arch)
+  return {'critic_z': jnp.stack(critic_z), 'gp_eps': jnp.stack(gp_eps),
+          'generator_z': generator_z}
+
+
 def train_step(state: TrainState, real, *, nets, config, batch_sharding=None,
                critic_loop='unroll'):
   """One generator iteration. real: (n_critic, B, H, W, 3) in [-1, 1].
@@ -146,7 +187,7 @@ def train_step(state: TrainState, real, *, nets, config, batch_sharding=None,
   res = config.model.resolution
   chex.assert_shape(real, (None, None, res, res, 3))
   opt = make_optimizer(config.train)
-  key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  key = _step_key(state)
   batch = real.shape[1]
 
   def sample_z(key):
@@ -159,7 +200,7 @@ def train_step(state: TrainState, real, *, nets, config, batch_sharding=None,
   def critic_iteration(carry, inputs):
     d_params, d_stats, d_opt_state = carry
     i, real_i = inputs
-    k_z, k_gp = jax.random.split(jax.random.fold_in(key, i))
+    k_z, k_gp = _critic_iteration_keys(key, i)
     fake, _ = _generate(nets, state, sample_z(k_z), True)
     fake = jax.lax.stop_gradient(fake)
     (_, (metrics, new_stats)), grads = jax.value_and_grad(
@@ -183,7 +224,7 @@ def train_step(state: TrainState, real, *, nets, config, batch_sharding=None,
   state = state.replace(d_params=d_params, d_stats=d_stats,
                         d_opt_state=d_opt_state)
 
-  z = sample_z(jax.random.fold_in(key, n_critic))
+  z = sample_z(_generator_key(key, n_critic))
   (g_loss, g_stats), grads = jax.value_and_grad(
       _generator_loss, has_aux=True)(state.g_params, state, nets, config, z)
   updates, g_opt_state = opt.update(grads, state.g_opt_state, state.g_params)
