@@ -733,6 +733,32 @@ def _run(model, data, keys, known, mask, spec, options: Options):
   return dict(out, tune_trace=jnp.zeros((known.shape[0], 0), jnp.float32))
 
 
+def _prepare_fill(model, y, mask, z_hat, spec, options):
+  check_tuning(options)
+  _check_critics(model, bool(spec.eta), f'the {spec.prior!r} prior (η > 0)')
+  y, mask, z_hat = jnp.asarray(y), jnp.asarray(mask), jnp.asarray(z_hat)
+  data = (y, mask, _window_weights_jit(mask, options.window))
+  objective = _Objective(with_dtype(model.nets, options.dtype), spec,
+                         model.arch, options.window)
+  return y, mask, z_hat, data, objective
+
+
+def tune_generators(model: models.Model, y, mask, z_hat, keys, *,
+                    spec: LossSpec, options: Options):
+  """Pivotal tuning alone: each image's tuned parameters of G around its
+  ẑ (N, z_dim), as `complete` tunes them.
+
+  Returns (tuned, trace): tuned = {layer name: parameters with a leading
+  image axis N} for the layers `options.tune_layers` selects (G's other
+  parameters stay those of `model`); trace (N, tune_steps) the loss at
+  G_θ(ẑ) before each step.
+  """
+  _, _, z_hat, data, objective = _prepare_fill(model, y, mask, z_hat, spec,
+                                               options)
+  return _tune(model.variables, data, z_hat, keys, objective=objective,
+               options=options)
+
+
 def fill_from_latents(model: models.Model, y, mask, z_hat, keys, *,
                       spec: LossSpec, options: Options):
   """The end of `complete` for given latents ẑ (N, z_dim), e.g. those of a
@@ -740,12 +766,8 @@ def fill_from_latents(model: models.Model, y, mask, z_hat, keys, *,
   the fill and the blend. `complete` with the same inputs and options
   finds ẑ and then does exactly this. final_loss and loss_trace are None.
   """
-  check_tuning(options)
-  _check_critics(model, bool(spec.eta), f'the {spec.prior!r} prior (η > 0)')
-  y, mask, z_hat = jnp.asarray(y), jnp.asarray(mask), jnp.asarray(z_hat)
-  data = (y, mask, _window_weights_jit(mask, options.window))
-  objective = _Objective(with_dtype(model.nets, options.dtype), spec,
-                         model.arch, options.window)
+  y, mask, z_hat, data, objective = _prepare_fill(model, y, mask, z_hat,
+                                                  spec, options)
   return _tune_and_fill(model.variables, data, keys, y, mask, z_hat, None,
                         None, objective=objective, options=options)
 
