@@ -85,7 +85,11 @@ def main(argv=None):
   memory = completion.tuning_bytes_per_image(model, tuning)
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
-  results = dict(settings=dict(vars(args), n_images=n, memory=memory,
+  # Paths as given relative to the repository, so results.json names no
+  # machine's folders.
+  settings = {k: (os.path.relpath(v, REPO) if k in ('data', 'out', 'figure')
+                  else v) for k, v in vars(args).items()}
+  results = dict(settings=dict(settings, n_images=n, memory=memory,
                                device=jax.devices()[0].device_kind,
                                cpu_count=os.cpu_count()), masks={})
 
