@@ -118,6 +118,17 @@ def test_fill_from_latents_is_the_end_of_complete(wgan, damaged, tuned):
     np.testing.assert_array_equal(out[name], tuned[name], err_msg=name)
 
 
+def test_tuning_in_one_scan_agrees_with_the_host_loop(wgan, damaged, tuned):
+  # Accelerators run the tuning steps as one lax.scan ('auto' picks the host
+  # loop on CPU only). Different programs round differently, and Adam grows
+  # that (test_completion.test_host_loop_and_scan_agree): loose tolerances.
+  scan = run(wgan, *damaged, [0, 1], dataclasses.replace(TUNING, loop='scan'))
+  np.testing.assert_allclose(scan['z'], tuned['z'], atol=1e-3)
+  np.testing.assert_allclose(scan['tune_trace'], tuned['tune_trace'],
+                             rtol=1e-3)
+  np.testing.assert_allclose(scan['generated'], tuned['generated'], atol=1e-2)
+
+
 def test_batchmates_do_not_matter_when_tuning(wgan, damaged, tuned):
   # The same compiled programs (batch of 2), so exact: image 0's tuned fill
   # must not move when its batchmate (image, mask, key) and place change.
