@@ -12,6 +12,9 @@ one-step call compiles first), and the latent-recovery check
 results.json and table.md to --out and the figure masked | search only |
 search + tuning | original of the first --figure-rows faces.
 
+The face check needs OpenCV 4.x's Haar cascades (pip install
+"opencv-python-headless<5"; 5.0 dropped them).
+
   python experiments/pivotal_tuning.py      # the CPU scale of docs/results.md
   python experiments/pivotal_tuning.py --images 256 --steps 1000 \\
       --tune-steps 50,200 --batch-size 64    # the scale, for a GPU
