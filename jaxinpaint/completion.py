@@ -14,6 +14,10 @@ restarts and images, and the whole optimization is one `lax.scan` inside
 batch, and G runs in inference mode (BatchNorm running statistics) for the
 same reason.
 
+Optionally (`Options.tune_steps`), pivotal tuning follows: each image's
+own copy of G's parameters is tuned around its ẑ, vmapped over the batch
+in the same way, and the hole is filled from the tuned G_θ(ẑ).
+
 Conventions: images float32 (N, H, W, C) in [-1, 1]; masks (N, H, W, 1),
 1 = known; the model is a `models.Model` handle (`checkpoint.load_model`,
 `inputs.load_model`): its arch fixes the latent distribution and the form of
@@ -92,6 +96,25 @@ class Options:
   # where a Gaussian latent's mass concentrates.
   z_constraint: str = 'box'
   z_bound: float = 1.0
+  # Pivotal tuning (Roich et al. 2021) after the search: each image's own
+  # copy of G's parameters takes `tune_steps` Adam steps (lr `tune_lr`) so
+  # that G_θ(ẑ) fits the image's loss (the search's objective: contextual
+  # terms with the same W and the critic prior), plus `tune_locality` ·
+  # ‖G_θ(z) − G(z)‖² over `tune_locality_samples` latents z per step (half
+  # near ẑ, N(ẑ, tune_near_scale²), half drawn from G's training
+  # distribution), which keeps G_θ close to G away from ẑ. The hole is then
+  # filled from G_θ(ẑ). `tune_layers`: 'all' of G's parameters or 'late'
+  # (the last two up-sampling stages and the output layer:
+  # `models.generator_late_layers`). 0 steps (the default, set by
+  # docs/results.md's measurement: a small gain for ~4 search steps' cost a
+  # step) = no tuning, every result bit for bit as without these fields.
+  # lr 1e-4, the measured one: at 1e-3 two steps already spoil the hole.
+  tune_steps: int = 0
+  tune_lr: float = 1e-4
+  tune_layers: str = 'all'
+  tune_locality: float = 1.0
+  tune_locality_samples: int = 2
+  tune_near_scale: float = 0.5
 
 
 Z_CONSTRAINTS = ('box', 'sphere')
@@ -400,9 +423,10 @@ def _check_watch(on_steps, every):
     raise ValueError(f'every must be an int >= 1, got {every!r}')
 
 
-def _search(variables, data, keys, known, mask, *, objective, options,
-            z_dim, on_steps=None, every=1):
-  """Runs the latent search of every image in the batch; see `complete`.
+def _search_latents(variables, data, keys, *, objective, options, z_dim,
+                    on_steps=None, every=1):
+  """The search's Adam steps on every (image, restart), before a restart is
+  chosen: (state, trace (steps, N, K)).
 
   'scan' compiles all steps into one program (accelerators: no host round
   trip per step). 'host' runs the same one-step program `steps` times from
@@ -412,32 +436,266 @@ def _search(variables, data, keys, known, mask, *, objective, options,
   that watches the search (`on_steps`) gets the host loop: only it comes
   back to Python between steps.
   """
-  if on_steps is None and not uses_host_loop(options):
-    return _search_fused(variables, data, keys, known, mask, z_dim=z_dim,
-                         objective=objective, options=options)
-  # The one-step programs never read `steps`: keyed without it, one compile
-  # serves every step count.
-  steps, options = options.steps, dataclasses.replace(options, steps=0)
-  static = dict(objective=objective, options=options)
-  state = _init_search_jit(keys, options=options, z_dim=z_dim,
+  # The step programs never read the step counts: keyed without them, one
+  # compile serves every count.
+  static = dict(objective=objective, options=_search_options(options))
+  state = _init_search_jit(keys, options=static['options'], z_dim=z_dim,
                            arch=objective.arch)
+  if on_steps is None and not uses_host_loop(options):
+    return _search_steps_jit(variables, data, state, length=options.steps,
+                             **static)
   losses = []
-  for done in range(1, steps + 1):
+  for done in range(1, options.steps + 1):
     state, loss = _search_steps_jit(variables, data, state, length=1,
                                     **static)
     losses.append(loss)
-    if on_steps is not None and (done % every == 0 or done == steps):
+    if on_steps is not None and (done % every == 0 or done == options.steps):
       # Reads the state only: the search goes on exactly as without it.
       on_steps(done, state[0], loss[0])
   trace = (jnp.concatenate(losses) if losses else
            jnp.zeros((0,) + state[0].shape[:2], jnp.float32))
+  return state, trace
+
+
+def _search(variables, data, keys, known, mask, *, objective, options,
+            z_dim, on_steps=None, every=1):
+  """Runs the latent search of every image in the batch and fills from
+  G(ẑ); see `complete`. Unwatched on an accelerator, all of it is one
+  program (`_search_fused`)."""
+  if on_steps is None and not uses_host_loop(options):
+    return _search_fused(variables, data, keys, known, mask, z_dim=z_dim,
+                         objective=objective, options=options)
+  state, trace = _search_latents(variables, data, keys, objective=objective,
+                                 options=options, z_dim=z_dim,
+                                 on_steps=on_steps, every=every)
   return _select_and_finish_jit(variables, data, state[0], trace, known, mask,
-                                **static)
+                                objective=objective,
+                                options=_search_options(options))
+
+
+# ---------------------------------------------------------------------------
+# Pivotal tuning (Roich et al. 2021): G's parameters fitted to each image
+# around its ẑ, after the search.
+
+
+TUNE_LAYERS = ('all', 'late')
+
+
+def check_tuning(options: Options) -> None:
+  """ValueError (one line) for tuning options out of range."""
+  if options.tune_steps < 0:
+    raise ValueError(f'Options.tune_steps {options.tune_steps!r}: expected 0 '
+                     'or more')
+  if options.tune_layers not in TUNE_LAYERS:
+    raise ValueError(f'Options.tune_layers {options.tune_layers!r}: expected '
+                     f'one of {TUNE_LAYERS}')
+  if not options.tune_lr > 0:
+    raise ValueError(f'Options.tune_lr {options.tune_lr!r}: expected a '
+                     'positive number')
+  if not options.tune_locality >= 0:
+    raise ValueError(f'Options.tune_locality {options.tune_locality!r}: '
+                     'expected 0 or more')
+  if options.tune_locality_samples < 0:
+    raise ValueError('Options.tune_locality_samples '
+                     f'{options.tune_locality_samples!r}: expected 0 or more')
+
+
+def tuned_layer_names(generator_params, options: Options) -> tuple:
+  """The top-level names of G's parameters that tuning changes."""
+  if options.tune_layers == 'late':
+    return models.generator_late_layers(generator_params)
+  return tuple(generator_params)
+
+
+def tuning_bytes_per_image(model: models.Model, options: Options) -> dict:
+  """What tuning keeps per image, from G's parameter tree: the tuned
+  parameters' count and the bytes of their float32 copy, Adam's two
+  moments and their gradient (4 copies). Activations come on top
+  (`jax.stages.Compiled.memory_analysis` measures a whole step)."""
+  params = model.variables['generator']['params']
+  count = sum(models.count_params(params[name])
+              for name in tuned_layer_names(params, options))
+  return dict(tuned_params=count, bytes_per_image=16 * count)
+
+
+def _with_generator_params(variables, tuned):
+  """`variables` with G's parameters of the names in `tuned` replaced."""
+  generator = variables['generator']
+  return dict(variables, generator=dict(
+      generator, params={**generator['params'], **tuned}))
+
+
+def _tune_adam(options: Options):
+  return optax.adam(options.tune_lr, b1=options.b1, b2=options.b2)
+
+
+# Folded into an image's key for tuning's draws: the search draws from the
+# key itself, so tuning leaves the search's draws (and ẑ) as they were.
+_TUNE_STREAM = 1
+
+
+def _tune_key(key):
+  return jax.random.fold_in(key, _TUNE_STREAM)
+
+
+def _search_options(options: Options) -> Options:
+  """`options` as the compiled step programs take them: without the step
+  counts (one compile serves every count) and, for the search's own
+  programs, without the tuning settings, which they never read."""
+  return dataclasses.replace(
+      options, steps=0, tune_steps=0, tune_lr=Options.tune_lr,
+      tune_layers=Options.tune_layers, tune_locality=Options.tune_locality,
+      tune_locality_samples=Options.tune_locality_samples,
+      tune_near_scale=Options.tune_near_scale)
+
+
+def locality_latents(key, z_hat, count: int, arch: str, near_scale: float):
+  """`count` latents (count, z_dim) for the locality term: the first half
+  near ẑ (ẑ + near_scale·ε, ε ~ N(0, I)), the rest from G's training
+  distribution (`models.sample_latent`), far from ẑ."""
+  near_key, far_key = jax.random.split(key)
+  n_near = count // 2
+  near = z_hat + near_scale * jax.random.normal(near_key,
+                                                (n_near,) + z_hat.shape)
+  far = models.sample_latent(far_key, (count - n_near,) + z_hat.shape, arch)
+  return jnp.concatenate([near, far])
+
+
+def _tuning_loss(tuned, variables, z_hat, key, image_data, *, objective,
+                 options: Options):
+  """One image's tuning loss at its parameters `tuned`: (loss, the
+  objective at G_θ(ẑ) alone)."""
+  tuned_variables = _with_generator_params(variables, tuned)
+  loss, _ = objective(tuned_variables, z_hat, *image_data)
+  total = loss
+  if options.tune_locality and options.tune_locality_samples:
+    z = locality_latents(key, z_hat, options.tune_locality_samples,
+                         objective.arch, options.tune_near_scale)
+    generator = objective.nets['generator']
+    original = jax.lax.stop_gradient(
+        generator.apply(variables['generator'], z))
+    moved = generator.apply(tuned_variables['generator'], z)
+    # ‖G_θ(z) − G(z)‖² per latent, averaged over the latents.
+    total += options.tune_locality * jnp.sum(
+        jnp.square(moved - original)) / z.shape[0]
+  return total, loss
+
+
+def _tune_init(variables, z_hat, *, options: Options):
+  """Each image's copy of the tuned parameters and its Adam state,
+  (N, ...)."""
+  params = variables['generator']['params']
+  tuned = {name: params[name] for name in tuned_layer_names(params, options)}
+  copies = jax.tree.map(
+      lambda p: jnp.broadcast_to(p, (z_hat.shape[0],) + p.shape), tuned)
+  return copies, jax.vmap(_tune_adam(options).init)(copies)
+
+
+def _tune_steps(variables, data, z_hat, keys, state, first_step, *,
+                objective, options: Options, length: int):
+  """`length` tuning steps of every image from step `first_step`, vmapped
+  over the images (their parameters, ẑ, data and keys): (state, the
+  objective at G_θ(ẑ) before each step (length, N))."""
+  opt = _tune_adam(options)
+
+  def per_image(tuned, opt_state, z, key, image_data, step):
+    loss_fn = functools.partial(
+        _tuning_loss, variables=variables, z_hat=z,
+        key=jax.random.fold_in(_tune_key(key), step), image_data=image_data,
+        objective=objective, options=options)
+    (_, loss), grad = jax.value_and_grad(loss_fn, has_aux=True)(tuned)
+    updates, opt_state = opt.update(grad, opt_state, tuned)
+    return optax.apply_updates(tuned, updates), opt_state, loss
+
+  def step(carry, _):
+    (tuned, opt_state), t = carry
+    tuned, opt_state, loss = jax.vmap(per_image, in_axes=(0, 0, 0, 0, 0, None))(
+        tuned, opt_state, z_hat, keys, data, t)
+    return ((tuned, opt_state), t + 1), loss
+
+  carry = (state, jnp.asarray(first_step, jnp.int32))
+  if length == 1:  # no loop: see `_search`
+    (state, _), loss = step(carry, None)
+    return state, loss[None]
+  (state, _), losses = jax.lax.scan(step, carry, None, length=length)
+  return state, losses
+
+
+def _tuned_finish(variables, tuned, z_hat, final, trace, y, mask, *,
+                  objective, options: Options):
+  """G_θ(ẑ) of each image's own parameters, then `_fill`."""
+  nets = objective.nets
+  generated = jax.vmap(lambda p, z: _render(
+      nets, _with_generator_params(variables, p), z))(tuned, z_hat)
+  return _fill(generated, z_hat, final, trace, y, mask, options)
+
+
+_TUNE_STATIC = ('objective', 'options')
+_tune_init_jit = jax.jit(_tune_init, static_argnames=('options',))
+_tune_steps_jit = jax.jit(_tune_steps,
+                          static_argnames=_TUNE_STATIC + ('length',))
+_tuned_finish_jit = jax.jit(_tuned_finish, static_argnames=_TUNE_STATIC)
+_select_best_jit = jax.jit(_select_best, static_argnames=_STATIC)
+
+
+def _tune(variables, data, z_hat, keys, *, objective, options: Options):
+  """Runs the tuning steps of every image: (per-image tuned parameters,
+  trace (N, tune_steps)). A host loop on CPU, one scan elsewhere, as the
+  search (`_search`)."""
+  steps = options.tune_steps
+  # The step programs never read `tune_steps`: one compile serves all.
+  options = dataclasses.replace(options, steps=0, tune_steps=0)
+  state = _tune_init_jit(variables, z_hat, options=options)
+  static = dict(objective=objective, options=options)
+  if not uses_host_loop(options):
+    state, trace = _tune_steps_jit(variables, data, z_hat, keys, state, 0,
+                                   length=steps, **static)
+  else:
+    losses = []
+    for t in range(steps):
+      state, loss = _tune_steps_jit(variables, data, z_hat, keys, state, t,
+                                    length=1, **static)
+      losses.append(loss)
+    trace = (jnp.concatenate(losses) if losses else
+             jnp.zeros((0, z_hat.shape[0]), jnp.float32))
+  return state[0], trace.T
+
+
+def _search_then_tune(variables, data, keys, known, mask, *, objective,
+                      options: Options, z_dim: int, on_steps=None, every=1):
+  """The search (without its fill), the tuning, and the fill from G_θ(ẑ).
+
+  The search runs the programs `_search` runs, so ẑ is the one it finds.
+  """
+  state, trace = _search_latents(variables, data, keys, objective=objective,
+                                 options=options, z_dim=z_dim,
+                                 on_steps=on_steps, every=every)
+  z_hat, final, trace = _select_best_jit(
+      variables, data, state[0], trace, objective=objective,
+      options=_search_options(options))
+  return _tune_and_fill(variables, data, keys, known, mask, z_hat, final,
+                        trace, objective=objective, options=options)
+
+
+def _tune_and_fill(variables, data, keys, known, mask, z_hat, final, trace,
+                   *, objective, options: Options):
+  """Tunes each image's G around its ẑ and fills from G_θ(ẑ)."""
+  tuned, tune_trace = _tune(variables, data, z_hat, keys,
+                            objective=objective, options=options)
+  out = _tuned_finish_jit(variables, tuned, z_hat, final, trace, known, mask,
+                          objective=objective,
+                          options=_search_options(options))
+  return dict(out, tune_trace=tune_trace)
 
 
 def _finish(nets, variables, z_hat, final, trace, y, mask, options):
   """G(ẑ), the overlay and the Poisson blend: the dict `complete` returns."""
   generated = jax.vmap(lambda z: _render(nets, variables, z))(z_hat)
+  return _fill(generated, z_hat, final, trace, y, mask, options)
+
+
+def _fill(generated, z_hat, final, trace, y, mask, options):
+  """The overlay and the Poisson blend of `generated` into y."""
   overlay = mask * _known_only(y, mask) + (1.0 - mask) * generated
   cg_iterations = None
   if options.blend:
@@ -477,17 +735,74 @@ def complete(model: models.Model, y, mask, keys, *, spec: LossSpec,
   Returns a dict: z (N, z_dim) the kept ẑ, inside the constraint set
   ([-1, 1] by default); generated G(ẑ); overlay M·y + (1 − M)·G(ẑ); blended
   (Poisson, eq. 9); final_loss (N, K) per restart; loss_trace (N, steps) of
-  the kept restart; cg_iterations.
+  the kept restart; cg_iterations; tune_trace (N, tune_steps): the search's
+  loss at G_θ(ẑ) before each tuning step ((N, 0) without tuning). With
+  `options.tune_steps` > 0, generated is G_θ(ẑ) of the image's tuned G
+  (pivotal tuning, `Options`); ẑ, final_loss and loss_trace are the
+  search's, as without tuning.
   """
   check_constraint(options)
+  check_tuning(options)
   _check_watch(on_steps, every)
   _check_critics(model, bool(spec.eta), f'the {spec.prior!r} prior (η > 0)')
   y, mask = jnp.asarray(y), jnp.asarray(mask)
   data = (y, mask, _window_weights_jit(mask, options.window))
-  return _search(model.variables, data, keys, y, mask, z_dim=model.z_dim,
-                 options=options, on_steps=on_steps, every=every,
-                 objective=_Objective(with_dtype(model.nets, options.dtype),
-                                      spec, model.arch, options.window))
+  return _run(model, data, keys, y, mask, spec, options, on_steps, every)
+
+
+def _run(model, data, keys, known, mask, spec, options: Options,
+         on_steps=None, every=1):
+  """The search, tuned or not: the dict of `complete`."""
+  objective = _Objective(with_dtype(model.nets, options.dtype), spec,
+                         model.arch, options.window)
+  if options.tune_steps:
+    return _search_then_tune(model.variables, data, keys, known, mask,
+                             z_dim=model.z_dim, options=options,
+                             objective=objective, on_steps=on_steps,
+                             every=every)
+  out = _search(model.variables, data, keys, known, mask, z_dim=model.z_dim,
+                options=options, objective=objective, on_steps=on_steps,
+                every=every)
+  return dict(out, tune_trace=jnp.zeros((known.shape[0], 0), jnp.float32))
+
+
+def _prepare_fill(model, y, mask, z_hat, spec, options):
+  check_tuning(options)
+  _check_critics(model, bool(spec.eta), f'the {spec.prior!r} prior (η > 0)')
+  y, mask, z_hat = jnp.asarray(y), jnp.asarray(mask), jnp.asarray(z_hat)
+  data = (y, mask, _window_weights_jit(mask, options.window))
+  objective = _Objective(with_dtype(model.nets, options.dtype), spec,
+                         model.arch, options.window)
+  return y, mask, z_hat, data, objective
+
+
+def tune_generators(model: models.Model, y, mask, z_hat, keys, *,
+                    spec: LossSpec, options: Options):
+  """Pivotal tuning alone: each image's tuned parameters of G around its
+  ẑ (N, z_dim), as `complete` tunes them.
+
+  Returns (tuned, trace): tuned = {layer name: parameters with a leading
+  image axis N} for the layers `options.tune_layers` selects (G's other
+  parameters stay those of `model`); trace (N, tune_steps) the loss at
+  G_θ(ẑ) before each step.
+  """
+  _, _, z_hat, data, objective = _prepare_fill(model, y, mask, z_hat, spec,
+                                               options)
+  return _tune(model.variables, data, z_hat, keys, objective=objective,
+               options=options)
+
+
+def fill_from_latents(model: models.Model, y, mask, z_hat, keys, *,
+                      spec: LossSpec, options: Options):
+  """The end of `complete` for given latents ẑ (N, z_dim), e.g. those of a
+  search already run: pivotal tuning when `options.tune_steps` > 0, then
+  the fill and the blend. `complete` with the same inputs and options
+  finds ẑ and then does exactly this. final_loss and loss_trace are None.
+  """
+  y, mask, z_hat, data, objective = _prepare_fill(model, y, mask, z_hat,
+                                                  spec, options)
+  return _tune_and_fill(model.variables, data, keys, y, mask, z_hat, None,
+                        None, objective=objective, options=options)
 
 
 def complete_conditional(model: models.Model, y1, y2, mask, keys, *,
@@ -505,14 +820,12 @@ def complete_conditional(model: models.Model, y1, y2, mask, keys, *,
   outside the kept region.
   """
   check_constraint(options)
+  check_tuning(options)
   _check_watch(on_steps, every)
   _check_critics(model, bool(spec.beta), 'conditional completion (β > 0)')
   y1, y2, mask = jnp.asarray(y1), jnp.asarray(y2), jnp.asarray(mask)
-  return _search(model.variables, (y1, y2, mask), keys, y1, mask,
-                 z_dim=model.z_dim, options=options, on_steps=on_steps,
-                 every=every,
-                 objective=_Objective(with_dtype(model.nets, options.dtype),
-                                      spec, model.arch, options.window))
+  return _run(model, (y1, y2, mask), keys, y1, mask, spec, options,
+              on_steps, every)
 
 
 def with_dtype(nets, dtype: str | None):

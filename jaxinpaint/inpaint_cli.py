@@ -118,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
                  help='Adam iterations on z (default: 1000, the paper, on a '
                  f'GPU/TPU; {CPU_DEFAULT_STEPS} on a CPU, where 1000 steps '
                  'take tens of minutes).')
+  p.add_argument('--tune-steps', type=int, default=0, metavar='N',
+                 help='pivotal tuning after the search: N Adam steps on each '
+                 'image\'s own copy of G\'s weights so that G(z) fits the '
+                 'known pixels, with a term that keeps G unchanged away from '
+                 'z; the hole is then filled by the tuned G (default: 0, off; '
+                 'each step costs ~4 search steps, and on the shipped model '
+                 'it barely changed the results: docs/results.md).')
   p.add_argument('--restarts', type=int, default=1, metavar='K',
                  help='random initializations of z per image; the one with '
                  'the lowest final loss is kept (default: 1).')
@@ -205,6 +212,8 @@ def _check_flags(args):
   if args.resume and args.overwrite:
     raise UserError('--resume keeps the finished outputs and --overwrite '
                     'replaces them: pass one of them')
+  if args.tune_steps < 0:
+    raise UserError(f'--tune-steps must be >= 0, got {args.tune_steps}')
   if args.devices is not None and args.devices < 1:
     raise UserError(f'--devices must be >= 1, got {args.devices}')
   if not args.process_timeout > 0:
@@ -309,7 +318,8 @@ def run(args, inputs: Inputs) -> dict:
   steps = args.steps or (CPU_DEFAULT_STEPS if platform == 'cpu'
                          else PAPER_STEPS)
   options = completion.Options(steps=steps, restarts=args.restarts,
-                               blend=not args.no_blend, dtype=args.dtype)
+                               blend=not args.no_blend, dtype=args.dtype,
+                               tune_steps=args.tune_steps)
   keep = np.broadcast_to(mask > 0.5, images.shape[:-1] + (1,))
   mask_rows = lambda rows: mask if len(mask) == 1 else mask[rows]
   # --evaluate: the inputs are whole, so damage them (holes grey, 0 in
@@ -348,10 +358,12 @@ def run(args, inputs: Inputs) -> dict:
                                         len(devices))
       batches = -(-len(todo) // batch)
       who = '' if share is None else f'process {share.index}: '
+      tuning = (f', then {args.tune_steps} steps tuning G'
+                if args.tune_steps else '')
       inputs_lib.note(
           f'{who}completing {len(todo)} image{"s" * (len(todo) != 1)} with '
           f'the model at step {model.step}: {steps} Adam steps x {args.restarts} '
-          f'restart(s) on {len(devices)} {platform} '
+          f'restart(s){tuning} on {len(devices)} {platform} '
           f'device{"s" * (len(devices) != 1)}, {batches} compiled '
           f'batch{"es" * (batches != 1)} (a CPU takes minutes; a GPU seconds)')
 
@@ -401,7 +413,8 @@ def run(args, inputs: Inputs) -> dict:
         method='conditional' if conditional else 'inpainting',
         loss=loss_name or 'conditional',
         loss_weights=dataclasses.asdict(spec),
-        steps=steps, restarts=args.restarts, batch_size=args.batch_size,
+        steps=steps, restarts=args.restarts, tune_steps=args.tune_steps,
+        batch_size=args.batch_size,
         seed=args.seed, mask=outputs.text(args.mask), blend=not args.no_blend,
         input=outputs.text(args.input),
         reference=args.reference and outputs.text(args.reference),

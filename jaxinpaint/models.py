@@ -398,6 +398,31 @@ class Model:
     return dataclasses.replace(self, variables=variables)
 
 
+def generator_late_layers(generator_params) -> tuple:
+  """The top-level names of G's later layers: its last two up-sampling
+  stages and what follows them (pivotal tuning's `tune_layers='late'`).
+
+  WGAN G: UpBlock_{n-2}, UpBlock_{n-1}, the output BatchNorm_0 and Conv_0.
+  DCGAN G: ConvTranspose_{n-2} (a stage) and ConvTranspose_{n-1} (the
+  output), with BatchNorm_{n-1}, which follows ConvTranspose_{n-2}.
+  Names, not dict order: a restored checkpoint may sort its keys.
+  """
+  names = list(generator_params)
+  index = lambda name: int(name.rsplit('_', 1)[1])
+  blocks = sorted((n for n in names if n.startswith('UpBlock_')), key=index)
+  if blocks:  # the WGAN's residual G
+    return tuple(blocks[-2:]) + tuple(
+        n for n in names if n.startswith(('BatchNorm_', 'Conv_')))
+  convs = sorted((n for n in names if n.startswith('ConvTranspose_')),
+                 key=index)
+  if len(convs) < 2:
+    raise ValueError(f'generator layers {sorted(names)}: expected UpBlock_k '
+                     'or ConvTranspose_k stages')
+  first = index(convs[-2])
+  return tuple(convs[-2:]) + tuple(
+      n for n in names if n.startswith('BatchNorm_') and index(n) > first)
+
+
 def count_params(tree) -> int:
   return sum(x.size for x in jax.tree.leaves(tree))
 

@@ -40,7 +40,7 @@ from jaxinpaint import completion, metrics, models
 
 # Per-image results that `inpaint_batches` returns (leading axis N).
 RESULT_KEYS = ('generated', 'overlay', 'blended', 'z', 'final_loss',
-               'loss_trace', 'cg_iterations')
+               'loss_trace', 'cg_iterations', 'tune_trace')
 
 
 def _broadcast_rows(name: str, x: np.ndarray, n: int) -> np.ndarray:
@@ -159,7 +159,8 @@ def inpaint_batches(model: models.Model, images, masks, indices, *,
     `options.blend` is False), all (N, H, W, 3) float32 in [-1, 1]; 'z'
     (N, z_dim) in `options`' constraint set; 'final_loss' (N, restarts);
     'loss_trace' (N, steps) of the kept restart; 'cg_iterations' (N,) int32
-    (-1 when not blending).
+    (-1 when not blending); 'tune_trace' (N, options.tune_steps), the
+    loss at G_θ(ẑ) before each pivotal-tuning step (`completion.Options`).
   """
   images = np.asarray(images, np.float32)
   n = images.shape[0]

@@ -76,7 +76,7 @@ def test_help_says_white_is_known(capsys):
   for flag in ('--checkpoint', '--input', '--mask', '--reference', '--steps',
                '--restarts', '--batch-size', '--loss', '--seed', '--out',
                '--evaluate', '--overwrite', '--resume', '--limit',
-               '--no-blend'):
+               '--no-blend', '--tune-steps'):
     assert flag in text
 
 
@@ -584,6 +584,33 @@ def test_dtype_and_devices_flags(ckpt, tmp_path, capsys):
   code, _, _, err = cli(argv + ['--out', tmp_path / 'x', '--dtype', 'int8'],
                         capsys)
   assert code == 2 and "invalid choice: 'int8'" in err
+
+
+def test_tune_steps_flag(ckpt, tmp_path, capsys):
+  for i, name in enumerate(('a', 'b')):
+    write_image(tmp_path / 'in' / f'{name}.png', seed=i)
+  argv = ['--checkpoint', ckpt, '--input', tmp_path / 'in', *FAST]
+  code, summary, _, err = cli(argv + ['--out', tmp_path / 'tuned',
+                                      '--tune-steps', '2'], capsys)
+  assert code == 0, err
+  assert summary['tune_steps'] == 2 and 'then 2 steps tuning G' in err
+  # The library with Options(tune_steps=2) on the same inputs.
+  from jaxinpaint import metrics, pipeline  # pylint: disable=g-import-not-at-top
+  model = checkpoint.load_model(ckpt)
+  images, names = inputs.load_inputs(str(tmp_path / 'in'), RES)
+  mask = inputs.load_masks('center', names, RES, 0)
+  expected = pipeline.inpaint_batches(
+      model, images, mask, np.arange(2),
+      spec=completion.get_loss('paper'), batch_size=2, seed=0,
+      options=completion.Options(steps=2, tune_steps=2), progress=False)
+  assert expected['tune_trace'].shape == (2, 2)
+  tuned = np.stack([read_png(tmp_path / 'tuned' / f'{n}.png') for n in names])
+  np.testing.assert_array_equal(tuned, metrics.to_uint8(expected['blended']))
+
+  out = tmp_path / 'negative'
+  code, _, _, err = cli(argv + ['--out', out, '--tune-steps', '-1'], capsys)
+  assert code == 2 and err == 'error: --tune-steps must be >= 0, got -1\n'
+  assert not out.exists()
 
 
 def test_help_explains_devices_dtype_and_processes(capsys):

@@ -68,3 +68,18 @@ def test_zero_steps_from_the_target_itself_recover_it_exactly(model):
                                     constraints=('sphere',), n=N, steps=0,
                                     seed=5, target_seed=6, batch_size=N)
   assert far['z_l2'] > 1.0
+
+
+def test_recovery_with_pivotal_tuning_keeps_the_search(model):
+  # Tuning after the same search: ẑ and the baseline are the search's, the
+  # hole is G_θ(ẑ)'s (the blend of the tuned G).
+  common = dict(losses=('paper',), constraints=('box',), n=N, steps=2,
+                batch_size=N)
+  plain, = evaluation.latent_recovery(model, **common)
+  tuned, = evaluation.latent_recovery(
+      model, tune_steps=2, tune_options=dict(tune_lr=1e-3), **common)
+  assert (plain['tune_steps'], tuned['tune_steps']) == (0, 2)
+  for key in ('z_l2', 'z_rms', 'final_loss', 'harmonic_hole_mse'):
+    assert tuned[key] == plain[key], key
+  assert tuned['g_hole_mse'] != plain['g_hole_mse']
+  assert np.isfinite(tuned['blend_hole_mse'])
