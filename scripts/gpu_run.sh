@@ -33,19 +33,42 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = prepare ]; then
-  # The faces (2 zips, ~50 MB) and the pure-Python wheels at the versions
-  # installed here, which are the ones CI tests.
-  python3 scripts/prepare_gpu_data.py --train "${TRAIN_DIR:-../shared/data/celeba64/train}" \
-    --test "${TEST_DIR:-../shared/data/celeba64/test}" \
-    --count "${COUNT:-20000}" --out "${DATA:-.gpudata}" \
-    ${TEST_RES:+--test-resolution "$TEST_RES"} || exit 1
+  # The pure-Python wheels at the versions installed here (the ones CI
+  # tests), then a window of the training images and the test images, then
+  # a check that what travels fits the host's upload limit.
+  DATA=${DATA:-.gpudata}
+  WHEELS=${WHEELS:-.whl}
   for package in flax optax orbax-checkpoint chex dm-pix ml_collections; do
     version=$(python3 -c "import importlib.metadata as m; print(m.version('$package'))") &&
     python3 -m pip download -q --no-deps --only-binary=:all: \
       --python-version 3.12 --implementation cp \
-      --platform manylinux2014_x86_64 -d "${WHEELS:-.whl}" "$package==$version" || exit 1
+      --platform manylinux2014_x86_64 -d "$WHEELS" "$package==$version" || exit 1
   done
-  ls -la "${DATA:-.gpudata}" "${WHEELS:-.whl}"
+  python3 scripts/prepare_gpu_data.py --train "${TRAIN_DIR:-../shared/data/celeba64/train}" \
+    --test "${TEST_DIR:-../shared/data/celeba64/test}" \
+    --count "${COUNT:-20000}" --out "$DATA" \
+    ${RUN:+--run "$RUN"} ${OFFSET:+--offset "$OFFSET"} \
+    ${TEST_COUNT:+--test-count "$TEST_COUNT"} \
+    ${TEST_RES:+--test-resolution "$TEST_RES"} || exit 1
+  ls -la "$DATA" "$WHEELS"
+  # What travels: the working tree git sees (tracked files and untracked
+  # ones it does not ignore) plus the carried $DATA and $WHEELS.
+  tree=$(git ls-files -z --cached --others --exclude-standard |
+         du --files0-from=- -cb 2>/dev/null | tail -1 | cut -f1)
+  carried=$(du -cb "$DATA" "$WHEELS" | tail -1 | cut -f1)
+  limit=$(( ${LIMIT_MIB:-64} * 1024 * 1024 ))
+  total=$(( tree + carried ))
+  echo "travels: tree $tree + $DATA and $WHEELS $carried = $total bytes" \
+    "($(awk "BEGIN { printf \"%.1f\", $total / 1048576 }") MiB of ${LIMIT_MIB:-64})"
+  if [ "$total" -gt "$limit" ]; then
+    train_bytes=$(stat -c %s "$DATA/train.zip")
+    count=$(python3 -c "import json; print(json.load(open('$DATA/window.json'))['count'])")
+    fits=$(( count - ( total - limit ) * count / train_bytes - count / 100 ))
+    echo "error: $DATA, $WHEELS and the tree are $(( total - limit )) bytes" \
+      "over ${LIMIT_MIB:-64} MiB; rm -rf $DATA and prepare again with" \
+      "COUNT=$fits (or TEST_COUNT=256)" >&2
+    exit 1
+  fi
   exit 0
 fi
 
@@ -60,6 +83,10 @@ CSTEPS=${CSTEPS:-1000}
 BENCH=${BENCH:-1}
 RES=${RES:-64}
 MASKS=${MASKS:-center,three_squares}
+GRID=${GRID:-1}
+GRID_FACES=${GRID_FACES:-$FACES}
+GRID_STEPS=${GRID_STEPS:-$CSTEPS}
+GRID_NEED=${GRID_NEED:-60}
 PYTHON=${PYTHON:-python3}
 INIT_FROM=${INIT_FROM-jaxinpaint/assets/celeba64}
 DATA=${DATA:-.gpudata}
@@ -114,6 +141,8 @@ npz="$WORK/train.npz"
   --decode-to "$npz" --resolution "$RES" || exit 1
 "$PYTHON" scripts/prepare_gpu_data.py --train "$DATA/test.zip" \
   --extract-to "$WORK/test" || exit 1
+[ -f "$DATA/window.json" ] &&
+  say "training window: $(tr -d ' \n' < "$DATA/window.json")"
 
 # 3. Train until the budget minus the reserve (the time limit counts from
 # the process start), then finalize and export the bfloat16 model. Warm
@@ -174,6 +203,22 @@ say "model exported"
 say "tables done"
 tar -cf "$RESULTS/tables.tar" -C "$WORK" tables
 
+# 5b. The completion settings grid (experiments/settings_grid.py: one factor
+# at a time around completion's defaults, then the best pair), in what the
+# budget leaves after the tables; it stops starting cells at the budget and
+# keeps the cells it finished. Its grid/ joins tables.tar. GRID=0 skips it.
+if [ "$GRID" = 1 ] && [ "$(left)" -gt "$GRID_NEED" ]; then
+  say "settings grid: $GRID_FACES faces, $GRID_STEPS steps, $(( $(left) - 10 ))s"
+  timeout -k 10 "$(left)" "$PYTHON" experiments/settings_grid.py \
+    --model "$WORK/model" --input "$WORK/test" --masks "$MASKS" \
+    --limit "$GRID_FACES" --steps "$GRID_STEPS" --batch-size "$GRID_FACES" \
+    --time-limit $(( $(left) - 10 )) --out "$WORK/grid" --no-progress
+  say "grid ended with exit code $?"
+  [ -d "$WORK/grid" ] && tar -rf "$RESULTS/tables.tar" -C "$WORK" grid
+else
+  say "grid skipped (GRID=$GRID, $(left)s left, needs $GRID_NEED)"
+fi
+
 # 6. Benchmarks, each only if the budget still allows it.
 bench() {  # bench SECONDS_NEEDED command...
   local need=$1; shift
@@ -194,9 +239,9 @@ for width in 32 64; do
 done
 
 # 7. One JSON of the figures: training speed from metrics.jsonl, the tables.
-"$PYTHON" - "$WORK" "$RESULTS/figures.json" <<'EOF'
+"$PYTHON" - "$WORK" "$RESULTS/figures.json" "$DATA" <<'EOF'
 import json, sys, pathlib
-work, out = pathlib.Path(sys.argv[1]), sys.argv[2]
+work, out, data = pathlib.Path(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
 records = [json.loads(l) for l in open(work / 'run/metrics.jsonl')]
 # One flush writes its records with one time stamp: the rate is measured
 # between the first flush (after compilation) and the last one.
@@ -208,10 +253,18 @@ if t1 > t0:
 results = work / 'tables/results.json'
 if results.exists():
   figures['tables'] = json.loads(results.read_text())
+# The training faces' window (prepare_gpu_data.py), for the model card.
+window = data / 'window.json'
+if window.exists():
+  figures['train_window'] = json.loads(window.read_text())
+grid = work / 'grid/grid.json'
+if grid.exists():
+  figures['grid'] = json.loads(grid.read_text())
 bench = work / 'bench.txt'
 figures['bench'] = bench.read_text() if bench.exists() else ''
 pathlib.Path(out).write_text(json.dumps(figures, indent=1))
-print('figures:', {k: v for k, v in figures.items() if k != 'tables'})
+print('figures:', {k: v for k, v in figures.items()
+                   if k not in ('tables', 'grid')})
 EOF
 cache_mb=$(du -sm "$WORK/jax_cache" 2>/dev/null | cut -f1)
 if [ -n "$cache_mb" ] && [ "$cache_mb" -le 15 ]; then
