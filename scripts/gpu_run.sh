@@ -36,7 +36,8 @@
 # (experiments/settings_grid.py; else it runs after the tables if more than
 # GRID_NEED seconds are left, on GRID_FACES images, GRID_STEPS steps, and
 # stops starting cells at the budget), BENCH=0 to skip the benchmarks,
-# PYTHON.
+# TRAIN_GRACE (seconds past the time limit before training is killed,
+# default 120), PYTHON.
 # Output: at most 8 files in $RESULTS (default $OUT, else gpu_results):
 #   model.tar (the exported bfloat16 model; over 15 MiB: model.tar.part00,
 #   01, ...), tables.tar (tables/ and grid/), samples.png,
@@ -105,6 +106,10 @@ GRID=${GRID:-1}
 GRID_FACES=${GRID_FACES:-$FACES}
 GRID_STEPS=${GRID_STEPS:-$CSTEPS}
 GRID_NEED=${GRID_NEED:-60}
+# Seconds past the time limit before training is stopped by force: the end
+# of training (BatchNorm recalibration, export) must fit in it; a loaded CPU
+# compiling those programs for a dry run needs more than a GPU.
+TRAIN_GRACE=${TRAIN_GRACE:-120}
 PYTHON=${PYTHON:-python3}
 # The shipped model of this config (assets/celeba64 for configs/celeba64.py).
 INIT_FROM=${INIT_FROM-jaxinpaint/assets/$(basename "$CONFIG" .py)}
@@ -197,7 +202,7 @@ fi
 train() {  # train EXTRA_FLAGS...: until the budget minus the reserve
   local train_s=$(( $(left) - RESERVE ))
   say "training for ${train_s}s: $CONFIG width $WIDTH batch $BATCH bfloat16 $*"
-  timeout -s TERM -k 60 $(( train_s + 120 )) "$PYTHON" train.py --config "$CONFIG" \
+  timeout -s TERM -k 60 $(( train_s + TRAIN_GRACE )) "$PYTHON" train.py --config "$CONFIG" \
     --workdir "$WORK/run" "${init_flag[@]}" \
     --config.data.folder= --config.data.npz="$npz" \
     --config.model.width="$WIDTH" --config.model.dtype=bfloat16 \

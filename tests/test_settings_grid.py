@@ -2,7 +2,7 @@
 
 The cell list, the best pair and the time limit are checked on hand-made
 results; one end-to-end run (a random width-4 model, 2 images at 32x32, 2
-Adam steps, two factors) is checked against evaluation.run_gan (the paper
+Adam steps, the loss and z constraint factors) is checked against evaluation.run_gan (the paper
 tables' own path) and a numpy MSE.
 """
 import importlib.util
@@ -138,14 +138,15 @@ def test_grid_end_to_end_matches_the_tables_path(tmp_path):
   out = tmp_path / 'grid'
   argv = ['--model', str(model_dir), '--input', str(folder), '--limit', '2',
           '--steps', '2', '--batch-size', '2', '--factors',
-          'loss,learning_rate', '--out', str(out), '--no-progress']
+          'loss,z_constraint', '--no-pair', '--out', str(out), '--no-progress']
   result = grid_lib.main(argv)
 
   saved = json.loads((out / 'grid.json').read_text())
   assert saved['settings']['n_images'] == 2 and saved['settings']['step'] == 7
   names = [c['name'] for c in saved['cells']]
-  assert names == ['defaults', 'loss=yeh', 'learning_rate=0.01',
-                   'learning_rate=0.1']
+  assert names == ['defaults', 'loss=yeh', 'z_constraint=sphere']
+  assert saved['cells'][2]['settings'] == dict(DEFAULTS, z_constraint='sphere')
+  assert saved['pair'] is None and saved['pair_reason'] == 'not asked for'
   assert result['cells'][0]['results'] == saved['cells'][0]['results']
 
   # The defaults cell is the paper tables' paper_wgan, loss=yeh its yeh_wgan.
@@ -184,7 +185,4 @@ def test_grid_end_to_end_matches_the_tables_path(tmp_path):
   assert '| 1.0000 |' in rows['defaults']
   ratio = saved['cells'][1]['results']['center']['mse'] / first['mse']
   assert f'{ratio:.4f}' in rows['loss=yeh']
-  if saved['pair'] is not None:
-    assert saved['pair']['name'] in rows
-  else:
-    assert 'fewer than two pairable factors' in table
+  assert 'best pair: not asked for' in table
