@@ -347,7 +347,8 @@ def run(args, checked) -> dict:
       width=int(model.config.model.width), input=input_label,
       n_images=len(images), names=names, masks=list(masks), steps=args.steps,
       batch_size=args.batch_size, seed=args.seed, time_limit=args.time_limit,
-      device=f'{device.platform} ({device.device_kind})',
+      device=(device.platform if device.device_kind == device.platform
+              else f'{device.platform} ({device.device_kind})'),
       jax_version=jax.__version__)
 
   def save(grid):
