@@ -1,51 +1,93 @@
 #!/usr/bin/env bash
 # One command for an offline GPU host: train under a wall-clock budget, export,
-# tabulate, benchmark, and pack the results into a few files.
+# tabulate, run the completion settings grid, benchmark, and pack the results
+# into a few files. docs/gpu_runs.md is the runbook: per model, the exact
+# prepare command, the folders to carry, the host command and its timeout,
+# what comes back and how to ship it.
 #
-#   scripts/gpu_run.sh prepare            # here: pack what travels
-#   scripts/gpu_run.sh                    # defaults below, on the GPU host
-#   TRAIN_DIR=../shared/data/svhn/train TEST_DIR=../shared/data/svhn/test \
-#     COUNT=8000 TEST_RES=64 scripts/gpu_run.sh prepare
-#   CONFIG=configs/svhn64.py INIT_FROM= scripts/gpu_run.sh   # SVHN at 64x64
-#   BUDGET=180 WIDTH=8 BATCH=8 FACES=4 CSTEPS=20 BENCH=0 \
-#     scripts/gpu_run.sh                  # dry run on a CPU (a few minutes)
+#   scripts/gpu_run.sh prepare            # here: pack what travels, check its size
+#   scripts/gpu_run.sh                    # on the GPU host: train, export, tables, grid
+#   scripts/gpu_run.sh grid               # on the GPU host: only the grid, on INIT_FROM
+#   DATA=.gpudata-svhn64 TRAIN_DIR=../shared/data/svhn/train \
+#     TEST_DIR=../shared/data/svhn/test COUNT=8000 TEST_RES=64 scripts/gpu_run.sh prepare
+#   DATA=.gpudata-svhn64 CONFIG=configs/svhn64.py RES=64 INIT_FROM= \
+#     BUDGET=550 RESERVE=120 BENCH=0 GRID=0 RESULTS=$OUT scripts/gpu_run.sh
+#   BUDGET=720 RESERVE=240 WIDTH=8 BATCH=8 FACES=4 CSTEPS=20 BENCH=0 \
+#     GRID_FACES=2 GRID_STEPS=2 scripts/gpu_run.sh   # dry run on a CPU
 #
-# Inputs (`prepare` makes them: scripts/prepare_gpu_data.py, pip download):
-#   $DATA/train.zip  training images,   $DATA/test.zip  test images
-#   $WHEELS      pure-Python wheels installed into /tmp/site when present
-#                (the versions CI tests: flax, optax, orbax, chex, dm-pix,
-#                ml_collections), so only jax/jaxlib differ from CI.
-# Settings (environment): BUDGET seconds for everything (the training time
-# limit is what is left after RESERVE seconds for export, tables, benches),
-# WIDTH, BATCH, CONFIG and RES (the data set and its resolution, e.g.
-# CONFIG=configs/svhn64.py), INIT_FROM (warm start; default the shipped
-# jaxinpaint/assets/celeba64, used only if it has this width and
-# resolution; empty: train from scratch), FACES (test images per table),
-# MASKS, CSTEPS (Adam steps), BENCH=0 to skip the benchmarks, PYTHON.
+# prepare (scripts/prepare_gpu_data.py, pip download): $DATA (default
+# .gpudata; any .gpudata* folder is git-ignored) gets train.zip (COUNT
+# training images at JPEG 85, the window of run RUN: from index RUN * COUNT
+# mod the set's size, wrapping around; or from OFFSET), test.zip (TEST_COUNT
+# test images, default all; TEST_RES: stored at that size), window.json (the
+# window, which comes back in figures.json); $WHEELS (default .whl) the
+# pure-Python wheels at the versions installed here (flax, optax, orbax,
+# chex, dm-pix, ml_collections: CI's), installed into /tmp/site on the host
+# so only jax/jaxlib differ from CI. It then adds up what travels (the
+# working tree git sees, $DATA, $WHEELS) and fails, suggesting a COUNT,
+# when that is over LIMIT_MIB (default 64).
+# Settings on the host (environment): BUDGET seconds for everything (the
+# training time limit is what is left after RESERVE seconds for export,
+# tables, grid, benches), WIDTH, BATCH, CONFIG and RES (the data set and
+# its resolution), INIT_FROM (warm start; default the shipped model of the
+# config, jaxinpaint/assets/<config name>, used only if it has this width
+# and resolution; empty: train from scratch), FACES (test images per
+# table), MASKS, CSTEPS (Adam steps), GRID=0 to skip the settings grid
+# (experiments/settings_grid.py; else it runs after the tables if more than
+# GRID_NEED seconds are left, on GRID_FACES images, GRID_STEPS steps, and
+# stops starting cells at the budget), BENCH=0 to skip the benchmarks,
+# TRAIN_GRACE (seconds past the time limit before training is killed,
+# default 120), PYTHON.
 # Output: at most 8 files in $RESULTS (default $OUT, else gpu_results):
 #   model.tar (the exported bfloat16 model; over 15 MiB: model.tar.part00,
-#   01, ...), tables.tar, samples.png,
-#   metrics.jsonl, figures.json, log.txt, jax_cache.tar (if <= 15 MB; worth
+#   01, ...), tables.tar (tables/ and grid/), samples.png,
+#   metrics.jsonl, figures.json (it/s, final step, the tables, the grid,
+#   the training window), log.txt, jax_cache.tar (if <= 15 MB; worth
 #   carrying in $DATA next time only while the programs are unchanged, and
-#   only if the carried total stays within 64 MiB: with the default 20,000
-#   faces it does not, COUNT=17000 at prepare leaves room for ~5 MB).
+#   only if the carried total stays within 64 MiB). `grid` leaves grid.tar,
+#   log.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = prepare ]; then
-  # The faces (2 zips, ~50 MB) and the pure-Python wheels at the versions
-  # installed here, which are the ones CI tests.
-  python3 scripts/prepare_gpu_data.py --train "${TRAIN_DIR:-../shared/data/celeba64/train}" \
-    --test "${TEST_DIR:-../shared/data/celeba64/test}" \
-    --count "${COUNT:-20000}" --out "${DATA:-.gpudata}" \
-    ${TEST_RES:+--test-resolution "$TEST_RES"} || exit 1
+  # The pure-Python wheels at the versions installed here (the ones CI
+  # tests), then a window of the training images and the test images, then
+  # a check that what travels fits the host's upload limit.
+  DATA=${DATA:-.gpudata}
+  WHEELS=${WHEELS:-.whl}
   for package in flax optax orbax-checkpoint chex dm-pix ml_collections; do
     version=$(python3 -c "import importlib.metadata as m; print(m.version('$package'))") &&
     python3 -m pip download -q --no-deps --only-binary=:all: \
       --python-version 3.12 --implementation cp \
-      --platform manylinux2014_x86_64 -d "${WHEELS:-.whl}" "$package==$version" || exit 1
+      --platform manylinux2014_x86_64 -d "$WHEELS" "$package==$version" || exit 1
   done
-  ls -la "${DATA:-.gpudata}" "${WHEELS:-.whl}"
+  python3 scripts/prepare_gpu_data.py --train "${TRAIN_DIR:-../shared/data/celeba64/train}" \
+    --test "${TEST_DIR:-../shared/data/celeba64/test}" \
+    --count "${COUNT:-20000}" --out "$DATA" \
+    ${RUN:+--run "$RUN"} ${OFFSET:+--offset "$OFFSET"} \
+    ${TEST_COUNT:+--test-count "$TEST_COUNT"} \
+    ${TEST_RES:+--test-resolution "$TEST_RES"} || exit 1
+  ls -la "$DATA" "$WHEELS"
+  # What travels: the working tree git sees (tracked files and untracked
+  # ones it does not ignore) plus the carried $DATA and $WHEELS.
+  tree=$(git ls-files -z --cached --others --exclude-standard |
+         du --files0-from=- -cb 2>/dev/null | tail -1 | cut -f1)
+  carried=$(du -cb "$DATA" "$WHEELS" | tail -1 | cut -f1)
+  limit=$(( ${LIMIT_MIB:-64} * 1024 * 1024 ))
+  total=$(( tree + carried ))
+  echo "travels: tree $tree + $DATA and $WHEELS $carried = $total bytes" \
+    "($(awk "BEGIN { printf \"%.1f\", $total / 1048576 }") MiB of ${LIMIT_MIB:-64})"
+  if [ "$total" -gt "$limit" ]; then
+    train_bytes=$(stat -c %s "$DATA/train.zip")
+    count=$(python3 -c "import json; print(json.load(open('$DATA/window.json'))['count'])")
+    fits=$(( count - ( total - limit ) * count / train_bytes - count / 100 ))
+    hint=""
+    [ -z "${TEST_COUNT:-}" ] && hint=" (or fewer test images: TEST_COUNT=256)"
+    echo "error: $DATA, $WHEELS and the tree are $(( total - limit )) bytes" \
+      "over ${LIMIT_MIB:-64} MiB; rm -rf $DATA and prepare again with" \
+      "COUNT=$fits$hint" >&2
+    exit 1
+  fi
   exit 0
 fi
 
@@ -60,8 +102,17 @@ CSTEPS=${CSTEPS:-1000}
 BENCH=${BENCH:-1}
 RES=${RES:-64}
 MASKS=${MASKS:-center,three_squares}
+GRID=${GRID:-1}
+GRID_FACES=${GRID_FACES:-$FACES}
+GRID_STEPS=${GRID_STEPS:-$CSTEPS}
+GRID_NEED=${GRID_NEED:-60}
+# Seconds past the time limit before training is stopped by force: the end
+# of training (BatchNorm recalibration, export) must fit in it; a loaded CPU
+# compiling those programs for a dry run needs more than a GPU.
+TRAIN_GRACE=${TRAIN_GRACE:-120}
 PYTHON=${PYTHON:-python3}
-INIT_FROM=${INIT_FROM-jaxinpaint/assets/celeba64}
+# The shipped model of this config (assets/celeba64 for configs/celeba64.py).
+INIT_FROM=${INIT_FROM-jaxinpaint/assets/$(basename "$CONFIG" .py)}
 DATA=${DATA:-.gpudata}
 WHEELS=${WHEELS:-.whl}
 RESULTS=${RESULTS:-${OUT:-gpu_results}}
@@ -108,12 +159,32 @@ command -v nvidia-smi > /dev/null && nvidia-smi -L
 export JAX_COMPILATION_CACHE_DIR="$WORK/jax_cache"
 [ -f "$DATA/jax_cache.tar" ] && tar -xf "$DATA/jax_cache.tar" -C "$WORK"
 
-# 2. Data: decode the training images once into memory-friendly uint8.
+# 2. Data: the test images (for the tables and the grid), then, unless
+# only the grid runs, the training images decoded once into uint8.
+"$PYTHON" scripts/prepare_gpu_data.py --train "$DATA/test.zip" \
+  --extract-to "$WORK/test" || exit 1
+
+settings_grid() {  # settings_grid MODEL: the grid in the time left
+  say "settings grid on $1: $GRID_FACES faces, $GRID_STEPS steps, $(( $(left) - 10 ))s"
+  timeout -k 10 "$(left)" "$PYTHON" experiments/settings_grid.py \
+    --model "$1" --input "$WORK/test" --masks "$MASKS" \
+    --limit "$GRID_FACES" --steps "$GRID_STEPS" --batch-size "$GRID_FACES" \
+    --time-limit $(( $(left) - 10 )) --out "$WORK/grid" --no-progress
+  say "grid ended with exit code $?"
+}
+if [ "${1:-}" = grid ]; then  # the grid alone, on INIT_FROM (no training)
+  settings_grid "$INIT_FROM"
+  [ -d "$WORK/grid" ] && tar -cf "$RESULTS/grid.tar" -C "$WORK" grid
+  say "done"
+  ls -la "$RESULTS"
+  exit 0
+fi
+
 npz="$WORK/train.npz"
 "$PYTHON" scripts/prepare_gpu_data.py --train "$DATA/train.zip" \
   --decode-to "$npz" --resolution "$RES" || exit 1
-"$PYTHON" scripts/prepare_gpu_data.py --train "$DATA/test.zip" \
-  --extract-to "$WORK/test" || exit 1
+[ -f "$DATA/window.json" ] &&
+  say "training window: $(tr -d ' \n' < "$DATA/window.json")"
 
 # 3. Train until the budget minus the reserve (the time limit counts from
 # the process start), then finalize and export the bfloat16 model. Warm
@@ -125,13 +196,13 @@ if [ -n "$INIT_FROM" ]; then
     init_flag=(--config.train.init_from="$INIT_FROM")
     say "warm start from $INIT_FROM"
   else
-    say "not warm-starting: $INIT_FROM is not a width-$WIDTH ${RES}x$RES model"
+    say "not warm-starting: $INIT_FROM is not a width-$WIDTH ${RES}x$RES model (or absent)"
   fi
 fi
 train() {  # train EXTRA_FLAGS...: until the budget minus the reserve
   local train_s=$(( $(left) - RESERVE ))
   say "training for ${train_s}s: $CONFIG width $WIDTH batch $BATCH bfloat16 $*"
-  timeout -s TERM -k 60 $(( train_s + 120 )) "$PYTHON" train.py --config "$CONFIG" \
+  timeout -s TERM -k 60 $(( train_s + TRAIN_GRACE )) "$PYTHON" train.py --config "$CONFIG" \
     --workdir "$WORK/run" "${init_flag[@]}" \
     --config.data.folder= --config.data.npz="$npz" \
     --config.model.width="$WIDTH" --config.model.dtype=bfloat16 \
@@ -174,6 +245,17 @@ say "model exported"
 say "tables done"
 tar -cf "$RESULTS/tables.tar" -C "$WORK" tables
 
+# 5b. The completion settings grid (experiments/settings_grid.py: one factor
+# at a time around completion's defaults, then the best pair), in what the
+# budget leaves after the tables; it stops starting cells at the budget and
+# keeps the cells it finished. Its grid/ joins tables.tar. GRID=0 skips it.
+if [ "$GRID" = 1 ] && [ "$(left)" -gt "$GRID_NEED" ]; then
+  settings_grid "$WORK/model"
+  [ -d "$WORK/grid" ] && tar -rf "$RESULTS/tables.tar" -C "$WORK" grid
+else
+  say "grid skipped (GRID=$GRID, $(left)s left, needs $GRID_NEED)"
+fi
+
 # 6. Benchmarks, each only if the budget still allows it.
 bench() {  # bench SECONDS_NEEDED command...
   local need=$1; shift
@@ -194,9 +276,9 @@ for width in 32 64; do
 done
 
 # 7. One JSON of the figures: training speed from metrics.jsonl, the tables.
-"$PYTHON" - "$WORK" "$RESULTS/figures.json" <<'EOF'
+"$PYTHON" - "$WORK" "$RESULTS/figures.json" "$DATA" <<'EOF'
 import json, sys, pathlib
-work, out = pathlib.Path(sys.argv[1]), sys.argv[2]
+work, out, data = pathlib.Path(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
 records = [json.loads(l) for l in open(work / 'run/metrics.jsonl')]
 # One flush writes its records with one time stamp: the rate is measured
 # between the first flush (after compilation) and the last one.
@@ -208,10 +290,18 @@ if t1 > t0:
 results = work / 'tables/results.json'
 if results.exists():
   figures['tables'] = json.loads(results.read_text())
+# The training faces' window (prepare_gpu_data.py), for the model card.
+window = data / 'window.json'
+if window.exists():
+  figures['train_window'] = json.loads(window.read_text())
+grid = work / 'grid/grid.json'
+if grid.exists():
+  figures['grid'] = json.loads(grid.read_text())
 bench = work / 'bench.txt'
 figures['bench'] = bench.read_text() if bench.exists() else ''
 pathlib.Path(out).write_text(json.dumps(figures, indent=1))
-print('figures:', {k: v for k, v in figures.items() if k != 'tables'})
+print('figures:', {k: v for k, v in figures.items()
+                   if k not in ('tables', 'grid')})
 EOF
 cache_mb=$(du -sm "$WORK/jax_cache" 2>/dev/null | cut -f1)
 if [ -n "$cache_mb" ] && [ "$cache_mb" -le 15 ]; then
