@@ -10,7 +10,7 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from jaxinpaint import config as config_lib, evaluation, masks, metrics
-from jaxinpaint import models, pipeline
+from jaxinpaint import inputs, models, pipeline
 
 R = 16
 
@@ -152,3 +152,17 @@ def test_conditional_completion_keeps_y1_and_scores_ssim_against_it():
   np.testing.assert_allclose(per_image['ssim'], want, atol=1e-4)
   assert summary['ssim'] == pytest.approx(np.mean(want), abs=1e-4)
   assert max(want) < 1  # the eyes and mouth did change
+
+
+def test_the_haar_face_check_finds_upright_faces_only():
+  # The 16 shipped example faces (CelebA crops): the cascade finds 15; on
+  # flat and noise images none; turned upside down, far fewer (a frontal
+  # detector), so it checks faces, not any texture.
+  faces = inputs.load_inputs(str(inputs.EXAMPLES / 'faces'), 64, None)[0]
+  hits = evaluation.haar_face_hits(faces)
+  assert hits.shape == (16,) and hits.sum() >= 14
+  rng = np.random.default_rng(0)
+  others = np.concatenate([np.zeros((2, 64, 64, 3), np.float32),
+                           rng.uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)])
+  assert not evaluation.haar_face_hits(others).any()
+  assert evaluation.haar_face_hits(faces[:, ::-1]).sum() <= 8
