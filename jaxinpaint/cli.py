@@ -98,6 +98,10 @@ def _train(argv):
   if FLAGS.coordinator_address or config.train.multiprocess:
     kwargs = {}
     if FLAGS.coordinator_address:
+      from jaxinpaint import processes  # pylint: disable=g-import-not-at-top
+      problem = processes.check_address(FLAGS.coordinator_address)
+      if problem:
+        fail(problem)
       kwargs = dict(coordinator_address=FLAGS.coordinator_address,
                     num_processes=FLAGS.num_processes,
                     process_id=FLAGS.process_id)
