@@ -285,7 +285,7 @@ def run(args, inputs: Inputs) -> dict:
   devices = _completion_devices(args.devices)
   try:
     model = inputs_lib.load_model(inputs.model_dir)
-  except checkpoint.ChecksumError as e:
+  except (checkpoint.ChecksumError, checkpoint.DamagedCheckpointError) as e:
     raise UserError(str(e)) from e
   except Exception as e:  # pylint: disable=broad-except
     # A damaged checkpoint: orbax and tensorstore raise many types.

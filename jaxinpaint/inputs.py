@@ -99,6 +99,11 @@ def find_model(arg=None, flag: str = '--checkpoint'):
     raise UserError(str(e)) from e
   step = checkpoint.latest_step(model_dir)
   if step is None:
+    writing = checkpoint.steps_being_written(model_dir)
+    if writing:
+      raise UserError(f'{model_dir}: its first checkpoint (step {writing[-1]}'
+                      ') is being written (is training running there?); '
+                      'retry when it is saved')
     raise UserError(f'{model_dir}: not a jaxinpaint model directory (no '
                     f'checkpoint under {checkpoint.CHECKPOINT_DIR}/)')
   if step == 0:

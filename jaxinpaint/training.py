@@ -398,6 +398,26 @@ def _device_images(config, source, sharding):
                                       lambda index: np.asarray(images[index]))
 
 
+def _restore_for_resume(workdir, files, abstract_state):
+  """The work dir's newest checkpoint; a damaged one is refused naming its
+  step and, if there is one, the newest intact step before it."""
+  step = files.last_saved
+  try:
+    return checkpoint.restore_step(
+        workdir, step, ocp.args.StandardRestore(abstract_state),
+        files.manager())
+  except checkpoint.CheckpointBeingWrittenError:
+    raise
+  except checkpoint.DamagedCheckpointError as e:
+    intact = checkpoint.intact_step_before(workdir, step)
+    folder = os.path.join(workdir, checkpoint.CHECKPOINT_DIR, str(step))
+    raise checkpoint.DamagedCheckpointError(
+        f'{e}; ' + (f'the checkpoint of step {intact} is intact: delete '
+                    f'{folder} to resume from step {intact}' if intact is not
+                    None else 'no earlier checkpoint is intact: use a new '
+                    '--workdir')) from e
+
+
 def _check_export_to(path):
   if path:
     checkpoint.check_new_model_dir(path, f'--config.train.export_to={path}')
@@ -436,9 +456,7 @@ def train_and_evaluate(config, workdir):
   functions = build_train_functions(config, nets, make_mesh(), on_device)
   files = workdir_lib.RunFiles(workdir, config)
   if files.last_saved is not None:
-    state = files.manager().restore(
-        files.last_saved,
-        args=ocp.args.StandardRestore(functions.abstract_state))
+    state = _restore_for_resume(workdir, files, functions.abstract_state)
   elif config.train.init_from:
     state = jax.device_put(
         warm_start_state(config, nets, config.train.init_from),

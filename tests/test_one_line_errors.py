@@ -1,0 +1,130 @@
+"""Failures that end with one line instead of a traceback: damaged
+checkpoints, a work dir being written, bad config.json files, oversized
+searches, damaged caches, a full disk during a checkpoint."""
+import json
+import shutil
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import load_config, run, write_npz
+from jaxinpaint import checkpoint, inpaint_cli, inputs, models, training
+from jaxinpaint import workdir as workdir_lib
+
+TRAIN = ['train.py', '--config', 'configs/tiny.py', '--config.data.folder=']
+
+
+@pytest.fixture(scope='module')
+def npz(tmp_path_factory):
+  return write_npz(tmp_path_factory.mktemp('data') / 'images.npz', n=16)
+
+
+def tiny_config(npz, **overrides):
+  return load_config('tiny', **{'data.folder': '', 'data.npz': str(npz),
+                                **overrides})
+
+
+@pytest.fixture(scope='module')
+def saved_run(npz, tmp_path_factory):
+  """A work dir as train.py leaves it after checkpoints at steps 2 and 4
+  (the state of step 0 saved under both: no step is computed)."""
+  config = tiny_config(npz)
+  workdir = tmp_path_factory.mktemp('run') / 'w'
+  nets = models.build_models(config.model)
+  functions = training.build_train_functions(config, nets, training.make_mesh())
+  state = functions.init()
+  files = workdir_lib.RunFiles(workdir, config)
+  for step in (2, 4):
+    files.save(state.replace(step=state.step + step), step)
+  files.close()
+  return config, workdir
+
+
+def damage(workdir, step):
+  """Deletes the array files of a step's checkpoint."""
+  arrays = Path(workdir, 'checkpoints', str(step), 'default')
+  removed = [f for f in arrays.rglob('*') if f.is_file() and f.parent.name == 'd']
+  assert removed
+  for f in removed:
+    f.unlink()
+
+
+def error_lines(stderr):
+  lines = stderr.strip().splitlines()
+  assert len(lines) == 1, stderr[-3000:]
+  assert lines[0].startswith('error: ')
+  return lines[0]
+
+
+def test_a_damaged_checkpoint_names_its_step_and_the_intact_one(
+    saved_run, tmp_path):
+  config, original = saved_run
+  workdir = tmp_path / 'w'
+  shutil.copytree(original, workdir)
+  damage(workdir, 4)
+  result = run([*TRAIN, f'--config.data.npz={config.data.npz}',
+                '--config.train.steps=6', '--workdir', str(workdir)])
+  assert result.returncode == 2
+  line = error_lines(result.stderr)
+  assert 'the checkpoint of step 4 is damaged' in line
+  assert (f'the checkpoint of step 2 is intact: delete '
+          f'{workdir}/checkpoints/4 to resume from step 2') in line
+  # completion and export name the step too
+  with pytest.raises(checkpoint.DamagedCheckpointError,
+                     match='the checkpoint of step 4 is damaged'):
+    checkpoint.restore_raw(workdir)
+  # and without an intact one, train.py says so
+  damage(workdir, 2)
+  result = run([*TRAIN, f'--config.data.npz={config.data.npz}',
+                '--config.train.steps=6', '--workdir', str(workdir)])
+  assert result.returncode == 2
+  assert 'no earlier checkpoint is intact' in error_lines(result.stderr)
+
+
+def test_inpaint_names_the_damaged_step(saved_run, tmp_path, capsys):
+  _, original = saved_run
+  workdir = tmp_path / 'w'
+  shutil.copytree(original, workdir)
+  damage(workdir, 4)
+  face = tmp_path / 'face.png'
+  Image.new('RGB', (32, 32), (90, 60, 30)).save(face)
+  with pytest.raises(SystemExit) as e:
+    inpaint_cli.main(['--checkpoint', str(workdir), '--out',
+                      str(tmp_path / 'out'), '--steps', '1', '--input',
+                      str(face)])
+  assert e.value.code == 2
+  line = error_lines(capsys.readouterr().err)
+  assert f'{workdir}: the checkpoint of step 4 is damaged' in line
+
+
+def test_a_work_dir_being_written_is_said_so(saved_run, tmp_path):
+  config, original = saved_run
+  # Training is writing its first checkpoint: orbax's temporary folder only.
+  first = tmp_path / 'first'
+  (first / 'checkpoints' / '2.orbax-checkpoint-tmp-1700000000').mkdir(
+      parents=True)
+  checkpoint.save_config(first, config)
+  with pytest.raises(inputs.UserError, match=r'its first checkpoint \(step '
+                     r'2\) is being written'):
+    inputs.find_model(str(first))
+  with pytest.raises(FileNotFoundError, match='the checkpoint of step 2 is '
+                     'being written; retry when training has saved it'):
+    checkpoint.restore_raw(first, wait=0)
+  # A step that cannot be read while another is being written: read again,
+  # then said so (not "damaged").
+  busy = tmp_path / 'busy'
+  shutil.copytree(original, busy)
+  damage(busy, 4)
+  (busy / 'checkpoints' / '6.orbax-checkpoint-tmp-1700000000').mkdir()
+  with pytest.raises(checkpoint.CheckpointBeingWrittenError,
+                     match='cannot read the checkpoint of step 4: the '
+                     'checkpoint of step 6 is being written'):
+    checkpoint.restore_raw(busy, wait=0)
+  # Once it is saved (the temporary folder renamed), the newest step loads.
+  shutil.rmtree(busy / 'checkpoints' / '4')
+  (busy / 'checkpoints' / '6.orbax-checkpoint-tmp-1700000000').rmdir()
+  _, step = checkpoint.restore_raw(busy, wait=0)
+  assert step == 2
