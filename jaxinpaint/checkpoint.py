@@ -31,6 +31,8 @@ from jaxinpaint import models
 CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
 CHECKSUM_FILE = 'checksums.json'
+# What config.json must hold to build the networks.
+MODEL_KEYS = ('arch', 'resolution', 'width', 'z_dim')
 
 
 class ChecksumError(ValueError):
@@ -63,6 +65,15 @@ def load_config(workdir) -> ml_collections.ConfigDict:
   if not isinstance(saved, dict):
     raise ValueError(f'{path}: not a valid config file (expected a JSON '
                      f'object, got {type(saved).__name__})')
+  # The networks are built from these: a config without them (e.g. `{}`)
+  # would fail later with an AttributeError deep in the model code.
+  model = saved.get('model')
+  missing = [k for k in MODEL_KEYS
+             if not isinstance(model, dict) or k not in model]
+  if missing:
+    raise ValueError(f'{path}: not a valid config file (no model.'
+                     f'{", model.".join(missing)}; expected the config.json '
+                     'that training wrote)')
   return ml_collections.ConfigDict(saved)
 
 

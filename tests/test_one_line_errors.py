@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 
 from helpers import load_config, run, write_npz
-from jaxinpaint import checkpoint, inpaint_cli, inputs, models, training
+from test_bad_inputs import tiny_workdir
+from jaxinpaint import checkpoint, export, inpaint_cli, inputs, models
+from jaxinpaint import training
 from jaxinpaint import workdir as workdir_lib
 
 TRAIN = ['train.py', '--config', 'configs/tiny.py', '--config.data.folder=']
@@ -128,3 +130,38 @@ def test_a_work_dir_being_written_is_said_so(saved_run, tmp_path):
   (busy / 'checkpoints' / '6.orbax-checkpoint-tmp-1700000000').rmdir()
   _, step = checkpoint.restore_raw(busy, wait=0)
   assert step == 2
+
+
+def test_a_config_json_without_the_networks_is_named(tmp_path, capsys):
+  model = tmp_path / 'model'
+  model.mkdir()
+  for text, missing in (('{}', 'model.arch, model.resolution'),
+                        ('{"model": {"arch": "wgan", "width": 8}}',
+                         'model.resolution, model.z_dim')):
+    (model / 'config.json').write_text(text)
+    with pytest.raises(ValueError) as e:
+      checkpoint.load_config(model)
+    assert str(e.value).startswith(f'{model / "config.json"}: not a valid '
+                                   f'config file (no {missing}')
+    with pytest.raises(SystemExit) as e:
+      inpaint_cli.main(['--checkpoint', str(model), '--out',
+                        str(tmp_path / 'out')])
+    assert e.value.code == 2
+    assert 'not a valid config file' in error_lines(capsys.readouterr().err)
+
+
+def test_export_refuses_bad_batches_and_untrained_runs(tmp_path, capsys):
+  workdir = tiny_workdir(tmp_path / 'untrained', step=0)
+  for argv, says in (
+      (['--recalibration-batches', '-5'],
+       'error: --recalibration-batches must be >= 1, got -5'),
+      ([], f'error: {workdir}: its checkpoint is from step 0, a model that '
+           'never trained')):
+    with pytest.raises(SystemExit) as e:
+      export.main(['--workdir', str(workdir), '--out', str(tmp_path / 'm'),
+                   *argv])
+    assert e.value.code == 2
+    assert error_lines(capsys.readouterr().err).startswith(says)
+    assert not (tmp_path / 'm').exists()
+  with pytest.raises(ValueError, match='recalibration_batches must be >= 1'):
+    export.export(workdir, tmp_path / 'm', recalibration_batches=0)
