@@ -603,7 +603,13 @@ def load_all(data_config: Any, resolution: int, source=None) -> np.ndarray:
     source = open_source(data_config)
   shape = (len(source), resolution, resolution, 3)
   if cache and os.path.isfile(cache):
-    images = np.load(cache, mmap_mode='r')
+    try:
+      images = np.load(cache, mmap_mode='r')
+    except (OSError, ValueError, EOFError) as e:  # truncated, not an .npy
+      raise ValueError(
+          f'--config.data.cache={cache}: cannot read it ({type(e).__name__}: '
+          f'{str(e).strip().splitlines()[0] if str(e).strip() else "-"}); '
+          'delete it to decode the images again') from e
     if images.shape != shape or images.dtype != np.uint8:
       raise ValueError(
           f'--config.data.cache={cache}: holds uint8{images.shape}, the '

@@ -13,7 +13,7 @@ from PIL import Image
 from helpers import load_config, run, write_npz
 from test_bad_inputs import tiny_workdir
 from jaxinpaint import checkpoint, export, inpaint_cli, inputs, models
-from jaxinpaint import training
+from jaxinpaint import data, training
 from jaxinpaint import workdir as workdir_lib
 
 TRAIN = ['train.py', '--config', 'configs/tiny.py', '--config.data.folder=']
@@ -165,3 +165,19 @@ def test_export_refuses_bad_batches_and_untrained_runs(tmp_path, capsys):
     assert not (tmp_path / 'm').exists()
   with pytest.raises(ValueError, match='recalibration_batches must be >= 1'):
     export.export(workdir, tmp_path / 'm', recalibration_batches=0)
+
+
+def test_a_truncated_cache_is_named(npz, tmp_path):
+  cache = tmp_path / 'cache.npy'
+  config = tiny_config(npz, **{'data.cache': str(cache)})
+  images = data.load_all(config.data, 32)  # writes the cache
+  np.testing.assert_array_equal(np.load(cache), images)
+  whole = cache.read_bytes()
+  for damaged in (whole[:len(whole) // 2], whole[:40], b'not an npy file'):
+    cache.write_bytes(damaged)
+    with pytest.raises(ValueError) as e:
+      data.load_all(config.data, 32)
+    assert str(e.value).startswith(
+        f'--config.data.cache={cache}: cannot read it (')
+    assert str(e.value).endswith('delete it to decode the images again')
+    assert '\n' not in str(e.value)
