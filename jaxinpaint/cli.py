@@ -92,7 +92,7 @@ def _train(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # only a CLI's main does this
   import jax  # after flag parsing: --help must not initialize a backend
-  from jaxinpaint import data, models, training
+  from jaxinpaint import data, models, training, workdir
   FLAGS = flags.FLAGS
   config = _load_config_flag()
   if FLAGS.coordinator_address or config.train.multiprocess:
@@ -115,7 +115,7 @@ def _train(argv):
     training.train_and_evaluate(config, FLAGS.workdir)
   except training.StoppedBySignal as e:
     fail(str(e), INTERRUPTED)
-  except training.NonFiniteLossError as e:
+  except (training.NonFiniteLossError, workdir.WriteError) as e:
     fail(str(e), FAILURE)
   except (*_USER_ERRORS, data.CorruptImageError) as e:
     # Bad config values, data or work dir: usage errors.

@@ -181,3 +181,43 @@ def test_a_truncated_cache_is_named(npz, tmp_path):
         f'--config.data.cache={cache}: cannot read it (')
     assert str(e.value).endswith('delete it to decode the images again')
     assert '\n' not in str(e.value)
+
+
+FULL_DISK = """
+import errno, sys
+import orbax.checkpoint as ocp
+from jaxinpaint import cli
+save = ocp.CheckpointManager.save
+
+def full_disk(self, step, *args, **kwargs):
+  if step == 2:
+    raise OSError(errno.ENOSPC, 'No space left on device')
+  return save(self, step, *args, **kwargs)
+
+ocp.CheckpointManager.save = full_disk
+sys.argv = ['train.py', *sys.argv[1:]]
+cli.train_main()
+"""
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_resumes_cleanly(
+    npz, tmp_path):
+  workdir = tmp_path / 'w'
+  argv = ['--config', 'configs/tiny.py', '--config.data.folder=',
+          f'--config.data.npz={npz}', '--workdir', str(workdir)]
+  result = run(['-c', FULL_DISK, *argv])
+  assert result.returncode == 1, result.stderr[-3000:]
+  line = [l for l in result.stderr.splitlines() if l.strip()][-1]
+  assert line == (f'error: cannot write the checkpoint of step 2 in {workdir}:'
+                  ' No space left on device; no checkpoint was saved: make '
+                  'room and rerun the same command to resume')
+  assert 'Traceback' not in result.stderr
+  logged = [json.loads(l)['step'] for l in
+            (workdir / 'metrics.jsonl').read_text().splitlines()]
+  assert logged == [1, 2]
+  result = run(['train.py', *argv])
+  assert result.returncode == 0, result.stderr[-3000:]
+  records = [json.loads(l) for l in
+             (workdir / 'metrics.jsonl').read_text().splitlines()]
+  per_step = [r['step'] for r in records if 'g_loss' in r]
+  assert per_step == [1, 2, 3, 4]
