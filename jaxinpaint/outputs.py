@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from jaxinpaint import data, masks
-from jaxinpaint.inputs import UserError, inspect_image, names_list
+from jaxinpaint.inputs import UserError, inspect_image, names_list, note
 
 GRID_FILE, RAW_DIR = 'grid.png', 'raw'
 METRICS_FILE, SUMMARY_FILE = 'metrics.csv', 'summary.json'
@@ -129,10 +129,28 @@ def finished(out: Path, names, grid_rows: int) -> np.ndarray:
   """
   done = np.array([(out / f'{n}.png').is_file()
                    and (out / RAW_DIR / f'{n}.png').is_file() for n in names])
+  # A PNG cut short (the disk filled, the machine stopped) is done again.
+  damaged = [i for i in np.flatnonzero(done)
+             if not (_decodes(out / f'{names[i]}.png')
+                     and _decodes(out / RAW_DIR / f'{names[i]}.png'))]
+  if damaged:
+    done[damaged] = False
+    note(f'note: --resume: the outputs of {names_list([text(names[i]) for i in damaged])} '
+         'are truncated or unreadable; completing them again')
   rows = min(len(names), grid_rows)
   if not (done[:rows].all() and (out / GRID_FILE).is_file()):
     done[:rows] = False
   return done
+
+
+def _decodes(path) -> bool:
+  """Whether an image file decodes whole."""
+  try:
+    with Image.open(path) as img:
+      img.load()
+    return True
+  except (OSError, SyntaxError, ValueError):
+    return False
 
 
 def check_outputs(out: Path, names, inputs: dict, *, evaluate: bool,
