@@ -103,17 +103,19 @@ def _file_id(path):
   return st.st_dev, st.st_ino
 
 
-def input_files(image_spec: str, mask_spec: str, reference=None) -> dict:
+def input_files(image_spec: str, mask_spec: str, reference=None,
+                out=None) -> dict:
   """{file id: 'image PATH'} of the files a run reads: the images (the
-  whole --input folder), mask files and the reference."""
+  whole --input folder but the output folder `out`), mask files and the
+  reference."""
   files = []
   if not image_spec.startswith('tfds:'):
     path = Path(image_spec)
-    files += [('image', p) for p in (data.list_image_files(path)
+    files += [('image', p) for p in (data.list_image_files(path, skip=out)
                                      if path.is_dir() else [path])]
   if mask_spec not in masks.MASK_KINDS:
     path = Path(mask_spec)
-    files += [('mask', p) for p in (data.list_image_files(path)
+    files += [('mask', p) for p in (data.list_image_files(path, skip=out)
                                     if path.is_dir() else [path])]
   if reference is not None:
     files.append(('reference', reference))
