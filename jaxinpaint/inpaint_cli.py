@@ -345,6 +345,11 @@ def run(args, inputs: Inputs) -> dict:
     if len(todo):
       batch = pipeline.round_batch_size(args.batch_size, len(todo),
                                         len(devices))
+      try:  # before compiling a search that cannot fit
+        pipeline.check_search_memory(model, batch, args.restarts, devices)
+      except ValueError as e:
+        raise UserError(str(e).replace('restarts', '--restarts').replace(
+            'batch_size', '--batch-size')) from e
       batches = -(-len(todo) // batch)
       who = '' if share is None else f'process {share.index}: '
       inputs_lib.note(

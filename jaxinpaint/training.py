@@ -24,7 +24,7 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import tqdm
 
-from jaxinpaint import checkpoint, data, losses, models
+from jaxinpaint import checkpoint, data, losses, models, pipeline
 from jaxinpaint import config as config_lib
 from jaxinpaint import workdir as workdir_lib
 # Raised by train_and_evaluate (callers catch training.StoppedBySignal);
@@ -354,12 +354,8 @@ def warm_start_state(config, nets, init_from):
       g_opt_state=opt.init(g_params), d_opt_state=opt.init(d_params))
 
 
-def free_memory(device):
-  """Bytes free on `device` (a CPU device: the host's available memory)."""
-  stats = device.memory_stats() or {}
-  if 'bytes_limit' in stats:
-    return stats['bytes_limit'] - stats.get('bytes_in_use', 0)
-  return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+# Bytes free on a device (a module attribute: tests replace it).
+free_memory = pipeline.free_memory
 
 
 def check_data_size(config, num_images):

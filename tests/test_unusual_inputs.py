@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxinpaint import inpaint_cli, inputs, masks
+from jaxinpaint import completion, inpaint_cli, inputs, masks, pipeline
 
 from test_inpaint_cli import FAST, RES, ckpt, cli, files_under, read_png, write_image  # pylint: disable=unused-import
 
@@ -125,3 +125,33 @@ def test_a_white_mask_with_alpha_uses_its_alpha(tmp_path):
   Image.fromarray(rgba, 'RGBA').save(tmp_path / 'colour.png')
   mask = masks.load_mask(str(tmp_path / 'colour.png'), RES, RES)
   assert mask[0, :, :RES // 2].all() and not mask[0, :, RES // 2:].any()
+
+
+def test_a_search_too_large_for_the_device_is_refused_before_compiling(
+    ckpt, tmp_path, capsys, monkeypatch):
+  for i in range(8):
+    write_image(tmp_path / 'in' / f'{i}.png', seed=i)
+  model = inputs.load_model(ckpt)
+  per_latent = pipeline.SEARCH_MEMORY_FACTOR * pipeline.activation_bytes(model)
+  params = pipeline.search_memory(model, 1, 1) - per_latent
+  assert pipeline.search_memory(model, 8, 10) == 80 * per_latent + params
+  # A device with room for 50 latents.
+  monkeypatch.setattr(pipeline, 'free_memory',
+                      lambda device: 50 * per_latent + params)
+  monkeypatch.setattr(completion, 'complete', None)  # must not be reached
+  argv = ['--checkpoint', ckpt, '--input', tmp_path / 'in', '--out',
+          tmp_path / 'out', '--steps', '2']
+  code, _, _, err = cli(argv + ['--restarts', '100000', '--batch-size', '2'],
+                        capsys)
+  assert code == 2
+  line = err.strip().splitlines()[-1]
+  assert line.startswith('error: --restarts=100000: even one image per device '
+                         'needs about ')
+  assert line.endswith('lower --restarts to at most 50')
+  code, _, _, err = cli(argv + ['--restarts', '10', '--batch-size', '8'],
+                        capsys)
+  assert code == 2
+  line = err.strip().splitlines()[-1]
+  assert line.startswith('error: --batch-size=8 x --restarts=10 needs about ')
+  assert line.endswith('lower --batch-size to 4 or --restarts')
+  assert not any((tmp_path / 'out').glob('*.png'))
