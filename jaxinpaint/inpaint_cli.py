@@ -338,6 +338,14 @@ def run(args, inputs: Inputs) -> dict:
     if status is not None:
       status.write(processes.RUNNING, completed=0, todo=len(todo),
                    resumed=len(block) - len(todo), written=[])
+    if (len(todo) and not args.evaluate
+        and (share is None or share.index == 0)):
+      stale = outputs.remove_stale_metrics(out)
+      if stale:
+        inputs_lib.note(f'note: removed {" and ".join(stale)} of an earlier '
+                        'run with --evaluate: they would not describe the '
+                        'images completed now (rerun with --evaluate for '
+                        'metrics)')
     if len(todo) < len(block):
       inputs_lib.note(f'--resume: {len(block) - len(todo)} of {len(block)} '
                       f'images are finished in {outputs.text(out)}/; '

@@ -183,6 +183,18 @@ def check_outputs(out: Path, names, inputs: dict, *, evaluate: bool,
   return np.zeros(len(names), bool)
 
 
+def remove_stale_metrics(out: Path) -> list:
+  """Removes metrics.csv and summary.json of an earlier --evaluate run in
+  OUT, which a run without ground truth that writes images would leave
+  describing other images; returns the names removed."""
+  removed = []
+  for name in (METRICS_FILE, SUMMARY_FILE):
+    if (out / name).is_file():
+      (out / name).unlink()
+      removed.append(name)
+  return removed
+
+
 def read_finished(out: Path, names, done, resolution: int) -> np.ndarray:
   """--resume --evaluate: the finished images' PNGs, uint8 (K, R, R, 3)."""
   arrays = []

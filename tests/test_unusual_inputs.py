@@ -155,3 +155,27 @@ def test_a_search_too_large_for_the_device_is_refused_before_compiling(
   assert line.startswith('error: --batch-size=8 x --restarts=10 needs about ')
   assert line.endswith('lower --batch-size to 4 or --restarts')
   assert not any((tmp_path / 'out').glob('*.png'))
+
+
+def test_resume_without_evaluate_removes_the_stale_metrics(ckpt, tmp_path,
+                                                            capsys):
+  for i, name in enumerate('abc'):
+    write_image(tmp_path / 'in' / f'{name}.png', seed=i)
+  out = tmp_path / 'out'
+  argv = ['--checkpoint', ckpt, '--input', tmp_path / 'in', '--out', out,
+          '--grid-max', '1', *FAST]
+  code, _, _, err = cli(argv + ['--evaluate'], capsys)
+  assert code == 0, err
+  (out / 'c.png').unlink()
+  code, _, _, err = cli(argv + ['--resume'], capsys)
+  assert code == 0, err
+  assert ('note: removed metrics.csv and summary.json of an earlier run with '
+          '--evaluate') in err
+  assert files_under(out) == ['a.png', 'b.png', 'c.png', 'grid.png',
+                              'raw/a.png', 'raw/b.png', 'raw/c.png']
+  # With nothing left to complete, the metrics still describe the images.
+  code, _, _, err = cli(argv + ['--evaluate', '--resume'], capsys)
+  assert code == 0, err
+  code, _, _, err = cli(argv + ['--resume'], capsys)
+  assert code == 0 and 'removed' not in err
+  assert (out / 'metrics.csv').is_file() and (out / 'summary.json').is_file()
