@@ -8,9 +8,16 @@ Layout of a model directory (a training work dir or an exported model):
   DIR/checksums.json        exported models only: the SHA-256 of every array
                             of that pytree, checked when the model is loaded
 """
+import contextlib
+import gc
 import hashlib
 import json
+import logging
 import os
+import re
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import jax
@@ -24,6 +31,8 @@ from jaxinpaint import models
 CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
 CHECKSUM_FILE = 'checksums.json'
+# What config.json must hold to build the networks.
+MODEL_KEYS = ('arch', 'resolution', 'width', 'z_dim')
 
 
 class ChecksumError(ValueError):
@@ -56,6 +65,15 @@ def load_config(workdir) -> ml_collections.ConfigDict:
   if not isinstance(saved, dict):
     raise ValueError(f'{path}: not a valid config file (expected a JSON '
                      f'object, got {type(saved).__name__})')
+  # The networks are built from these: a config without them (e.g. `{}`)
+  # would fail later with an AttributeError deep in the model code.
+  model = saved.get('model')
+  missing = [k for k in MODEL_KEYS
+             if not isinstance(model, dict) or k not in model]
+  if missing:
+    raise ValueError(f'{path}: not a valid config file (no model.'
+                     f'{", model.".join(missing)}; expected the config.json '
+                     'that training wrote)')
   return ml_collections.ConfigDict(saved)
 
 
@@ -66,20 +84,155 @@ def latest_step(workdir):
   return manager(workdir, create=False).latest_step()
 
 
-def restore_raw(workdir, step=None):
+def restore_raw(workdir, step=None, attempts: int = 3, wait: float = 2.0):
   """The saved pytree as nested dicts of arrays on this host's first device.
 
   Needs no target structure, and loads checkpoints written by any number of
   devices or processes (their shardings are replaced by one device).
+
+  A work dir that training is writing may change under the reader (a new
+  step being written, an old one deleted): the newest step is then read
+  again, up to `attempts` times, `wait` seconds apart. Raises
+  CheckpointBeingWrittenError if it still cannot be read then,
+  DamagedCheckpointError (naming the step) for a damaged checkpoint.
   """
-  mgr = manager(workdir, create=False)
-  step = mgr.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f'{workdir}: no checkpoint under '
-                            f'{CHECKPOINT_DIR}/ (has training saved one?)')
   fallback = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  return mgr.restore(step, args=ocp.args.StandardRestore(
-      fallback_sharding=fallback)), int(step)
+  args = ocp.args.StandardRestore(fallback_sharding=fallback)
+  for attempt in range(attempts):
+    mgr = manager(workdir, create=False)
+    chosen = mgr.latest_step() if step is None else step
+    if chosen is None:
+      writing = steps_being_written(workdir)
+      if writing and attempt + 1 < attempts:
+        time.sleep(wait)
+        continue
+      raise FileNotFoundError(
+          f'{workdir}: no checkpoint under {CHECKPOINT_DIR}/ '
+          + (f'yet: the checkpoint of step {writing[-1]} is being written; '
+             'retry when training has saved it' if writing
+             else '(has training saved one?)'))
+    try:
+      return restore_step(workdir, chosen, args, mgr), int(chosen)
+    except CheckpointBeingWrittenError:
+      if step is not None or attempt + 1 == attempts:
+        raise
+      time.sleep(wait)
+  raise AssertionError('unreachable')
+
+
+class DamagedCheckpointError(ValueError):
+  """A checkpoint whose files cannot be read: an array file missing or
+  truncated."""
+
+
+class CheckpointBeingWrittenError(DamagedCheckpointError):
+  """A checkpoint that changed while it was read: training is writing the
+  work dir."""
+
+
+# orbax writes a step to `<step>.orbax-checkpoint-tmp-<time>`, then renames it.
+_BEING_WRITTEN = re.compile(r'^(\d+)\.orbax-checkpoint-tmp')
+
+
+def steps_being_written(workdir) -> list:
+  """The steps whose checkpoints are being written (orbax's temporary
+  folders), sorted."""
+  folder = Path(workdir, CHECKPOINT_DIR)
+  if not folder.is_dir():
+    return []
+  return sorted(int(m.group(1)) for m in map(_BEING_WRITTEN.match,
+                                             os.listdir(folder)) if m)
+
+
+def restore_step(workdir, step, args, mgr=None):
+  """`mgr.restore(step, args=args)` with one-line errors: raises
+  CheckpointBeingWrittenError when training is changing the work dir (the
+  step was deleted meanwhile, or another is being written),
+  DamagedCheckpointError naming the step otherwise."""
+  mgr = mgr or manager(workdir, create=False)
+  held = _StderrHeldBack()
+  try:
+    with held:
+      try:
+        restored = mgr.restore(step, args=args)
+      except Exception:
+        # The reads orbax abandoned also leave tasks whose errors asyncio
+        # logs when they are collected: that is this error again.
+        logging.getLogger('asyncio').addFilter(
+            lambda r: 'exception was never retrieved' not in r.getMessage())
+        held.drain()
+        raise
+    held.replay()
+    return restored
+  except Exception as e:  # pylint: disable=broad-except
+    # orbax and tensorstore raise many types (a bare Exception for a
+    # missing array file).
+    folder = Path(workdir, CHECKPOINT_DIR, str(step))
+    writing = steps_being_written(workdir)
+    if writing or not folder.exists():
+      now = (f'the checkpoint of step {writing[-1]} is being written'
+             if writing else f'{folder} was deleted')
+      raise CheckpointBeingWrittenError(
+          f'{workdir}: cannot read the checkpoint of step {step}: {now} '
+          '(is training running there?); retry when it has saved the '
+          'checkpoint') from e
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise DamagedCheckpointError(
+        f'{workdir}: the checkpoint of step {step} is damaged, a file under '
+        f'{folder} is missing or truncated ({type(e).__name__}: '
+        f'{first[:160]})') from e
+
+
+class _StderrHeldBack(contextlib.AbstractContextManager):
+  """Holds back what is written to file descriptor 2 (by Python or C++)
+  while entered; `replay()` then writes it out. A failed restore drops it:
+  tensorstore's reads still in flight when orbax gives up print hundreds of
+  'Event loop is closed' tracebacks, which the one-line error replaces."""
+
+  def __enter__(self):
+    sys.stderr.flush()
+    self._file = tempfile.TemporaryFile()
+    self._saved = os.dup(2)
+    os.dup2(self._file.fileno(), 2)
+    return self
+
+  def __exit__(self, *exc):
+    sys.stderr.flush()
+    os.dup2(self._saved, 2)
+    os.close(self._saved)
+
+  def drain(self, quiet: float = 0.5, limit: float = 10.0):
+    """Waits until nothing was written for `quiet` seconds (at most `limit`
+    seconds): the reads in flight have all reported."""
+    size, start, last_change = -1, time.monotonic(), time.monotonic()
+    while time.monotonic() - start < limit:
+      now_size = os.fstat(self._file.fileno()).st_size
+      if now_size != size:
+        size, last_change = now_size, time.monotonic()
+      elif time.monotonic() - last_change > quiet:
+        return
+      time.sleep(0.05)
+    gc.collect()
+
+  def replay(self):
+    self._file.seek(0)
+    held = self._file.read()
+    self._file.close()
+    if held:
+      sys.stderr.flush()
+      os.write(2, held)
+
+
+def intact_step_before(workdir, step):
+  """The newest step before `step` whose checkpoint restores, or None."""
+  for earlier in sorted((s for s in manager(workdir, create=False).all_steps()
+                         if s < step), reverse=True):
+    try:
+      restore_raw(workdir, earlier)
+      return int(earlier)
+    except DamagedCheckpointError:
+      continue
+  return None
 
 
 def load_inference_variables(model_dir, prepare=None):

@@ -125,13 +125,17 @@ def _train(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # only a CLI's main does this
   import jax  # after flag parsing: --help must not initialize a backend
-  from jaxinpaint import data, models, training
+  from jaxinpaint import data, models, training, workdir
   FLAGS = flags.FLAGS
   config = _load_config_flag()
   if (FLAGS.coordinator_address or FLAGS.multiprocess
       or config.train.multiprocess):
     kwargs = {}
     if FLAGS.coordinator_address:
+      from jaxinpaint import processes  # pylint: disable=g-import-not-at-top
+      problem = processes.check_address(FLAGS.coordinator_address)
+      if problem:
+        fail(problem)
       kwargs = dict(coordinator_address=FLAGS.coordinator_address,
                     num_processes=FLAGS.num_processes,
                     process_id=FLAGS.process_id)
@@ -145,7 +149,7 @@ def _train(argv):
     training.train_and_evaluate(config, FLAGS.workdir)
   except training.StoppedBySignal as e:
     fail(str(e), INTERRUPTED)
-  except training.NonFiniteLossError as e:
+  except (training.NonFiniteLossError, workdir.WriteError) as e:
     fail(str(e), FAILURE)
   except (*_USER_ERRORS, data.CorruptImageError) as e:
     # Bad config values, data or work dir: usage errors.

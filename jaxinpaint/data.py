@@ -39,7 +39,9 @@ from PIL import Image
 
 PathLike = str | os.PathLike[str]
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
+# What Pillow reads: photos, and the formats images are often kept in.
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.gif', '.webp', '.tif', '.tiff',
+                    '.bmp')
 _JPEG_EXTENSIONS = ('.jpg', '.jpeg')
 # Images per decoding task: large enough that the executor's per-task cost is
 # negligible, small enough that a batch spreads over several threads.
@@ -143,7 +145,8 @@ def _decode_file(path: str, resolution: int) -> np.ndarray:
     # Restricting the formats skips PIL's probing of every plugin; the
     # extension only picks which one to try first.
     formats = (('JPEG', 'PNG') if path.lower().endswith(_JPEG_EXTENSIONS)
-               else ('PNG', 'JPEG'))
+               else ('PNG', 'JPEG') if path.lower().endswith('.png')
+               else None)  # GIF, WebP, TIFF, BMP: let Pillow probe
     with Image.open(path, formats=formats) as img:
       return _crop_resize(img, resolution)
   except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
@@ -158,12 +161,15 @@ def _decode_file(path: str, resolution: int) -> np.ndarray:
 # Sources: random access to preprocessed uint8 images.
 
 
-def list_image_files(folder: PathLike) -> list[str]:
-  """All .jpg/.jpeg/.png files under `folder` (recursive), sorted.
+def list_image_files(folder: PathLike, skip: PathLike | None = None,
+                     others: list | None = None) -> list[str]:
+  """All image files (IMAGE_EXTENSIONS) under `folder` (recursive), sorted.
 
   Sorting is by path relative to `folder` so the order is the same on every
   machine. Hidden files and folders (names starting with '.', e.g. macOS
-  '._x.jpg' resource forks) are skipped.
+  '._x.jpg' resource forks) are skipped, and so is the folder `skip` (an
+  output folder inside the input one). The other files found are appended
+  to `others`, if given.
 
   Raises:
     ValueError: `folder` is not a directory or holds no images.
@@ -173,14 +179,21 @@ def list_image_files(folder: PathLike) -> list[str]:
     raise ValueError(f'image folder {folder!r} does not exist or is not a '
                      'directory')
   found = []
+  skip = None if skip is None else os.path.realpath(skip)
   for root, dirs, files in os.walk(folder):
-    dirs[:] = [d for d in dirs if not d.startswith('.')]
+    dirs[:] = [d for d in dirs if not d.startswith('.') and (
+        skip is None or os.path.realpath(os.path.join(root, d)) != skip)]
     for name in files:
-      if not name.startswith('.') and name.lower().endswith(IMAGE_EXTENSIONS):
+      if name.startswith('.'):
+        continue
+      if name.lower().endswith(IMAGE_EXTENSIONS):
         found.append(os.path.relpath(os.path.join(root, name), folder))
+      elif others is not None:
+        others.append(os.path.join(root, name))
   if not found:
     raise ValueError(f'image folder {folder!r} contains no images (expected '
-                     '*.jpg, *.jpeg or *.png files, searched recursively)')
+                     f'{", ".join("*" + e for e in IMAGE_EXTENSIONS)} files, '
+                     'searched recursively)')
   found.sort(key=lambda p: pathlib.PurePath(p).parts)
   return [os.path.join(folder, p) for p in found]
 
@@ -603,7 +616,13 @@ def load_all(data_config: Any, resolution: int, source=None) -> np.ndarray:
     source = open_source(data_config)
   shape = (len(source), resolution, resolution, 3)
   if cache and os.path.isfile(cache):
-    images = np.load(cache, mmap_mode='r')
+    try:
+      images = np.load(cache, mmap_mode='r')
+    except (OSError, ValueError, EOFError) as e:  # truncated, not an .npy
+      raise ValueError(
+          f'--config.data.cache={cache}: cannot read it ({type(e).__name__}: '
+          f'{str(e).strip().splitlines()[0] if str(e).strip() else "-"}); '
+          'delete it to decode the images again') from e
     if images.shape != shape or images.dtype != np.uint8:
       raise ValueError(
           f'--config.data.cache={cache}: holds uint8{images.shape}, the '

@@ -18,8 +18,15 @@ from jaxinpaint import checkpoint, cli, models, training
 
 def export(workdir, out, dtype='bfloat16', recalibration_batches=None):
   # Before the recalibration, which compiles and runs G for a while.
+  if recalibration_batches is not None and recalibration_batches < 1:
+    raise ValueError(f'recalibration_batches must be >= 1, got '
+                     f'{recalibration_batches}')
   checkpoint.check_new_model_dir(out, f'--out {out}')
   config = checkpoint.load_config(workdir)
+  if checkpoint.latest_step(workdir) == 0:
+    raise ValueError(f'{workdir}: its checkpoint is from step 0, a model that '
+                     'never trained (its completions would be noise); train '
+                     'it first')
   raw, step = checkpoint.restore_raw(workdir)
   nets = models.build_models(config.model)
   g_stats = training.recalibrated_stats(
@@ -42,6 +49,9 @@ def main(argv=None):
                       help="batches of z for G's BatchNorm statistics "
                            '(default: the config\'s bn_recalibration_batches)')
   args = parser.parse_args(argv)
+  if args.recalibration_batches is not None and args.recalibration_batches < 1:
+    cli.fail(f'--recalibration-batches must be >= 1, got '
+             f'{args.recalibration_batches}')
   try:
     step = export(args.workdir, args.out, args.dtype,
                   args.recalibration_batches)

@@ -30,8 +30,8 @@ searched so that G(z) matches the known pixels and their gradients and looks
 real to the critics; G(z) then fills the hole and is Poisson-blended in.
 
 Masks: 1 = known pixel, 0 = hole. In mask image files WHITE = KNOWN and
-BLACK = HOLE (grey values >= 50% count as known); a mask file must have the
-images' size exactly.
+BLACK = HOLE (grey values >= 50% count as known; in a white image with
+alpha, transparent = hole); a mask file must have the images' size exactly.
 
 Images must already have the model's resolution (64x64 for the shipped
 CelebA model): they are never resized, so outputs align with inputs and
@@ -95,8 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
       'each one is).')
   p.add_argument(
       '--input', default=str(DEFAULT_INPUT), metavar='SRC',
-      help='an image file, a folder of images (.png/.jpg/.jpeg, searched '
-      'recursively, sorted), or tfds:NAME:SPLIT (a tensorflow-datasets split; '
+      help='an image file, a folder of images (.png/.jpg/.jpeg/.gif/.webp/'
+      '.tif/.tiff/.bmp, searched recursively, sorted; --out inside it is '
+      'skipped), or tfds:NAME:SPLIT (a tensorflow-datasets split; '
       'its images are center-cropped and resized to the model resolution). '
       'Default: the 16 example faces shipped in the package.')
   p.add_argument(
@@ -202,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_flags(args):
+  for flag in ('input', 'out', 'mask', 'reference', 'checkpoint'):
+    if getattr(args, flag) == '':
+      raise UserError(f'--{flag} is empty; expected a path'
+                      + (f' or one of {", ".join(masks.MASK_KINDS)}'
+                         if flag == 'mask' else ''))
   inputs_lib.check_counts(
       args.limit, args.seed, steps=1 if args.steps is None else args.steps,
       restarts=args.restarts, batch_size=args.batch_size,
@@ -243,7 +249,8 @@ def prepare(args) -> Inputs:
   _check_flags(args)
   model_dir, config = inputs_lib.find_model(args.checkpoint)
   resolution = int(config.model.resolution)
-  images, names = inputs_lib.load_inputs(args.input, resolution, args.limit)
+  images, names = inputs_lib.load_inputs(args.input, resolution, args.limit,
+                                         out=Path(args.out))
   mask = inputs_lib.load_masks(args.mask, names, resolution, args.seed)
   reference = None
   if args.reference is not None:
@@ -257,7 +264,8 @@ def prepare(args) -> Inputs:
   outputs.check_out_folder(out)
   share = args.share
   done = outputs.check_outputs(
-      out, names, outputs.input_files(args.input, args.mask, args.reference),
+      out, names, outputs.input_files(args.input, args.mask, args.reference,
+                                      out),
       evaluate=args.evaluate, overwrite=args.overwrite, resume=args.resume,
       grid_rows=args.grid_max,
       rows=None if share is None else share.rows(len(names)),
@@ -303,7 +311,7 @@ def run(args, inputs: Inputs) -> dict:
   devices = _completion_devices(args.devices)
   try:
     model = inputs_lib.load_model(inputs.model_dir)
-  except checkpoint.ChecksumError as e:
+  except (checkpoint.ChecksumError, checkpoint.DamagedCheckpointError) as e:
     raise UserError(str(e)) from e
   except Exception as e:  # pylint: disable=broad-except
     # A damaged checkpoint: orbax and tensorstore raise many types.
@@ -349,6 +357,14 @@ def run(args, inputs: Inputs) -> dict:
     if status is not None:
       status.write(processes.RUNNING, completed=0, todo=len(todo),
                    resumed=len(block) - len(todo), written=[])
+    if (len(todo) and not args.evaluate
+        and (share is None or share.index == 0)):
+      stale = outputs.remove_stale_metrics(out)
+      if stale:
+        inputs_lib.note(f'note: removed {" and ".join(stale)} of an earlier '
+                        'run with --evaluate: they would not describe the '
+                        'images completed now (rerun with --evaluate for '
+                        'metrics)')
     if len(todo) < len(block):
       inputs_lib.note(f'--resume: {len(block) - len(todo)} of {len(block)} '
                       f'images are finished in {outputs.text(out)}/; '
@@ -356,6 +372,11 @@ def run(args, inputs: Inputs) -> dict:
     if len(todo):
       batch = pipeline.round_batch_size(args.batch_size, len(todo),
                                         len(devices))
+      try:  # before compiling a search that cannot fit
+        pipeline.check_search_memory(model, batch, args.restarts, devices)
+      except ValueError as e:
+        raise UserError(str(e).replace('restarts', '--restarts').replace(
+            'batch_size', '--batch-size')) from e
       batches = -(-len(todo) // batch)
       who = '' if share is None else f'process {share.index}: '
       tuning = (f', then {args.tune_steps} steps tuning G'

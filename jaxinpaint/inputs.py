@@ -26,6 +26,9 @@ MAX_STEPS = 1_000_000
 SEED_LIMIT = 2**32
 # Notes that concern many images list this many names, then a count.
 MAX_NAMES = 5
+# A mask with this fraction of hole or more is more likely inverted than
+# meant: it leaves the model almost no context.
+MOSTLY_HOLE = 0.9
 
 
 class UserError(Exception):
@@ -99,6 +102,11 @@ def find_model(arg=None, flag: str = '--checkpoint'):
     raise UserError(str(e)) from e
   step = checkpoint.latest_step(model_dir)
   if step is None:
+    writing = checkpoint.steps_being_written(model_dir)
+    if writing:
+      raise UserError(f'{model_dir}: its first checkpoint (step {writing[-1]}'
+                      ') is being written (is training running there?); '
+                      'retry when it is saved')
     raise UserError(f'{model_dir}: not a jaxinpaint model directory (no '
                     f'checkpoint under {checkpoint.CHECKPOINT_DIR}/)')
   if step == 0:
@@ -208,14 +216,29 @@ def load_tfds(spec: str, resolution: int, limit=None):
           [f'{prefix}_{i:05d}' for i in range(count)])
 
 
-def load_inputs(spec: str, resolution: int, limit=None):
+def load_inputs(spec: str, resolution: int, limit=None, out=None):
   """--input (a file, a folder or tfds:NAME:SPLIT) -> (float32 (N, R, R, 3)
-  in [-1, 1], names); names must be unique, they name the outputs."""
+  in [-1, 1], names); names must be unique, they name the outputs.
+
+  A folder's files that are not images are counted in a note, and the
+  output folder `out`, if it is inside it, is skipped (so that --resume
+  does not take the outputs for inputs).
+  """
   if spec.startswith('tfds:'):
     return load_tfds(spec, resolution, limit)
   path = Path(spec)
   if path.is_dir():
-    paths = data.list_image_files(path)
+    others = []
+    paths = data.list_image_files(path, skip=out, others=others)
+    if out is not None and Path(out).is_dir() and (
+        path.resolve() in Path(out).resolve().parents):
+      note(f'note: --input {spec}: skipping {out}/ inside it (the outputs)')
+    if others:
+      note(f'note: --input {spec}: skipped {len(others)} '
+           f'file{"s" * (len(others) != 1)} that '
+           f'{"are" if len(others) != 1 else "is"} not an image '
+           f'({names_list(sorted(os.path.basename(f) for f in others))}; '
+           f'images are {", ".join(data.IMAGE_EXTENSIONS)})')
   elif path.is_file():
     paths = [str(path)]
   else:
@@ -281,6 +304,11 @@ def mask_notes(mask, names, conditional: bool):
     what = ('keeps everything from the input' if conditional
             else 'has no hole: nothing to fill')
     note(f'note: {label(idx)} {what}; the output equals the input')
+  hole = 1 - known.mean(axis=1)
+  idx = np.flatnonzero((hole >= MOSTLY_HOLE) & ~no_known)
+  if len(idx) and not conditional:
+    note(f'warning: {label(idx)} is {100 * hole[idx].max():.0f}% hole: in '
+         'mask files white = known and black = hole; is the mask inverted?')
   idx = np.flatnonzero(no_known)
   if len(idx):
     if conditional:

@@ -166,6 +166,12 @@ def _to_unit_grey(img: Image.Image) -> np.ndarray:
   if img.mode == 'F':
     # Float images carry no range; we take them to be in [0, 1] already.
     return np.asarray(img, dtype=np.float64)
+  if 'A' in img.mode or 'transparency' in img.info:
+    rgba = np.asarray(img.convert('RGBA'))
+    if (rgba[..., :3] == 255).all():
+      # White everywhere: the mask is drawn in the alpha channel (a
+      # transparent hole on a white layer).
+      return rgba[..., 3].astype(np.float64) / 255.0
   # '1', 'L', 'P', 'RGB', 'RGBA', 'LA', 'CMYK', ...: PIL's luminance.
   return np.asarray(img.convert('L'), dtype=np.float64) / 255.0
 
@@ -173,8 +179,10 @@ def _to_unit_grey(img: Image.Image) -> np.ndarray:
 def load_mask(path: str, h: int, w: int) -> np.ndarray:
   """Reads a mask image file: white = known, black = hole.
 
-  Any image mode is read as greyscale (colour via luminance, alpha ignored);
-  grey values >= 0.5 of full scale are known, below are holes.
+  Any image mode is read as greyscale (colour via luminance, alpha ignored),
+  except an image with alpha whose colour is white everywhere: its alpha
+  is the mask (opaque = known, transparent = hole). Grey values >= 0.5 of
+  full scale are known, below are holes.
 
   Args:
     path: image file (PNG, BMP, ...).

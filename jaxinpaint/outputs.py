@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from jaxinpaint import data, masks
-from jaxinpaint.inputs import UserError, inspect_image, names_list
+from jaxinpaint.inputs import UserError, inspect_image, names_list, note
 
 GRID_FILE, RAW_DIR = 'grid.png', 'raw'
 METRICS_FILE, SUMMARY_FILE = 'metrics.csv', 'summary.json'
@@ -103,17 +103,19 @@ def _file_id(path):
   return st.st_dev, st.st_ino
 
 
-def input_files(image_spec: str, mask_spec: str, reference=None) -> dict:
+def input_files(image_spec: str, mask_spec: str, reference=None,
+                out=None) -> dict:
   """{file id: 'image PATH'} of the files a run reads: the images (the
-  whole --input folder), mask files and the reference."""
+  whole --input folder but the output folder `out`), mask files and the
+  reference."""
   files = []
   if not image_spec.startswith('tfds:'):
     path = Path(image_spec)
-    files += [('image', p) for p in (data.list_image_files(path)
+    files += [('image', p) for p in (data.list_image_files(path, skip=out)
                                      if path.is_dir() else [path])]
   if mask_spec not in masks.MASK_KINDS:
     path = Path(mask_spec)
-    files += [('mask', p) for p in (data.list_image_files(path)
+    files += [('mask', p) for p in (data.list_image_files(path, skip=out)
                                     if path.is_dir() else [path])]
   if reference is not None:
     files.append(('reference', reference))
@@ -129,10 +131,28 @@ def finished(out: Path, names, grid_rows: int) -> np.ndarray:
   """
   done = np.array([(out / f'{n}.png').is_file()
                    and (out / RAW_DIR / f'{n}.png').is_file() for n in names])
+  # A PNG cut short (the disk filled, the machine stopped) is done again.
+  damaged = [i for i in np.flatnonzero(done)
+             if not (_decodes(out / f'{names[i]}.png')
+                     and _decodes(out / RAW_DIR / f'{names[i]}.png'))]
+  if damaged:
+    done[damaged] = False
+    note(f'note: --resume: the outputs of {names_list([text(names[i]) for i in damaged])} '
+         'are truncated or unreadable; completing them again')
   rows = min(len(names), grid_rows)
   if not (done[:rows].all() and (out / GRID_FILE).is_file()):
     done[:rows] = False
   return done
+
+
+def _decodes(path) -> bool:
+  """Whether an image file decodes whole."""
+  try:
+    with Image.open(path) as img:
+      img.load()
+    return True
+  except (OSError, SyntaxError, ValueError):
+    return False
 
 
 def check_outputs(out: Path, names, inputs: dict, *, evaluate: bool,
@@ -161,6 +181,18 @@ def check_outputs(out: Path, names, inputs: dict, *, evaluate: bool,
     return finished(out, names, grid_rows)
   refuse_existing(targets, overwrite)
   return np.zeros(len(names), bool)
+
+
+def remove_stale_metrics(out: Path) -> list:
+  """Removes metrics.csv and summary.json of an earlier --evaluate run in
+  OUT, which a run without ground truth that writes images would leave
+  describing other images; returns the names removed."""
+  removed = []
+  for name in (METRICS_FILE, SUMMARY_FILE):
+    if (out / name).is_file():
+      (out / name).unlink()
+      removed.append(name)
+  return removed
 
 
 def read_finished(out: Path, names, done, resolution: int) -> np.ndarray:

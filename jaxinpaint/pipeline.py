@@ -29,6 +29,7 @@ iteration over the devices (a converged system is frozen, so no value
 depends on the split). The per-image maths is unchanged, so results equal
 the one-device ones up to the rounding above (tests/test_devices.py).
 """
+import os
 from typing import Dict, Mapping, Sequence, Tuple, Union
 
 import jax
@@ -113,6 +114,86 @@ def round_batch_size(batch_size: int, n_images: int, n_devices: int) -> int:
   device gets the same number of images (padding rows are dropped later)."""
   batch = min(batch_size, n_images)
   return -(-batch // n_devices) * n_devices
+
+
+# The search differentiates G and the critics for every latent it holds
+# (batch x restarts): their forward activations are kept for the backward
+# pass, which makes gradients of the same sizes, and XLA keeps temporaries
+# besides. XLA's own figure for the compiled search (temporaries and
+# arguments; widths 4 and 16 at 64x64, batches 2-4, 1-4 restarts, CPU) was
+# 0.95-1.9x the forward activations per latent; SEARCH_MEMORY_FACTOR x them
+# is a rough, generous estimate: it only has to refuse sizes that are far
+# too large before they compile.
+SEARCH_MEMORY_FACTOR = 2
+
+
+def activation_bytes(model: models.Model) -> int:
+  """Bytes of the outputs of every layer of G and the critics for one
+  latent, in float32: computed from shapes only (nothing runs)."""
+  nets, variables = model.nets, model.variables
+
+  def forward(z):
+    x, g = nets['generator'].apply(variables['generator'], z,
+                                   capture_intermediates=True,
+                                   mutable=['intermediates'])
+    captured = [g]
+    for name in nets:
+      if name != 'generator':
+        _, d = nets[name].apply(variables[name], x,
+                                capture_intermediates=True,
+                                mutable=['intermediates'])
+        captured.append(d)
+    return captured
+
+  shapes = jax.eval_shape(forward, jax.ShapeDtypeStruct((1, model.z_dim),
+                                                        np.float32))
+  return sum(4 * int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(shapes))
+
+
+def search_memory(model: models.Model, batch_size: int, restarts: int,
+                  n_devices: int = 1) -> int:
+  """Estimated device memory in bytes of one compiled search of
+  `batch_size` images x `restarts` latents on each of `n_devices` devices
+  (the batch split between them): SEARCH_MEMORY_FACTOR x the activations
+  of every latent plus the model's variables."""
+  per_device = -(-batch_size // n_devices) * restarts
+  params = sum(4 * int(np.size(x)) for x in jax.tree.leaves(model.variables))
+  return SEARCH_MEMORY_FACTOR * activation_bytes(model) * per_device + params
+
+
+def free_memory(device) -> int:
+  """Bytes free on `device` (a CPU device: the host's available memory)."""
+  stats = device.memory_stats() or {}
+  if 'bytes_limit' in stats:
+    return stats['bytes_limit'] - stats.get('bytes_in_use', 0)
+  return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+
+
+def check_search_memory(model: models.Model, batch_size: int, restarts: int,
+                        devices: Sequence[jax.Device]):
+  """Raises ValueError when `search_memory` exceeds the first device's free
+  memory, saying whether the restarts alone are too many (then no batch
+  size fits) or the batch size to use at most."""
+  need = search_memory(model, batch_size, restarts, len(devices))
+  free = free_memory(devices[0])
+  if need <= free:
+    return
+  gib = lambda b: f'{b / 2**30:.1f} GiB'
+  where = (f'{devices[0].device_kind} has {gib(free)} free; the estimate is '
+           f'SEARCH_MEMORY_FACTOR={SEARCH_MEMORY_FACTOR} x the activations '
+           'of the networks per latent')
+  one = search_memory(model, len(devices), restarts, len(devices))
+  if one > free:
+    most = max(0, restarts * free // one)
+    raise ValueError(f'restarts={restarts}: even one image per device needs '
+                     f'about {gib(one)} ({where}); lower restarts to at most '
+                     f'{most}')
+  fits = len(devices)
+  while search_memory(model, fits * 2, restarts, len(devices)) <= free:
+    fits *= 2
+  raise ValueError(f'batch_size={batch_size} x restarts={restarts} needs '
+                   f'about {gib(need)} ({where}); lower batch_size to '
+                   f'{fits} or restarts')
 
 
 def inpaint_batches(model: models.Model, images, masks, indices, *,

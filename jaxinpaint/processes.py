@@ -4,20 +4,34 @@
 its images into contiguous blocks by process index (`Share.rows`): an
 image's result depends only on (y, M, seed, its index), so the split changes
 no result. Each process completes and writes only its own block, on the
-devices it sees; jax.distributed serves only to start them (`start`), so a
+devices it sees; the processes never run a collective together, so a
 process that fails or hangs cannot hang the others.
+
+Joining (`start`) happens in a short-lived child process, before this
+process makes its JAX backend: the child calls the public
+`jax.distributed.initialize` (with the flags, or the cluster's detection
+for --multiprocess) on the CPU, reads `jax.process_index()` and
+`jax.process_count()`, and agrees on a run token with one
+`multihost_utils.broadcast_one_to_all` of process 0's random bytes; all the
+processes are alive then, so it cannot hang (and it is bounded by a
+timeout). The child then exits, and with it the distributed service: this
+process's JAX is a one-process JAX on its local devices (no heartbeats, no
+barrier at exit, and orbax loads the model without cross-process barriers).
 
 Instead of a barrier, each process keeps a small status file in
 `OUT/.processes/` (written atomically after each batch, at the end and on
 failure), and process 0 waits for all of them before it writes the files of
 the whole run (grid.png, metrics.csv, summary.json). A status names its run
-(a token process 0 shares through jax.distributed at the start), so files of an earlier run are
-never taken for this one's.
+(the token of the start), so files of an earlier run are never taken for
+this one's.
 """
 import contextlib
 import dataclasses
 import json
+import os
 import secrets
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -55,6 +69,8 @@ def check_flags(coordinator_address, num_processes, process_id,
   if given and len(given) < 3:
     return ('--coordinator_address, --num_processes and --process_id go '
             f'together: only {" and ".join(given)} given')
+  if coordinator_address is not None and check_address(coordinator_address):
+    return check_address(coordinator_address)
   if num_processes is not None and num_processes < 1:
     return f'--num_processes must be >= 1, got {num_processes}'
   if process_id is not None and not 0 <= process_id < num_processes:
@@ -63,39 +79,59 @@ def check_flags(coordinator_address, num_processes, process_id,
   return None
 
 
-def start(coordinator_address=None, num_processes=None,
-          process_id=None) -> Share:
-  """Joins the processes with `jax.distributed.initialize` (the arguments,
-  or the cluster's detection when all are None), agrees on a run token and
-  leaves the distributed service again, all before JAX makes its backend.
+def check_address(address: str) -> str | None:
+  """What is wrong with a --coordinator_address (None: nothing): it must be
+  HOST:PORT, the port a number from 1 to 65535 (an IPv6 host in [])."""
+  host, sep, port = address.rpartition(':')
+  if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    return (f'--coordinator_address {address!r}: expected HOST:PORT of '
+            'process 0, e.g. 10.0.0.1:1234')
+  return None
 
-  From then on the processes share nothing but the output folder: each
-  one's JAX is a one-process JAX on its local devices (no heartbeats, no
-  barrier at exit, and orbax loads the model without cross-process
-  barriers), so a failed process cannot stop or hang the others. Call it
-  before any JAX computation.
+
+def start(coordinator_address=None, num_processes=None, process_id=None,
+          timeout: float = 300) -> Share:
+  """Joins the processes and agrees on a run token (see the module doc):
+  with the three flags, or with none for the cluster's detection.
+
+  Runs JAX's distributed service in a child process only, so this process's
+  JAX stays a one-process one; call it before any JAX computation anyway
+  (a GPU is not touched: the child runs on the CPU). Raises RuntimeError
+  with the child's last error line when the processes cannot join within
+  `timeout` seconds.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  # The client's key-value store has no public API; orbax uses it the same
-  # way. A collective would need the backend, which must not be made yet.
-  from jax._src import distributed  # pylint: disable=g-import-not-at-top
-  kwargs = {}
+  request = {}
   if coordinator_address is not None:
-    kwargs = dict(coordinator_address=coordinator_address,
-                  num_processes=num_processes, process_id=process_id)
-  jax.distributed.initialize(**kwargs)
-  state = distributed.global_state
-  index, count = int(state.process_id), int(state.num_processes)
-  if index == 0:
-    state.client.key_value_set('jaxinpaint/inpaint/run', secrets.token_hex(8))
-  run_id = state.client.blocking_key_value_get('jaxinpaint/inpaint/run',
-                                               600_000)
-  # Every process is alive here, so this barrier cannot hang.
-  jax.distributed.shutdown()
-  # The backend, made later, is then a one-process one (its process index
-  # and count come from this state, which shutdown keeps).
-  state.process_id, state.num_processes = 0, 1
-  return Share(index, count, run_id)
+    request = dict(coordinator_address=coordinator_address,
+                   num_processes=num_processes, process_id=process_id)
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  try:
+    child = subprocess.run(
+        [sys.executable, '-m', 'jaxinpaint.processes', json.dumps(request),
+         str(int(timeout))], env=env, capture_output=True, text=True,
+        timeout=timeout + 60)
+  except subprocess.TimeoutExpired:
+    raise RuntimeError(f'the processes did not join within {timeout:g} s')
+  if child.returncode != 0:
+    lines = [l for l in child.stderr.strip().splitlines()
+             if not l.startswith('[Gloo]')] or [f'exit {child.returncode}']
+    raise RuntimeError(lines[-1].strip())
+  joined = json.loads(child.stdout.strip().splitlines()[-1])
+  if process_id is not None:  # the flags decide, the child agrees
+    assert (joined['index'], joined['count']) == (process_id, num_processes)
+  return Share(joined['index'], joined['count'], joined['run'])
+
+
+def _join(request: dict, timeout: int) -> dict:
+  """The child of `start`: joins, agrees on the token, prints them."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  jax.distributed.initialize(**request, initialization_timeout=timeout)
+  token = np.frombuffer(secrets.token_bytes(8), np.uint8)
+  # Every process's token; all keep process 0's.
+  token = np.asarray(multihost_utils.broadcast_one_to_all(token))
+  return dict(index=jax.process_index(), count=jax.process_count(),
+              run=bytes(token.astype(np.uint8)).hex())
 
 
 def status_path(out: Path, index: int) -> Path:
@@ -193,3 +229,8 @@ def save_arrays(path: Path, **arrays):
 def grid_rows_path(out: Path, index: int) -> Path:
   """Where a process leaves G(z) and the blend of its rows of grid.png."""
   return Path(out) / STATUS_DIR / f'grid-{index}.npz'
+
+
+if __name__ == '__main__':
+  # `start`'s child: python -m jaxinpaint.processes REQUEST_JSON TIMEOUT.
+  print(json.dumps(_join(json.loads(sys.argv[1]), int(sys.argv[2]))))

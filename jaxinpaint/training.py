@@ -24,7 +24,7 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import tqdm
 
-from jaxinpaint import checkpoint, data, losses, models
+from jaxinpaint import checkpoint, data, losses, models, pipeline
 from jaxinpaint import config as config_lib
 from jaxinpaint import workdir as workdir_lib
 # Raised by train_and_evaluate (callers catch training.StoppedBySignal);
@@ -395,12 +395,8 @@ def warm_start_state(config, nets, init_from):
       g_opt_state=opt.init(g_params), d_opt_state=opt.init(d_params))
 
 
-def free_memory(device):
-  """Bytes free on `device` (a CPU device: the host's available memory)."""
-  stats = device.memory_stats() or {}
-  if 'bytes_limit' in stats:
-    return stats['bytes_limit'] - stats.get('bytes_in_use', 0)
-  return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+# Bytes free on a device (a module attribute: tests replace it).
+free_memory = pipeline.free_memory
 
 
 def check_data_size(config, num_images):
@@ -437,6 +433,26 @@ def _device_images(config, source, sharding):
         'set --config.data.on_device=False or use fewer images')
   return jax.make_array_from_callback(images.shape, sharding,
                                       lambda index: np.asarray(images[index]))
+
+
+def _restore_for_resume(workdir, files, abstract_state):
+  """The work dir's newest checkpoint; a damaged one is refused naming its
+  step and, if there is one, the newest intact step before it."""
+  step = files.last_saved
+  try:
+    return checkpoint.restore_step(
+        workdir, step, ocp.args.StandardRestore(abstract_state),
+        files.manager())
+  except checkpoint.CheckpointBeingWrittenError:
+    raise
+  except checkpoint.DamagedCheckpointError as e:
+    intact = checkpoint.intact_step_before(workdir, step)
+    folder = os.path.join(workdir, checkpoint.CHECKPOINT_DIR, str(step))
+    raise checkpoint.DamagedCheckpointError(
+        f'{e}; ' + (f'the checkpoint of step {intact} is intact: delete '
+                    f'{folder} to resume from step {intact}' if intact is not
+                    None else 'no earlier checkpoint is intact: use a new '
+                    '--workdir')) from e
 
 
 def _check_export_to(path):
@@ -477,9 +493,7 @@ def train_and_evaluate(config, workdir):
   functions = build_train_functions(config, nets, make_mesh(), on_device)
   files = workdir_lib.RunFiles(workdir, config)
   if files.last_saved is not None:
-    state = files.manager().restore(
-        files.last_saved,
-        args=ocp.args.StandardRestore(functions.abstract_state))
+    state = _restore_for_resume(workdir, files, functions.abstract_state)
   elif config.train.init_from:
     state = jax.device_put(
         warm_start_state(config, nets, config.train.init_from),

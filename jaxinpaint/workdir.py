@@ -45,6 +45,19 @@ def check_resumable(workdir, config):
         f'{saved}, asked {wanted}); use a new --workdir')
 
 
+class WriteError(RuntimeError):
+  """A file of the work dir could not be written (e.g. the disk is full):
+  one line, exit code 1 in the CLI."""
+
+
+def _write_error(what, workdir, last_saved, error: OSError) -> WriteError:
+  kept = (f'the checkpoint of step {last_saved} is kept' if last_saved
+          is not None else 'no checkpoint was saved')
+  return WriteError(f'cannot write {what} in {workdir}: '
+                    f'{error.strerror or error}; {kept}: make room and rerun '
+                    'the same command to resume')
+
+
 class StoppedBySignal(Exception):
   """SIGTERM/SIGINT arrived; a checkpoint was saved."""
 
@@ -107,12 +120,19 @@ class RunFiles:
     return self._manager
 
   def save(self, state, step):
+    """Saves a checkpoint; raises WriteError (one line) if it cannot."""
     if step == self.last_saved:
       return
-    if self.is_chief:
-      self.workdir.mkdir(parents=True, exist_ok=True)
-      checkpoint.save_config(self.workdir, self.config)
-    self.manager().save(step, args=ocp.args.StandardSave(state), force=True)
+    try:
+      if self.is_chief:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        checkpoint.save_config(self.workdir, self.config)
+      self.manager().save(step, args=ocp.args.StandardSave(state), force=True)
+      # Saving is asynchronous: its errors come out here.
+      self.manager().wait_until_finished()
+    except OSError as e:
+      raise _write_error(f'the checkpoint of step {step}', self.workdir,
+                         self.last_saved, e) from e
     self.last_saved = step
 
   def events(self):
@@ -134,14 +154,22 @@ class RunFiles:
     return self._events or None
 
   def log(self, records):
+    """Appends to metrics.jsonl. The records of an earlier attempt past the
+    checkpoint this run resumes from are dropped at the first write (they
+    are computed again): no step appears twice."""
     if not self.is_chief:
       return
-    if self._metrics is None:
-      self.workdir.mkdir(parents=True, exist_ok=True)
-      self._metrics = open(self.workdir / METRICS_FILE, 'a')
-    for r in records:
-      self._metrics.write(json.dumps(r) + '\n')
-    self._metrics.flush()
+    path = self.workdir / METRICS_FILE
+    try:
+      if self._metrics is None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        _drop_records_after(path, self.last_saved)
+        self._metrics = open(path, 'a')
+      for r in records:
+        self._metrics.write(json.dumps(r) + '\n')
+      self._metrics.flush()
+    except OSError as e:
+      raise _write_error(METRICS_FILE, self.workdir, self.last_saved, e) from e
     events = self.events()
     if events is not None:
       for r in records:
@@ -173,3 +201,25 @@ def event_scalars(record) -> dict:
   return {k: float(v) for k, v in record.items()
           if k not in ('step', 'time') and isinstance(v, (int, float))
           and not isinstance(v, bool)}
+
+
+def _drop_records_after(path: Path, step):
+  """Rewrites metrics.jsonl without the records of steps after `step` (all
+  of them for None), if it has any."""
+  if not path.is_file():
+    return
+  lines = path.read_text(encoding='utf-8').splitlines(keepends=True)
+
+  def keep(line):
+    try:
+      record_step = json.loads(line).get('step')
+    except (ValueError, AttributeError):
+      return False  # half a line: the earlier run died writing it
+    return step is not None and isinstance(record_step, int) and (
+        record_step <= step)
+
+  kept = [line for line in lines if keep(line)]
+  if len(kept) < len(lines):
+    tmp = path.with_name(f'.{path.name}.tmp')
+    tmp.write_text(''.join(kept), encoding='utf-8')
+    tmp.replace(path)

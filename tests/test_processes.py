@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import REPO
+from helpers import REPO, run
 from jaxinpaint import checkpoint, config as config_lib, inpaint_cli, models
 from jaxinpaint import outputs, processes
 
@@ -145,7 +145,11 @@ def test_multi_process_flags_are_checked_before_any_work(capsys):
       (['--coordinator_address=h:1', '--num_processes=0',
         '--process_id=0'], '--num_processes must be >= 1'),
       (['--multiprocess', '--process_id=0'], 'drop --process_id'),
-      (['--process-timeout=0'], '--process-timeout must be > 0')):
+      (['--process-timeout=0'], '--process-timeout must be > 0'),
+      (['--coordinator_address=notahost', '--num_processes=2',
+        '--process_id=0'], "--coordinator_address 'notahost': expected HOST:PORT"),
+      (['--coordinator_address=h:99999', '--num_processes=2',
+        '--process_id=0'], 'expected HOST:PORT')):
     with pytest.raises(SystemExit) as e:
       inpaint_cli.main(['--out', '/nonexistent-never-written', *argv])
     assert e.value.code == 2
@@ -177,3 +181,57 @@ def test_waiting_reports_failed_and_silent_processes(tmp_path):
                                     poll=0.05, on_update=seen.append)
   assert [s['process'] for s in statuses] == [0, 1, 2]
   assert statuses[1]['resumed'] == 1 and len(seen) == 1
+
+
+def test_train_refuses_a_coordinator_address_without_a_port(tmp_path):
+  result = run(['train.py', '--config', 'configs/celeba64.py', '--workdir',
+                str(tmp_path / 'w'), '--coordinator_address=notahost',
+                '--num_processes=2', '--process_id=0'])
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert result.stderr.strip().splitlines() == [
+      "error: --coordinator_address 'notahost': expected HOST:PORT of "
+      'process 0, e.g. 10.0.0.1:1234']
+
+
+def test_the_package_uses_public_jax_only():
+  for path in sorted((REPO / 'jaxinpaint').glob('*.py')):
+    assert 'jax._src' not in path.read_text(encoding='utf-8'), path
+
+
+JOIN = """
+import json, sys
+import jax
+from jaxinpaint import processes
+share = processes.start()
+# The distributed service lived in start's child only: this JAX is local.
+print(json.dumps(dict(index=share.index, count=share.count, run=share.run_id,
+                      jax_count=jax.process_count(),
+                      initialized=jax.distributed.is_initialized())))
+"""
+
+
+def test_cluster_detection_joins_and_leaves_a_one_process_jax():
+  # --multiprocess: jax.distributed's detection of a SLURM job (faked: two
+  # tasks on this host); its port comes from the job id.
+  job = str(1000 + os.getpid() % 3000)
+  procs = [subprocess.Popen(
+      [sys.executable, '-c', JOIN], cwd=REPO, text=True,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      env=dict(os.environ, SLURM_JOB_ID=job, SLURM_NTASKS='2',
+               SLURM_PROCID=str(i), SLURM_LOCALID=str(i),
+               SLURM_STEP_NODELIST='localhost')) for i in range(2)]
+  shares = []
+  for code, out, err in finish(procs):
+    assert code == 0, err[-3000:]
+    shares.append(json.loads(out.strip().splitlines()[-1]))
+  assert [s['index'] for s in shares] == [0, 1]
+  assert [s['count'] for s in shares] == [2, 2]
+  assert shares[0]['run'] == shares[1]['run'] and len(shares[0]['run']) == 16
+  assert [s['jax_count'] for s in shares] == [1, 1]
+  assert not any(s['initialized'] for s in shares)
+
+
+def test_joining_without_process_0_fails_instead_of_hanging():
+  port = 20000 + (os.getpid() + 3) % 20000
+  with pytest.raises(RuntimeError):
+    processes.start(f'127.0.0.1:{port}', 2, 1, timeout=3)

@@ -1,0 +1,181 @@
+"""Unusual but valid inputs to inpaint.py, and runs that were cut short:
+one clear note or error, and the run does the right thing."""
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxinpaint import completion, inpaint_cli, inputs, masks, pipeline
+
+from test_inpaint_cli import FAST, RES, ckpt, cli, files_under, read_png, write_image  # pylint: disable=unused-import
+
+
+def test_a_truncated_output_is_completed_again_on_resume(ckpt, tmp_path,
+                                                          capsys):
+  for i, name in enumerate('abc'):
+    write_image(tmp_path / 'in' / f'{name}.png', seed=i)
+  out = tmp_path / 'out'
+  argv = ['--checkpoint', ckpt, '--input', tmp_path / 'in', '--out', out,
+          '--evaluate', '--grid-max', '1', *FAST]
+  code, first, _, err = cli(argv, capsys)
+  assert code == 0, err
+  whole = (out / 'b.png').read_bytes()
+  before = read_png(out / 'b.png')
+  (out / 'b.png').write_bytes(whole[:len(whole) // 2])  # the disk filled
+  code, summary, _, err = cli(argv + ['--resume'], capsys)
+  assert code == 0, err
+  assert ('note: --resume: the outputs of b are truncated or unreadable; '
+          'completing them again') in err
+  assert '2 of 3 images are finished' in err
+  # Completed alone now, in a padded batch: the same up to float rounding.
+  again = read_png(out / 'b.png').astype(int)
+  assert np.abs(again - before).max() <= 2
+  assert summary['resumed'] == 2
+  for key in ('mse', 'psnr', 'ssim', 'hole_mse'):
+    assert summary[key] == pytest.approx(first[key], rel=1e-2), key
+
+
+def parse(argv):
+  return inpaint_cli.build_parser().parse_args([str(a) for a in argv])
+
+
+def test_an_out_folder_inside_the_input_folder_is_skipped(ckpt, tmp_path,
+                                                           capsys):
+  for i, name in enumerate('ab'):
+    write_image(tmp_path / 'in' / f'{name}.png', seed=i)
+  out = tmp_path / 'in' / 'filled'
+  argv = ['--checkpoint', ckpt, '--input', tmp_path / 'in', '--out', out,
+          *FAST]
+  code, _, _, err = cli(argv, capsys)
+  assert code == 0, err
+  code, _, _, err = cli(argv + ['--resume'], capsys)
+  assert code == 0, err
+  assert f'note: --input {tmp_path / "in"}: skipping {out}/ inside it' in err
+  assert '2 of 2 images are finished' in err
+  assert files_under(out) == ['a.png', 'b.png', 'grid.png', 'raw/a.png',
+                              'raw/b.png']
+
+
+def test_gif_webp_tiff_inputs_are_read_and_other_files_counted(
+    ckpt, tmp_path, capsys):
+  # Few colours: GIF's palette and lossless WebP keep them exactly.
+  blocks = np.kron(np.arange(16, dtype=np.uint8).reshape(4, 4) * 16,
+                   np.ones((RES // 4, RES // 4), np.uint8))
+  pixels = np.stack([blocks, 255 - blocks, blocks // 2], -1)
+  folder = tmp_path / 'in'
+  folder.mkdir()
+  for ext, kwargs in (('png', {}), ('gif', {}), ('webp', {'lossless': True}),
+                      ('tif', {}), ('tiff', {}), ('bmp', {})):
+    Image.fromarray(pixels).save(folder / f'face_{ext}.{ext}', **kwargs)
+  (folder / 'notes.txt').write_text('not an image')
+  (folder / 'list.csv').write_text('a,b')
+  images, names = inputs.load_inputs(str(folder), RES)
+  assert names == ['face_bmp', 'face_gif', 'face_png', 'face_tif',
+                   'face_tiff', 'face_webp']
+  expected = pixels.astype(np.float32) / 127.5 - 1
+  for image in images:
+    np.testing.assert_array_equal(image, expected)
+  err = capsys.readouterr().err
+  assert (f'note: --input {folder}: skipped 2 files that are not an image '
+          '(list.csv, notes.txt; images are ') in err
+
+
+def test_empty_paths_are_refused(ckpt, tmp_path, capsys):
+  for flag in ('--input', '--out', '--mask', '--reference', '--checkpoint'):
+    code, _, _, err = cli(['--out', tmp_path / 'out', flag, ''], capsys)
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f'error: {flag} is empty; expected a path'
+        + (' or one of center, three_squares, random, free_form'
+           if flag == '--mask' else '')], err
+  assert not (tmp_path / 'out').exists()
+
+
+def test_a_mostly_hole_mask_warns_that_it_may_be_inverted(ckpt, tmp_path,
+                                                            capsys):
+  write_image(tmp_path / 'in' / 'a.png')
+  inverted = np.zeros((RES, RES), np.uint8)
+  inverted[:6, :] = 255  # 6 of 64 rows known: 91% hole
+  Image.fromarray(inverted).save(tmp_path / 'mask.png')
+  inpaint_cli.prepare(parse(['--checkpoint', ckpt, '--input', tmp_path / 'in',
+                             '--mask', tmp_path / 'mask.png', '--out',
+                             tmp_path / 'out']))
+  assert ('warning: the mask is 91% hole: in mask files white = known and '
+          'black = hole; is the mask inverted?') in capsys.readouterr().err
+  # The paper's center mask (25% hole) gives no such warning.
+  inpaint_cli.prepare(parse(['--checkpoint', ckpt, '--input', tmp_path / 'in',
+                             '--out', tmp_path / 'out']))
+  assert 'inverted' not in capsys.readouterr().err
+
+
+def test_a_white_mask_with_alpha_uses_its_alpha(tmp_path):
+  alpha = np.full((RES, RES), 255, np.uint8)
+  alpha[16:48, 8:40] = 0  # the transparent hole
+  rgba = np.dstack([np.full((RES, RES, 3), 255, np.uint8), alpha])
+  Image.fromarray(rgba, 'RGBA').save(tmp_path / 'alpha.png')
+  mask = masks.load_mask(str(tmp_path / 'alpha.png'), RES, RES)
+  np.testing.assert_array_equal(mask[0, :, :, 0], (alpha >= 128).astype(
+      np.float32))
+  # Colour drawn on an opaque layer keeps the luminance rule.
+  rgba[..., :3] = 0
+  rgba[:, :RES // 2, :3] = 255
+  rgba[..., 3] = 255
+  Image.fromarray(rgba, 'RGBA').save(tmp_path / 'colour.png')
+  mask = masks.load_mask(str(tmp_path / 'colour.png'), RES, RES)
+  assert mask[0, :, :RES // 2].all() and not mask[0, :, RES // 2:].any()
+
+
+def test_a_search_too_large_for_the_device_is_refused_before_compiling(
+    ckpt, tmp_path, capsys, monkeypatch):
+  for i in range(8):
+    write_image(tmp_path / 'in' / f'{i}.png', seed=i)
+  model = inputs.load_model(ckpt)
+  per_latent = pipeline.SEARCH_MEMORY_FACTOR * pipeline.activation_bytes(model)
+  params = pipeline.search_memory(model, 1, 1) - per_latent
+  assert pipeline.search_memory(model, 8, 10) == 80 * per_latent + params
+  # A device with room for 50 latents.
+  monkeypatch.setattr(pipeline, 'free_memory',
+                      lambda device: 50 * per_latent + params)
+  monkeypatch.setattr(completion, 'complete', None)  # must not be reached
+  argv = ['--checkpoint', ckpt, '--input', tmp_path / 'in', '--out',
+          tmp_path / 'out', '--steps', '2']
+  code, _, _, err = cli(argv + ['--restarts', '100000', '--batch-size', '2'],
+                        capsys)
+  assert code == 2
+  line = err.strip().splitlines()[-1]
+  assert line.startswith('error: --restarts=100000: even one image per device '
+                         'needs about ')
+  assert line.endswith('lower --restarts to at most 50')
+  code, _, _, err = cli(argv + ['--restarts', '10', '--batch-size', '8'],
+                        capsys)
+  assert code == 2
+  line = err.strip().splitlines()[-1]
+  assert line.startswith('error: --batch-size=8 x --restarts=10 needs about ')
+  assert line.endswith('lower --batch-size to 4 or --restarts')
+  assert not any((tmp_path / 'out').glob('*.png'))
+
+
+def test_resume_without_evaluate_removes_the_stale_metrics(ckpt, tmp_path,
+                                                            capsys):
+  for i, name in enumerate('abc'):
+    write_image(tmp_path / 'in' / f'{name}.png', seed=i)
+  out = tmp_path / 'out'
+  argv = ['--checkpoint', ckpt, '--input', tmp_path / 'in', '--out', out,
+          '--grid-max', '1', *FAST]
+  code, _, _, err = cli(argv + ['--evaluate'], capsys)
+  assert code == 0, err
+  (out / 'c.png').unlink()
+  code, _, _, err = cli(argv + ['--resume'], capsys)
+  assert code == 0, err
+  assert ('note: removed metrics.csv and summary.json of an earlier run with '
+          '--evaluate') in err
+  assert files_under(out) == ['a.png', 'b.png', 'c.png', 'grid.png',
+                              'raw/a.png', 'raw/b.png', 'raw/c.png']
+  # With nothing left to complete, the metrics still describe the images.
+  code, _, _, err = cli(argv + ['--evaluate', '--resume'], capsys)
+  assert code == 0, err
+  code, _, _, err = cli(argv + ['--resume'], capsys)
+  assert code == 0 and 'removed' not in err
+  assert (out / 'metrics.csv').is_file() and (out / 'summary.json').is_file()
