@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import run, write_npz
+from helpers import write_npz
 from jaxinpaint import checkpoint, data, models, training
 from test_training import (TRAIN, TRAINED, assert_trees_equal, npz_flags,
                            read_step_metrics, restore, tiny_config)
@@ -148,22 +148,38 @@ def test_on_device_data_larger_than_memory_is_refused(npz, tmp_path,
 # Time limit and export; warm start.
 
 
-def test_time_limit_stops_finalizes_and_exports(npz, tmp_path):
+class FakeClock:
+  """A time source that advances `tick` seconds at each reading: where a
+  time limit stops training depends on the code's readings only, not on
+  the machine's speed."""
+
+  def __init__(self, tick=1.0, start=0.0):
+    self.now, self.tick = start - tick, tick
+
+  def __call__(self):
+    self.now += self.tick
+    return self.now
+
+
+def test_time_limit_stops_finalizes_and_exports(npz, tmp_path, capsys):
   workdir, model = tmp_path / 'run', tmp_path / 'model'
-  result = run([*TRAIN, f'--workdir={workdir}',
-                *npz_flags(npz, 1_000_000, **{
-                    'train.time_limit': 45, 'train.export_to': model,
-                    'train.checkpoint_every': 1_000_000,
-                    'train.sample_every': 1_000_000})])
-  assert result.returncode == 0, result.stderr[-3000:]
+  config = tiny_config(npz, 1_000_000, **{
+      'train.time_limit': 10.0, 'train.export_to': str(model),
+      'train.log_every': 1, 'train.checkpoint_every': 1_000_000,
+      'train.sample_every': 1_000_000})
+  # Readings: 0 at the start (the limit's origin, so the deadline is 10),
+  # then before each step (1, 3, 5, ...) and at each step's log (2, 4, ...):
+  # step 5 is logged at 10, and the reading before step 6 (11) stops it.
+  training.train_and_evaluate(config, workdir, clock=FakeClock())
   step = checkpoint.latest_step(workdir)
-  assert 2 <= step < 1_000_000
-  output = result.stdout + result.stderr
-  assert f'time limit of 45 s reached at step {step}' in output
-  assert 'expect to stop near step' in output
+  assert step == 5
+  output = ''.join(capsys.readouterr())
+  assert 'time limit of 10 s reached at step 5' in output
+  # Logged steps 1 and 2 at readings 2 and 4: 0.5 it/s, 6 s left -> 5.
+  assert 'time limit: 0.50 it/s, expect to stop near step 5 in 6 s' in output
   records = [json.loads(l) for l in
              (workdir / 'metrics.jsonl').read_text().splitlines()]
-  assert any('expected_final_step' in r for r in records)
+  assert {'step': 2, 'it_per_s': 0.5, 'expected_final_step': 5} in records
   assert 'bn_eval_gap_recalibrated' in records[-1]  # finalized
   # The exported model is the final state, recalibrated, in bfloat16.
   config, variables, exported_step = checkpoint.load_inference_variables(
