@@ -195,6 +195,71 @@ def test_time_limit_stops_finalizes_and_exports(npz, tmp_path, capsys):
   assert config.model.width == 8
 
 
+def test_a_time_limit_on_a_checkpoint_step_still_finalizes_and_exports(
+    npz, tmp_path):
+  workdir, model = tmp_path / 'run', tmp_path / 'model'
+  # As above, but steps 2 and 4 are periodic checkpoints: the run stops at
+  # step 4 (readings 1 .. 8 < 8.5, then 9).
+  config = tiny_config(npz, 100, **{
+      'train.time_limit': 8.5, 'train.export_to': str(model),
+      'train.log_every': 1, 'train.checkpoint_every': 2})
+  training.train_and_evaluate(config, workdir, clock=FakeClock())
+  assert checkpoint.latest_step(workdir) == 4
+  records = [json.loads(l) for l in
+             (workdir / 'metrics.jsonl').read_text().splitlines()]
+  assert records[-1]['step'] == 4 and 'bn_eval_gap_recalibrated' in records[-1]
+  final = restore(workdir)
+  assert not checkpoint.has_running_batch_stats(final)  # recalibrated
+  _, variables, exported_step = checkpoint.load_inference_variables(model)
+  assert exported_step == 4
+  np.testing.assert_array_equal(
+      jax.tree.leaves(variables['generator']['batch_stats'])[0],
+      np.asarray(jax.tree.leaves(final['g_stats_eval'])[0],
+                 np.float32).astype(jnp.bfloat16).astype(np.float32))
+
+
+def test_a_time_limit_shorter_than_the_start_up_is_an_error(npz, tmp_path):
+  # The start-up (reading 0 -> 100) outlasts the limit of 1 s.
+  readings = iter([0.0, 100.0, 100.0])
+  with pytest.raises(training.TimeLimitTooShort,
+                     match=r'time_limit=1: shorter than the start-up \(100 s'):
+    training.train_and_evaluate(
+        tiny_config(npz, 4, **{'train.time_limit': 1.0,
+                               'train.export_to': str(tmp_path / 'model')}),
+        tmp_path / 'w', clock=lambda: next(readings))
+  assert not any(tmp_path.iterdir())  # nothing saved, nothing exported
+
+
+@pytest.mark.parametrize('inside', ['.', 'model', '..'])
+def test_export_to_the_workdir_or_inside_it_is_refused_before_training(
+    npz, tmp_path, inside):
+  workdir = tmp_path / 'run' / 'w'
+  export_to = workdir / inside
+  with pytest.raises(ValueError, match=r'export_to=.*(is the|holds the) '
+                     r'--workdir'):
+    training.train_and_evaluate(
+        tiny_config(npz, 1, **{'train.export_to': str(export_to)}), workdir)
+  assert not (tmp_path / 'run').exists()
+
+
+def test_a_finished_run_whose_export_is_missing_exports_it(npz, tmp_path):
+  workdir, model = tmp_path / 'run', tmp_path / 'model'
+  training.train_and_evaluate(tiny_config(npz, 2), workdir)
+  before = restore(workdir)
+  # As a signal during the export leaves it: no model (the temporary
+  # folder is removed or left aside), the work dir finished.
+  training.train_and_evaluate(
+      tiny_config(npz, 2, **{'train.export_to': str(model)}), workdir)
+  assert checkpoint.latest_step(workdir) == 2
+  assert_trees_equal(restore(workdir), before, TRAINED + ('g_stats_eval',))
+  _, variables, step = checkpoint.load_inference_variables(model)
+  assert step == 2
+  np.testing.assert_array_equal(
+      jax.tree.leaves(variables['generator']['params'])[0],
+      np.asarray(jax.tree.leaves(before['g_params'])[0],
+                 np.float32).astype(jnp.bfloat16).astype(np.float32))
+
+
 def test_export_to_an_occupied_folder_is_refused_before_training(npz,
                                                                  tmp_path):
   occupied = tmp_path / 'model'
