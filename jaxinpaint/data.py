@@ -35,7 +35,7 @@ import threading
 from typing import Any, Iterable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 PathLike = str | os.PathLike[str]
 
@@ -56,6 +56,34 @@ class CorruptImageError(ValueError):
 # Preprocessing.
 
 
+_EXIF_ORIENTATION = 0x0112
+# EXIF orientations 5-8 turn the image by 90 degrees: width and height swap.
+_TRANSPOSED = (5, 6, 7, 8)
+
+
+def exif_orientation(img: Image.Image) -> int:
+  """The EXIF orientation tag of an opened image (1 = as stored)."""
+  try:
+    return int(img.getexif().get(_EXIF_ORIENTATION, 1))
+  except (TypeError, ValueError, OSError, SyntaxError):
+    return 1  # a damaged EXIF block: the pixels as stored
+
+
+def upright(img: Image.Image) -> Image.Image:
+  """`img` as a viewer shows it: its EXIF orientation applied (a phone's
+  JPEG stored sideways, tag 6, is turned upright). Every image, mask and
+  reference is read through this."""
+  if exif_orientation(img) in (1, 0):
+    return img  # no copy for the usual case
+  return ImageOps.exif_transpose(img)
+
+
+def upright_size(img: Image.Image) -> tuple[int, int]:
+  """(width, height) of `upright(img)`, from the header only."""
+  w, h = img.size
+  return (h, w) if exif_orientation(img) in _TRANSPOSED else (w, h)
+
+
 def _crop_resize(img: Image.Image, resolution: int) -> np.ndarray:
   """Center-crops `img` to a square, resizes it and converts it to RGB.
 
@@ -70,6 +98,7 @@ def _crop_resize(img: Image.Image, resolution: int) -> np.ndarray:
     # Let libjpeg decode at 1/2, 1/4 or 1/8 scale (DCT scaling) while the
     # short side stays >= resolution: far less work than a full decode.
     img.draft(img.mode, (resolution, resolution))
+  img = upright(img)
   if img.mode.startswith('I;16'):
     # 16-bit PNGs: keep the 8 most significant bits (convert('RGB') clips).
     img = Image.fromarray((np.asarray(img) >> 8).astype(np.uint8))

@@ -137,6 +137,52 @@ def test_greyscale_and_cmyk_jpegs_load(tmp_path):
   np.testing.assert_allclose(_to_uint8(images[1]), 50, atol=2)
 
 
+def _save_with_orientation(path, pixels, orientation):
+  exif = Image.Exif()
+  exif[0x0112] = orientation
+  Image.fromarray(pixels).save(path, exif=exif.tobytes(), quality=95)
+
+
+def test_exif_orientation_is_applied_everywhere_images_are_read(tmp_path):
+  from jaxinpaint import inputs, masks
+  # Stored 48 wide x 32 high: dark left third, bright right, a red top
+  # band. Orientation 6: a viewer turns it 90 degrees clockwise, 32 x 48.
+  stored = np.full((32, 48, 3), 40, np.uint8)
+  stored[:, 16:] = 220
+  stored[:4, :, 0] = 255
+  path = tmp_path / 'sideways.jpg'
+  _save_with_orientation(path, stored, 6)
+  with Image.open(path) as img:
+    decoded = np.asarray(img.convert('RGB'))  # the pixels as stored
+  upright = np.rot90(decoded, k=-1)  # clockwise: (48, 32, 3)
+  # Training data (and completion inputs): turned, then the middle square.
+  np.testing.assert_array_equal(data._decode_file(str(path), 32),
+                                upright[8:40])
+  images, _ = data.load_images(path, 32)
+  np.testing.assert_array_equal(_to_uint8(images[0]), upright[8:40])
+
+  # inpaint.py inputs must already have the model's size: the upright one.
+  square = tmp_path / 'square.jpg'
+  _save_with_orientation(square, stored[:, :32], 6)
+  assert inputs.inspect_image(square)[0] == (32, 32)
+  assert inputs.inspect_image(path)[0] == (32, 48)  # width x height upright
+  with Image.open(square) as img:
+    expected = np.rot90(np.asarray(img.convert('RGB')), k=-1)
+  got, _ = inputs.load_image_files([str(square)], 32)
+  np.testing.assert_array_equal(_to_uint8(got[0]), expected)
+
+  # Masks (PNG with an eXIf chunk): stored 16 wide x 8 high, hole on the
+  # left half; upright 8 x 16 with the hole on the top half.
+  mask_pixels = np.full((8, 16, 3), 255, np.uint8)
+  mask_pixels[:, :8] = 0
+  mask_path = tmp_path / 'mask.png'
+  _save_with_orientation(mask_path, mask_pixels, 6)
+  mask = masks.load_mask(str(mask_path), 16, 8)[0, ..., 0]
+  np.testing.assert_array_equal(mask, np.rot90(mask_pixels[..., 0] / 255,
+                                               k=-1))
+  assert mask[:8].sum() == 0 and mask[8:].min() == 1
+
+
 def test_float_range_is_closed():
   x = data._to_float(np.array([0, 1, 127, 128, 254, 255], np.uint8))
   assert x[0] == -1 and x[-1] == 1 and np.all(np.diff(x) > 0)
