@@ -28,6 +28,8 @@ reduced scale (`Image.draft`) where the output is smaller.
 """
 import collections
 import concurrent.futures
+import hashlib
+import json
 import logging
 import os
 import pathlib
@@ -619,19 +621,79 @@ def load_images(paths: PathLike | Iterable[PathLike],
 # The whole set as one array (data on the accelerator).
 
 
+def _files_digest(paths, root=None) -> str:
+  """SHA-256 over the names (relative to `root`), sizes and modification
+  times of `paths`: changes when a file is added, removed, renamed or
+  rewritten, without reading any image."""
+  digest = hashlib.sha256()
+  for path in paths:
+    st = os.stat(path)
+    name = os.path.relpath(path, root) if root else os.path.abspath(path)
+    digest.update(f'{name}\0{st.st_size}\0{st.st_mtime_ns}\n'.encode(
+        'utf-8', 'surrogateescape'))
+  return digest.hexdigest()
+
+
+def cache_record(source, resolution: int) -> dict:
+  """What a decoded cache is made from: the source, its image count, a
+  digest of its files (folder, npz) and the resolution."""
+  if isinstance(source, _FolderSource):
+    origin = f'folder {os.path.abspath(source.folder)}'
+    files = _files_digest(source.paths, source.folder)
+  elif isinstance(source, _ArraySource):
+    origin, files = f'npz {os.path.abspath(source.path)}', _files_digest(
+        [source.path])
+  else:  # tfds: prepared files that a name and split identify
+    origin, files = f'tfds {source.label}', ''
+  return {'source': origin, 'count': len(source), 'files_sha256': files,
+          'resolution': resolution}
+
+
+def _check_cache_record(cache: str, record: dict):
+  """Refuses a cache whose record (beside it) is not `record`."""
+  label = f'--config.data.cache={cache}'
+  try:
+    with open(f'{cache}.json', encoding='utf-8') as f:
+      saved = json.load(f)
+  except FileNotFoundError:
+    raise ValueError(f'{label}: no {cache}.json says what it was decoded '
+                     'from; delete it (it is rebuilt) or point to another '
+                     'file') from None
+  except ValueError as e:  # bad JSON or UTF-8
+    raise ValueError(f'{label}: {cache}.json is not a valid record ({e}); '
+                     'delete both to rebuild') from e
+  if not isinstance(saved, dict):
+    saved = {}
+  names = {'source': 'source', 'count': 'image count',
+           'files_sha256': 'files (names, sizes or times)',
+           'resolution': 'resolution'}
+  for key, what in names.items():
+    if saved.get(key) != record[key]:
+      theirs, ours = saved.get(key), record[key]
+      if key == 'files_sha256':
+        theirs, ours = 'as they were', 'changed since'
+      raise ValueError(f'{label} was decoded from another {what} ({theirs}; '
+                       f'this run: {ours}): it holds other images; delete '
+                       'it or point to another file')
+
+
 def load_all(data_config: Any, resolution: int, source=None) -> np.ndarray:
   """Every image of the source as uint8 (N, R, R, 3), decoded once.
 
-  With `data_config.cache` set to a .npy path, a decoded array there with
-  the right shape is memory-mapped instead of decoding again, and a missing
-  one is written (atomically) for the next run. `source`: as for
-  `make_batch_iterator`.
+  With `data_config.cache` set to a .npy path, a decoded array there is
+  memory-mapped instead of decoding again, and a missing one is written
+  (atomically) for the next run, with `<cache>.json` beside it saying what
+  it was decoded from (`cache_record`): a cache of another source, another
+  version of its files or another resolution is refused, never used.
+  `source`: as for `make_batch_iterator`.
   """
   cache = getattr(data_config, 'cache', '')
   if source is None:
     source = open_source(data_config)
   shape = (len(source), resolution, resolution, 3)
+  record = cache_record(source, resolution) if cache else None
   if cache and os.path.isfile(cache):
+    _check_cache_record(cache, record)
     images = np.load(cache, mmap_mode='r')
     if images.shape != shape or images.dtype != np.uint8:
       raise ValueError(
@@ -651,6 +713,11 @@ def load_all(data_config: Any, resolution: int, source=None) -> np.ndarray:
   if cache:
     tmp = f'{cache}.tmp.npy'
     np.save(tmp, images)
+    # The record first: a cache never exists without the record of what
+    # it holds.
+    with open(f'{cache}.json.tmp', 'w', encoding='utf-8') as f:
+      json.dump(record, f, indent=2)
+    os.replace(f'{cache}.json.tmp', f'{cache}.json')
     os.replace(tmp, cache)
   return images
 

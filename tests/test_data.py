@@ -1,5 +1,7 @@
 """Tests of jaxinpaint.data: sources, preprocessing, deterministic batches."""
 import gc
+import json
+import os
 import pathlib
 import threading
 
@@ -135,6 +137,40 @@ def test_greyscale_and_cmyk_jpegs_load(tmp_path):
   images, names = data.load_images(tmp_path, 8)
   assert names == ['cmyk', 'grey'] and images.shape == (2, 8, 8, 3)
   np.testing.assert_allclose(_to_uint8(images[1]), 50, atol=2)
+
+
+def test_a_cache_of_other_images_is_refused(tmp_path):
+  a = _write_index_images(tmp_path / 'A', 4)
+  b = _write_index_images(tmp_path / 'B', 4)
+  cache = tmp_path / 'A.npy'
+  config = _data_config(folder=str(a), cache=str(cache))
+  first = data.load_all(config, 4)
+  np.testing.assert_array_equal(first[:, 0, 0, 0], [0, 1, 2, 3])
+  record = json.loads((tmp_path / 'A.npy.json').read_text())
+  assert record['source'] == f'folder {a}' and record['count'] == 4
+  assert record['resolution'] == 4
+  np.testing.assert_array_equal(data.load_all(config, 4), first)  # reused
+
+  def refused(match, **overrides):
+    with pytest.raises(ValueError, match=match):
+      data.load_all(_data_config(**{'folder': str(a), 'cache': str(cache),
+                                    **overrides}), 4)
+
+  # Another folder of the same size and names: B's images are not A's.
+  refused(rf'data\.cache={cache} was decoded from another source '
+          rf'\(folder {a}; this run: folder {b}\).*delete it',
+          folder=str(b))
+  # An image of A rewritten, or one more: the same folder holds others now.
+  pixels = np.full((4, 4, 3), 9, np.uint8)
+  Image.fromarray(pixels).save(a / '002.png')
+  os.utime(a / '002.png', ns=(1, 1))
+  refused(r'another files \(names, sizes or times\)')
+  Image.fromarray(pixels).save(a / '004.png')
+  refused(r'another image count \(4; this run: 5\)')
+  (a / '004.png').unlink()
+  # A cache without its record (made by hand, or by an older version).
+  (tmp_path / 'A.npy.json').unlink()
+  refused(r'no .*A\.npy\.json says what it was decoded from')
 
 
 def _save_with_orientation(path, pixels, orientation):
