@@ -48,6 +48,9 @@ outputs (under --out):
   summary.json      with --evaluate: mse, psnr (10*log10(255^2/mean MSE),
                     as in the paper's tables), psnr_mean, ssim, hole_mse,
                     n_images, and the run's settings
+  run.json          the settings that change the images (model and its
+                    step, input, mask, loss, steps, restarts, seed, dtype,
+                    ...): --resume refuses to continue with others
 Metrics are computed on the uint8 [0, 255] values of the written PNGs. An
 existing output file is never replaced without --overwrite, and an output
 path that is one of the input files (images, masks, reference) is refused.
@@ -301,6 +304,15 @@ def run(args, inputs: Inputs) -> dict:
                          else PAPER_STEPS)
   options = completion.Options(steps=steps, restarts=args.restarts,
                                blend=not args.no_blend, dtype=args.dtype)
+  settings = _settings(args, inputs.model_dir, model.step, loss_name, steps,
+                       args.dtype or str(model.config.model.dtype))
+  outputs.check_run_settings(out, settings, args.resume)
+  if share is None or share.index == 0:
+    try:
+      outputs.write_json(out / outputs.RUN_FILE, settings)
+    except OSError as e:
+      raise outputs.RunError(f'cannot write {outputs.text(out)}/'
+                             f'{outputs.RUN_FILE}: {e.strerror or e}') from e
   keep = np.broadcast_to(mask > 0.5, images.shape[:-1] + (1,))
   mask_rows = lambda rows: mask if len(mask) == 1 else mask[rows]
   # --evaluate: the inputs are whole, so damage them (holes grey, 0 in
@@ -428,6 +440,23 @@ def run(args, inputs: Inputs) -> dict:
           f'{n} images -> {outputs.text(out / outputs.METRICS_FILE)}, '
           f'{outputs.text(out / outputs.SUMMARY_FILE)}')
   return summary
+
+
+def _settings(args, model_dir, model_step, loss_name, steps, dtype) -> dict:
+  """{flag: value} of what changes the completed images (not --batch-size
+  or --devices: float rounding only), recorded in OUT/run.json so that
+  --resume refuses to mix images of other settings."""
+  path = lambda p: p and outputs.text(Path(p).absolute())
+  return {
+      '--checkpoint': path(model_dir), 'model step': int(model_step),
+      '--input': (args.input if args.input.startswith('tfds:')
+                  else path(args.input)),
+      '--mask': (args.mask if args.mask in masks.MASK_KINDS
+                 else path(args.mask)),
+      '--reference': path(args.reference),
+      '--loss': loss_name or 'conditional', '--steps': steps,
+      '--restarts': args.restarts, '--seed': args.seed, '--dtype': dtype,
+      '--no-blend': args.no_blend}
 
 
 def _image_files(names, rows) -> list:

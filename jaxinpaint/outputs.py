@@ -18,6 +18,7 @@ from jaxinpaint.inputs import UserError, inspect_image, names_list
 
 GRID_FILE, RAW_DIR = 'grid.png', 'raw'
 METRICS_FILE, SUMMARY_FILE = 'metrics.csv', 'summary.json'
+RUN_FILE = 'run.json'  # the settings the images were completed with
 METRIC_KEYS = ('mse', 'psnr', 'ssim', 'hole_mse')
 
 
@@ -161,6 +162,29 @@ def check_outputs(out: Path, names, inputs: dict, *, evaluate: bool,
     return finished(out, names, grid_rows)
   refuse_existing(targets, overwrite)
   return np.zeros(len(names), bool)
+
+
+def check_run_settings(out: Path, settings: dict, resume: bool):
+  """--resume: refuses settings ({flag: value}) that differ from those
+  recorded in OUT/run.json by the run being resumed, naming the first one:
+  its finished images would be kept beside images of other settings."""
+  path = out / RUN_FILE
+  if not resume or not path.is_file():
+    return
+  try:
+    saved = json.loads(path.read_text(encoding='utf-8'))
+  except (OSError, ValueError) as e:
+    raise UserError(f'--resume: cannot read {text(path)}, the settings of '
+                    f'the run in {text(out)}/ ({e}); rerun without --resume '
+                    '(--overwrite) or choose another --out') from e
+  if not isinstance(saved, dict):
+    saved = {}
+  for flag, value in settings.items():
+    if flag in saved and saved[flag] != value:
+      raise UserError(
+          f'--resume: {flag} is {value!r} but the run in {text(out)}/ used '
+          f'{saved[flag]!r} ({RUN_FILE}); resume with its settings, or start '
+          'anew with --overwrite or another --out')
 
 
 def read_finished(out: Path, names, done, resolution: int) -> np.ndarray:

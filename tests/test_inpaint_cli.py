@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from jaxinpaint import checkpoint, completion, config as config_lib, data
-from jaxinpaint import inpaint_cli, inputs, models
+from jaxinpaint import inpaint_cli, inputs, models, outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 CELEBA_TEST = ROOT.parent / 'shared' / 'data' / 'celeba64' / 'test'
@@ -289,8 +289,9 @@ def test_script_entry_point(ckpt, tmp_path):
 
 
 def files_under(folder):
+  """The files under `folder`, but a run's record of its settings."""
   return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob('*')
-                if p.is_file())
+                if p.is_file() and p.name != outputs.RUN_FILE)
 
 
 def assert_one_error_line(err, *fragments):
@@ -451,6 +452,40 @@ def test_ctrl_c_keeps_finished_batches_and_resume_does_the_rest(
   for key in ('mse', 'psnr', 'ssim', 'hole_mse', 'n_images'):
     assert summary[key] == expected[key], key
   assert not any('.tmp' in f for f in files_under(out))
+
+
+def test_resume_with_other_settings_is_refused(ckpt, tmp_path, capsys):
+  for i, name in enumerate('abcd'):
+    write_image(tmp_path / 'in' / f'{name}.png', seed=i)
+  out = tmp_path / 'out'
+  argv = ['--checkpoint', ckpt, '--input', tmp_path / 'in', '--out', out,
+          '--evaluate', '--grid-max', '2', '--mask', 'center', *FAST]
+  code, _, _, err = cli(argv, capsys)
+  assert code == 0, err
+  settings = json.loads((out / outputs.RUN_FILE).read_text())
+  assert settings['--mask'] == 'center' and settings['--steps'] == 2
+  assert settings['model step'] == 7 and settings['--seed'] == 0
+  for name in 'cd':
+    (out / f'{name}.png').unlink()
+  before = {f: (out / f).read_bytes() for f in files_under(out)}
+  for flags, message in [
+      (['--mask', 'three_squares'],
+       "--mask is 'three_squares' but the run in "
+       f"{out}/ used 'center' (run.json)"),
+      (['--steps', '3'], "--steps is 3 but the run in "),
+      (['--seed', '1'], '--seed is 1 but'),
+      (['--loss', 'yeh'], "--loss is 'yeh' but"),
+      (['--restarts', '2'], '--restarts is 2 but'),
+      (['--no-blend'], '--no-blend is True but'),
+      (['--dtype', 'bfloat16'], "--dtype is 'bfloat16' but")]:
+    code, _, _, err = cli(argv + flags + ['--resume'], capsys)
+    assert code == 2, flags
+    assert_one_error_line(err, message, 'start anew with --overwrite')
+    assert {f: (out / f).read_bytes() for f in files_under(out)} == before
+  # The same settings resume.
+  code, summary, _, err = cli(argv + ['--resume'], capsys)
+  assert code == 0, err
+  assert summary['resumed'] == 2 and summary['mask'] == 'center'
 
 
 def test_file_names_that_are_not_utf8(ckpt, tmp_path, capsys):
