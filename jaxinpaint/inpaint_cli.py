@@ -217,13 +217,16 @@ class Inputs:
   out: Path
   done: np.ndarray  # (N,) bool: finished by an earlier run (--resume)
   finished: np.ndarray | None  # --resume --evaluate: their PNGs, uint8
+  lock: outputs.OutLock | None = None  # held on `out` until `run` ends
 
 
 def prepare(args) -> Inputs:
   """Reads and checks every input and output path of a parsed command line.
 
   Raises UserError, data.CorruptImageError or ValueError (from the loaders,
-  naming the file) for bad inputs; computes and writes nothing.
+  naming the file) for bad inputs; computes nothing and writes nothing
+  but the lock on --out (`outputs.OutLock`; released on an error, else by
+  `run`).
   """
   _check_flags(args)
   model_dir, config = inputs_lib.find_model(args.checkpoint)
@@ -241,19 +244,28 @@ def prepare(args) -> Inputs:
   out = Path(args.out)
   outputs.check_out_folder(out)
   share = args.share
-  done = outputs.check_outputs(
-      out, names, outputs.input_files(args.input, args.mask, args.reference),
-      evaluate=args.evaluate, overwrite=args.overwrite, resume=args.resume,
-      grid_rows=args.grid_max,
-      rows=None if share is None else share.rows(len(names)),
-      run_files=share is None or share.index == 0)
-  finished = None
-  # Several processes: process 0 reads all the PNGs at the end instead.
-  if args.evaluate and done.any() and share is None:
-    finished = outputs.read_finished(out, names, done, resolution)
-  inputs_lib.mask_notes(mask, names, conditional=reference is not None)
+  # Before the outputs are checked: a run started meanwhile on OUT cannot
+  # write what this one finds absent. Released by `run`.
+  lock = outputs.OutLock(out, None if share is None else share.index)
+  lock.acquire()
+  try:
+    done = outputs.check_outputs(
+        out, names, outputs.input_files(args.input, args.mask,
+                                         args.reference),
+        evaluate=args.evaluate, overwrite=args.overwrite, resume=args.resume,
+        grid_rows=args.grid_max,
+        rows=None if share is None else share.rows(len(names)),
+        run_files=share is None or share.index == 0)
+    finished = None
+    # Several processes: process 0 reads all the PNGs at the end instead.
+    if args.evaluate and done.any() and share is None:
+      finished = outputs.read_finished(out, names, done, resolution)
+    inputs_lib.mask_notes(mask, names, conditional=reference is not None)
+  except BaseException:
+    lock.release()
+    raise
   return Inputs(model_dir, images, names, mask, reference, out, done,
-                finished)
+                finished, lock)
 
 
 def _completion_devices(count):
@@ -270,6 +282,16 @@ def _completion_devices(count):
 
 
 def run(args, inputs: Inputs) -> dict:
+  """Completes the checked inputs and writes every output (`_complete`),
+  then releases the lock on --out that `prepare` took."""
+  try:
+    return _complete(args, inputs)
+  finally:
+    if inputs.lock is not None:
+      inputs.lock.release()
+
+
+def _complete(args, inputs: Inputs) -> dict:
   """Completes the checked inputs and writes every output.
 
   Returns the summary: metrics (with --evaluate) and the run's settings.

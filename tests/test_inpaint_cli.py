@@ -488,6 +488,54 @@ def test_resume_with_other_settings_is_refused(ckpt, tmp_path, capsys):
   assert summary['resumed'] == 2 and summary['mask'] == 'center'
 
 
+def test_a_second_run_on_the_same_out_is_refused(ckpt, tmp_path, capsys,
+                                                 monkeypatch):
+  import socket  # pylint: disable=g-import-not-at-top
+  write_image(tmp_path / 'in' / 'a.png')
+  out = tmp_path / 'out'
+  out.mkdir()
+  lock = out / outputs.LOCK_FILE
+  argv = ['--checkpoint', ckpt, '--input', tmp_path / 'in', '--out', out,
+          *FAST]
+  host = socket.gethostname()
+  # A run in progress: a live process (this one's parent), or one on
+  # another host (whose processes cannot be checked from here).
+  for holder in ({'pid': os.getppid(), 'host': host},
+                 {'pid': 2**22 + 1, 'host': host + '-other'}):
+    lock.write_text(json.dumps(holder))
+    code, _, _, err = cli(argv, capsys)
+    assert code == 2
+    assert_one_error_line(
+        err, f'--out {out} is in use by another run (pid {holder["pid"]} on '
+        f'{holder["host"]}); wait for it to end or choose another --out')
+    assert files_under(out) == [outputs.LOCK_FILE]  # the other run's
+    assert json.loads(lock.read_text()) == holder
+
+  # The lock of a run that was killed: taken over with a note.
+  gone = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
+                        capture_output=True, text=True, check=True)
+  lock.write_text(json.dumps({'pid': int(gone.stdout), 'host': host}))
+  held = []
+  complete = completion.complete
+  monkeypatch.setattr(completion, 'complete', lambda *a, **k: (
+      held.append(json.loads(lock.read_text())), complete(*a, **k))[1])
+  code, _, _, err = cli(argv, capsys)
+  assert code == 0, err
+  assert f'took over {lock} from pid {int(gone.stdout)}' in err
+  assert held == [{'pid': os.getpid(), 'host': host}]  # held while running
+  assert not lock.exists()  # released at the end
+  assert files_under(out) == ['a.png', 'grid.png', 'raw/a.png']
+
+  # Released after an error found with the lock held (an input named like
+  # grid.png), and an --out it made is removed again.
+  write_image(tmp_path / 'grid.png')
+  fresh = tmp_path / 'fresh'
+  code, _, _, err = cli(['--checkpoint', ckpt, '--input',
+                         tmp_path / 'grid.png', '--out', fresh, *FAST], capsys)
+  assert code == 2 and "an input image is named 'grid'" in err
+  assert not fresh.exists()
+
+
 def test_file_names_that_are_not_utf8(ckpt, tmp_path, capsys):
   raw_name = b'caf\xe9'  # Latin-1, not valid UTF-8
   folder = tmp_path / 'in'
