@@ -331,6 +331,38 @@ def assert_clean_failure(result, workdir, *fragments):
   assert not Path(workdir).exists()
 
 
+def test_resume_with_another_config_is_refused_and_the_old_one_kept(
+    npz, tmp_path):
+  workdir = tmp_path / 'w'
+  training.train_and_evaluate(tiny_config(npz, 2), workdir)
+  first = (workdir / 'config.json').read_text()
+  with pytest.raises(ValueError) as e:
+    training.train_and_evaluate(tiny_config(npz, 3, **{
+        'train.batch_size': 4, 'train.learning_rate': 2e-4,
+        'train.log_every': 3}), workdir)
+  assert str(e.value) == (
+      f'--workdir {workdir} holds a run of another config: '
+      '--config.train.batch_size=4 (was 8), '
+      '--config.train.learning_rate=0.0002 (was 0.0001); resume with its '
+      'values, use a new --workdir, or pass '
+      '--config.train.allow_config_change=True to continue with these (the '
+      'old config is kept as config.<step>.json)')
+  assert (workdir / 'config.json').read_text() == first
+  assert checkpoint.latest_step(workdir) == 2
+
+  # Allowed explicitly: the run continues with the new learning rate, and
+  # the config of steps 1-2 is kept beside the new one. (Keys that do not
+  # change the run, like steps and log_every, need no permission.)
+  training.train_and_evaluate(tiny_config(npz, 3, **{
+      'train.learning_rate': 2e-4, 'train.log_every': 3,
+      'train.allow_config_change': True}), workdir)
+  assert checkpoint.latest_step(workdir) == 3
+  assert (workdir / 'config.2.json').read_text() == first
+  config = json.loads((workdir / 'config.json').read_text())
+  assert config['train']['learning_rate'] == 2e-4
+  assert config['train']['steps'] == 3
+
+
 def test_missing_and_empty_data_folder(tmp_path):
   workdir = tmp_path / 'w'
   missing = tmp_path / 'nope'
