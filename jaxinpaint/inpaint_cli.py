@@ -6,8 +6,8 @@ then `run` completes with `pipeline` and writes each batch's PNGs and
 metrics as soon as it is done (`outputs.BatchWriter`: an interrupted run
 keeps them), then a grid and a summary. Expected failures end with one
 `error: ...` line on stderr and the exit codes of `cli.run_checked`: 2 (bad
-flags or inputs), 1 (the computation or a write went wrong) or 130
-(Ctrl-C); notes and warnings also go to stderr.
+flags or inputs), 1 (the computation or a write went wrong), 130 (Ctrl-C)
+or 143 (SIGTERM); notes and warnings also go to stderr.
 """
 import argparse
 import dataclasses
@@ -55,7 +55,8 @@ Metrics are computed on the uint8 [0, 255] values of the written PNGs. An
 existing output file is never replaced without --overwrite, and an output
 path that is one of the input files (images, masks, reference) is refused.
 Images and metrics rows are written as each batch finishes: after Ctrl-C
-(exit code 130) or a failed write, rerun with --resume to do the rest. In
+(exit code 130), SIGTERM (143) or a failed write, rerun with --resume to do
+the rest. In
 metrics.csv and summary.json, bytes of a file name that are not UTF-8 are
 written as \\xNN.
 
@@ -440,8 +441,10 @@ def _complete(args, inputs: Inputs) -> dict:
         device=devices[0].device_kind)
     writer.finish(summary if args.evaluate else None)
   except KeyboardInterrupt as e:
+    what = ('terminated by SIGTERM' if isinstance(e, cli.Terminated)
+            else 'interrupted')
     raise outputs.Interrupted(
-        f'interrupted: {writer.complete} of {n} images are complete in '
+        f'{what}: {writer.complete} of {n} images are complete in '
         f'{outputs.text(out)}/; rerun with --resume to do the rest') from e
   finally:
     writer.close()
@@ -593,7 +596,7 @@ def main(argv=None):
   Returns the run's summary dict; exits (SystemExit) with code 2 on bad
   flags or inputs, before anything is computed or written, 1 when the
   computation or a write fails (on process 0 of several: when another
-  process failed), and 130 on Ctrl-C.
+  process failed), 130 on Ctrl-C and 143 on SIGTERM.
   """
   args = build_parser().parse_args(argv)
   _start_processes(args)

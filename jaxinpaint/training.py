@@ -587,7 +587,7 @@ def train_and_evaluate(config, workdir, clock=None):
         raise StoppedBySignal(
             f'stopped by {signal.Signals(stop.signum).name} at step {step}; '
             f'checkpoint saved in {workdir}; rerun the same command to '
-            'resume')
+            'resume', stop.signum)
     if step < total:
       if step == start:
         raise TimeLimitTooShort(

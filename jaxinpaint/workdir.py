@@ -85,7 +85,11 @@ def check_resumable(workdir, config):
 
 
 class StoppedBySignal(Exception):
-  """SIGTERM/SIGINT arrived; a checkpoint was saved."""
+  """SIGTERM/SIGINT (`signum`) arrived; a checkpoint was saved."""
+
+  def __init__(self, message, signum=signal.SIGINT):
+    super().__init__(message)
+    self.signum = signum
 
 
 class StopRequest:

@@ -454,6 +454,32 @@ def test_ctrl_c_keeps_finished_batches_and_resume_does_the_rest(
   assert not any('.tmp' in f for f in files_under(out))
 
 
+def test_sigterm_mid_completion_exits_143_and_says_resume(
+    ckpt, tmp_path, capsys, monkeypatch):
+  for i, name in enumerate('abc'):
+    write_image(tmp_path / 'in' / f'{name}.png', seed=i)
+  out = tmp_path / 'out'
+  complete = completion.complete
+  calls = []
+
+  def complete_until_sigterm(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:  # a scheduler stops the job in the second batch
+      os.kill(os.getpid(), signal.SIGTERM)
+    return complete(*args, **kwargs)
+
+  monkeypatch.setattr(completion, 'complete', complete_until_sigterm)
+  code, _, _, err = cli(['--checkpoint', ckpt, '--input', tmp_path / 'in',
+                         '--out', out, '--grid-max', '2', *FAST], capsys)
+  assert code == 143 and 'Traceback' not in err
+  assert err.strip().splitlines()[-1] == (
+      f'error: terminated by SIGTERM: 2 of 3 images are complete in {out}/; '
+      'rerun with --resume to do the rest')
+  assert files_under(out) == ['a.png', 'b.png', 'grid.png', 'raw/a.png',
+                              'raw/b.png']
+  assert not (out / outputs.LOCK_FILE).exists()  # released
+
+
 def test_resume_with_other_settings_is_refused(ckpt, tmp_path, capsys):
   for i, name in enumerate('abcd'):
     write_image(tmp_path / 'in' / f'{name}.png', seed=i)
