@@ -187,8 +187,9 @@ def write_checksums(model_dir, tree):
 
 def check_checksums(model_dir, tree):
   """Compares the restored `tree` with DIR/checksums.json. An exported
-  model (a tree without optimizer states) must have one: export writes it
-  last, so a model without it is incomplete; a training work dir has none.
+  model (a tree without G's running averages `g_stats`) must have one:
+  export writes it last, so a model without it is incomplete; a training
+  work dir has none.
 
   Raises:
     ChecksumError: naming the model directory and the first bad array, or
@@ -196,7 +197,7 @@ def check_checksums(model_dir, tree):
   """
   path = Path(model_dir, CHECKSUM_FILE)
   if not path.is_file():
-    if isinstance(tree, dict) and 'g_opt_state' not in tree:
+    if isinstance(tree, dict) and 'g_stats' not in tree:
       raise ChecksumError(
           f'{model_dir}: an exported model without {CHECKSUM_FILE}: the '
           'export did not finish (export writes it last); export it again')
