@@ -110,12 +110,13 @@ class OutLock:
     self.out = Path(out)
     self.path = self.out / (LOCK_FILE if not index else f'{LOCK_FILE}.{index}')
     self.held = False
-    self._made_out = False
+    self._made = []  # folders acquire() made: OUT and missing parents
 
   def acquire(self):
     """Takes the lock (making OUT), or raises a UserError naming the run
     that holds it."""
-    self._made_out = not self.out.exists()
+    absolute = self.out.absolute()
+    self._made = [p for p in (absolute, *absolute.parents) if not p.exists()]
     self.out.mkdir(parents=True, exist_ok=True)
     me = {'pid': os.getpid(), 'host': socket.gethostname()}
     try:
@@ -171,17 +172,17 @@ class OutLock:
          'longer running (an earlier run that was killed)')
 
   def release(self):
-    """Removes the lock if held, and OUT if this lock made it and nothing
-    else was written there."""
+    """Removes the lock if held, and the folders acquire() made if
+    nothing else was written there."""
     if self.held:
       self.path.unlink(missing_ok=True)
       self.held = False
-    if self._made_out:
+    for folder in self._made:
       try:
-        self.out.rmdir()
+        folder.rmdir()
       except OSError:
-        pass  # outputs were written: OUT stays
-      self._made_out = False
+        break  # outputs were written: OUT stays
+    self._made = []
 
 
 def output_paths(out: Path, names, evaluate: bool, run_files=True) -> list:

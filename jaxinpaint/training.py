@@ -592,9 +592,9 @@ def train_and_evaluate(config, workdir, clock=None):
       if step == start:
         raise TimeLimitTooShort(
             f'--config.train.time_limit={config.train.time_limit:g}: shorter '
-            f'than the start-up ({clock() - origin:.0f} s to load the data '
-            f'and compile, from the process start): no step was trained and '
-            'nothing was saved; raise the limit')
+            f'than the start-up ({clock() - origin:.0f} s from the start to '
+            'load the data and compile): no step was trained and nothing was '
+            'saved; raise the limit')
       bar.write(f'time limit of {config.train.time_limit:g} s reached at step '
                 f'{step}')
     export_to = config.train.export_to

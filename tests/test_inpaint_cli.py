@@ -557,7 +557,8 @@ def test_a_second_run_on_the_same_out_is_refused(ckpt, tmp_path, capsys,
   write_image(tmp_path / 'grid.png')
   fresh = tmp_path / 'fresh'
   code, _, _, err = cli(['--checkpoint', ckpt, '--input',
-                         tmp_path / 'grid.png', '--out', fresh, *FAST], capsys)
+                         tmp_path / 'grid.png', '--out', fresh / 'out',
+                         *FAST], capsys)
   assert code == 2 and "an input image is named 'grid'" in err
   assert not fresh.exists()
 
