@@ -56,9 +56,9 @@ existing output file is never replaced without --overwrite, and an output
 path that is one of the input files (images, masks, reference) is refused.
 Images and metrics rows are written as each batch finishes: after Ctrl-C
 (exit code 130), SIGTERM (143) or a failed write, rerun with --resume to do
-the rest. In
-metrics.csv and summary.json, bytes of a file name that are not UTF-8 are
-written as \\xNN.
+the rest (an --out is held by one run at a time: OUT/.lock). In metrics.csv
+and summary.json, bytes of a file name that are not UTF-8 are written as
+\\xNN.
 
 several GPUs, several hosts:
   One process completes each batch on all its local devices (--devices N:
