@@ -310,9 +310,11 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(
   workdir = tmp_path / 'nan'
   training.train_and_evaluate(tiny_config(npz, 2), workdir)
   good = restore(workdir)
-  # Resumed with a huge learning rate, the weights overflow at once.
+  # Resumed with a huge learning rate (allowed explicitly), the weights
+  # overflow at once.
   config = tiny_config(npz, 50, **{'train.learning_rate': 1e30,
-                                   'train.checkpoint_every': 1})
+                                   'train.checkpoint_every': 1,
+                                   'train.allow_config_change': True})
   with pytest.raises(training.NonFiniteLossError,
                      match=r'NaN/Inf at step 3;.*checkpoint \(step 2\)'):
     training.train_and_evaluate(config, workdir)
