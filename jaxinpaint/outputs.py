@@ -126,6 +126,9 @@ class OutLock:
         except FileExistsError:
           self._take_over_stale(me['host'])
           continue
+        except FileNotFoundError:  # another process's failed run removed OUT
+          self.out.mkdir(parents=True, exist_ok=True)
+          continue
         with os.fdopen(fd, 'w') as f:
           json.dump(me, f)
         self.held = True

@@ -1,6 +1,6 @@
 """One exit-code convention for every CLI (docs/design.md): 2 = usage error
 (a bad flag or input, one `error:` line, nothing written), 1 = failure
-during the run, 130 = interrupted."""
+during the run, 130 = interrupted (Ctrl-C), 143 = terminated (SIGTERM)."""
 import os
 import signal
 import subprocess
