@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -338,14 +339,21 @@ def write_checksums(model_dir, tree):
 
 
 def check_checksums(model_dir, tree):
-  """Compares the restored `tree` with DIR/checksums.json, if there is one
-  (models exported before checksums existed have none).
+  """Compares the restored `tree` with DIR/checksums.json. An exported
+  model (a tree without G's running averages `g_stats`) must have one:
+  export writes it last, so a model without it is incomplete; a training
+  work dir has none.
 
   Raises:
-    ChecksumError: naming the model directory and the first bad array.
+    ChecksumError: naming the model directory and the first bad array, or
+      the missing checksums of an exported model.
   """
   path = Path(model_dir, CHECKSUM_FILE)
   if not path.is_file():
+    if isinstance(tree, dict) and 'g_stats' not in tree:
+      raise ChecksumError(
+          f'{model_dir}: an exported model without {CHECKSUM_FILE}: the '
+          'export did not finish (export writes it last); export it again')
     return
   try:
     expected = json.loads(path.read_text(encoding='utf-8')).get('sha256')
@@ -369,13 +377,24 @@ def check_checksums(model_dir, tree):
                         'files are damaged; export or copy the model again')
 
 
+def is_exported_model(path) -> bool:
+  """Whether `path` holds a complete export: its checksums are written
+  last, inside a temporary folder renamed into place (export_inference)."""
+  return Path(path, CHECKSUM_FILE).is_file()
+
+
 def export_inference(model_dir, config, variables, step, dtype=jnp.bfloat16):
   """Writes the networks alone (no optimizer state) in `dtype`, with the
   SHA-256 of every array (checksums.json).
 
-  The result loads with `load_inference_variables`, like a training dir.
+  Everything is written to a temporary folder beside `model_dir` that is
+  renamed into place at the end: an export interrupted (a signal, a full
+  disk) leaves no `model_dir`, never a partial one. The result loads with
+  `load_inference_variables`, like a training dir.
   """
   check_new_model_dir(model_dir)
+  final = Path(model_dir).absolute()
+  tmp = final.with_name(f'.{final.name}.exporting')
   cast = lambda t: jax.tree.map(lambda x: jnp.asarray(x, dtype), t)
   tree = {'step': jnp.asarray(step),
           'g_params': cast(variables['generator']['params']),
@@ -384,9 +403,18 @@ def export_inference(model_dir, config, variables, step, dtype=jnp.bfloat16):
                        if k != 'generator'},
           'd_stats': {k: cast(v['batch_stats']) for k, v in variables.items()
                       if k != 'generator' and 'batch_stats' in v}}
-  Path(model_dir).mkdir(parents=True, exist_ok=True)
-  save_config(model_dir, config)
-  mgr = manager(model_dir, keep=1)
-  mgr.save(step, args=ocp.args.StandardSave(tree))
-  mgr.wait_until_finished()
-  write_checksums(model_dir, tree)
+  shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted export
+  try:
+    tmp.mkdir(parents=True)
+    save_config(tmp, config)
+    mgr = manager(tmp, keep=1)
+    mgr.save(step, args=ocp.args.StandardSave(tree))
+    mgr.wait_until_finished()
+    mgr.close()
+    write_checksums(tmp, tree)
+    if final.is_dir():  # empty (checked): rename() takes only its place
+      final.rmdir()
+    os.rename(tmp, final)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise

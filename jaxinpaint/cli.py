@@ -3,14 +3,50 @@
 Thin wrappers: parse flags, call the library, turn expected failures into
 one line on stderr and an exit code, the same in every jaxinpaint CLI
 (docs/design.md): 2 = usage error (a bad flag or input, found before any
-work), 1 = failure during the run, 130 = interrupted (Ctrl-C, SIGTERM).
+work), 1 = failure during the run, 130 = interrupted (Ctrl-C), 143 =
+terminated (SIGTERM).
 """
+import contextlib
+import signal
 import sys
+import threading
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-USAGE, FAILURE, INTERRUPTED = 2, 1, 130  # exit codes
+USAGE, FAILURE, INTERRUPTED, TERMINATED = 2, 1, 130, 143  # exit codes
+
+
+class Terminated(KeyboardInterrupt):
+  """SIGTERM, raised in the main thread while `sigterm_raises` is entered:
+  a KeyboardInterrupt, so that what handles Ctrl-C (keeping finished work,
+  cleaning up) handles it too; the exit code is TERMINATED."""
+
+
+def _raise_terminated(signum, frame):
+  del signum, frame
+  raise Terminated()
+
+
+@contextlib.contextmanager
+def sigterm_raises():
+  """While entered (in the main thread), SIGTERM raises Terminated instead
+  of ending the process at once, without a word or a clean-up."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  previous = signal.signal(signal.SIGTERM, _raise_terminated)
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+def interrupt_code(error: BaseException) -> int:
+  """TERMINATED for a Terminated (or what it caused), else INTERRUPTED."""
+  terminated = isinstance(error, Terminated) or isinstance(
+      error.__cause__, Terminated)
+  return TERMINATED if terminated else INTERRUPTED
 _USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
 
 
@@ -27,10 +63,16 @@ def run_checked(prepare_fn, run_fn, args):
   `prepare_fn` checks every input and writes nothing: inputs.UserError, a
   ValueError or a FileNotFoundError there (the loaders name the file) exit
   with USAGE; during `run_fn`, inputs.UserError exits with USAGE,
-  outputs.RunError with FAILURE and Ctrl-C with INTERRUPTED (the message of
-  an outputs.Interrupted says what was kept). absl logging is quietened
-  during the run (orbax logs every restore at INFO) and restored after.
+  outputs.RunError with FAILURE, Ctrl-C with INTERRUPTED and SIGTERM with
+  TERMINATED (the message of an outputs.Interrupted says what was kept).
+  absl logging is quietened during the run (orbax logs every restore at
+  INFO) and restored after.
   """
+  with sigterm_raises():
+    return _run_checked(prepare_fn, run_fn, args)
+
+
+def _run_checked(prepare_fn, run_fn, args):
   # pylint: disable-next=g-import-not-at-top
   from jaxinpaint import inputs, outputs
   try:
@@ -39,8 +81,10 @@ def run_checked(prepare_fn, run_fn, args):
     fail(str(e))
   except (ValueError, FileNotFoundError) as e:
     fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
-  except KeyboardInterrupt:
-    fail('interrupted; nothing was written', INTERRUPTED)
+  except KeyboardInterrupt as e:
+    code = interrupt_code(e)
+    fail(f'{"terminated" if code == TERMINATED else "interrupted"}; nothing '
+         'was written', code)
   verbosity = logging.get_verbosity()
   logging.set_verbosity(logging.WARNING)
   try:
@@ -50,8 +94,9 @@ def run_checked(prepare_fn, run_fn, args):
   except outputs.RunError as e:
     fail(str(e), FAILURE)
   except KeyboardInterrupt as e:
-    fail(str(e) if isinstance(e, outputs.Interrupted) else 'interrupted',
-         INTERRUPTED)
+    code = interrupt_code(e)
+    fail(str(e) if isinstance(e, outputs.Interrupted) else
+         'terminated' if code == TERMINATED else 'interrupted', code)
   finally:
     logging.set_verbosity(verbosity)
 
@@ -146,9 +191,17 @@ def _train(argv):
   if not FLAGS.workdir:
     fail('--workdir is required (where checkpoints and samples go)')
   try:
-    training.train_and_evaluate(config, FLAGS.workdir)
+    with sigterm_raises():
+      training.train_and_evaluate(config, FLAGS.workdir)
   except training.StoppedBySignal as e:
-    fail(str(e), INTERRUPTED)
+    fail(str(e), TERMINATED if e.signum == signal.SIGTERM else INTERRUPTED)
+  except KeyboardInterrupt as e:
+    # Outside the training loop (loading, compiling, the export): the
+    # latest checkpoint is all there is; an export is never half-written.
+    code = interrupt_code(e)
+    fail(f'{"terminated by SIGTERM" if code == TERMINATED else "interrupted"}'
+         f' outside the training loop; rerun the same command to resume '
+         f'from the latest checkpoint in {FLAGS.workdir}', code)
   except (training.NonFiniteLossError, workdir.WriteError) as e:
     fail(str(e), FAILURE)
   except (*_USER_ERRORS, data.CorruptImageError) as e:

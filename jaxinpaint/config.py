@@ -65,6 +65,9 @@ def base_config() -> ml_collections.ConfigDict:
   # much shorter compilation), 'unroll' (CPU: XLA:CPU runs convolutions in
   # a loop body on a slow path); 'auto' picks by platform.
   c.train.critic_loop = 'auto'
+  # Resuming a work dir with other values of keys that change the run
+  # (workdir.RUN_KEYS_FREE lists those that do not) is refused unless True.
+  c.train.allow_config_change = False
   return c
 
 

@@ -28,6 +28,8 @@ reduced scale (`Image.draft`) where the output is smaller.
 """
 import collections
 import concurrent.futures
+import hashlib
+import json
 import logging
 import os
 import pathlib
@@ -35,7 +37,7 @@ import threading
 from typing import Any, Iterable
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 PathLike = str | os.PathLike[str]
 
@@ -58,6 +60,34 @@ class CorruptImageError(ValueError):
 # Preprocessing.
 
 
+_EXIF_ORIENTATION = 0x0112
+# EXIF orientations 5-8 turn the image by 90 degrees: width and height swap.
+_TRANSPOSED = (5, 6, 7, 8)
+
+
+def exif_orientation(img: Image.Image) -> int:
+  """The EXIF orientation tag of an opened image (1 = as stored)."""
+  try:
+    return int(img.getexif().get(_EXIF_ORIENTATION, 1))
+  except (TypeError, ValueError, OSError, SyntaxError):
+    return 1  # a damaged EXIF block: the pixels as stored
+
+
+def upright(img: Image.Image) -> Image.Image:
+  """`img` as a viewer shows it: its EXIF orientation applied (a phone's
+  JPEG stored sideways, tag 6, is turned upright). Every image, mask and
+  reference is read through this."""
+  if exif_orientation(img) in (1, 0):
+    return img  # no copy for the usual case
+  return ImageOps.exif_transpose(img)
+
+
+def upright_size(img: Image.Image) -> tuple[int, int]:
+  """(width, height) of `upright(img)`, from the header only."""
+  w, h = img.size
+  return (h, w) if exif_orientation(img) in _TRANSPOSED else (w, h)
+
+
 def _crop_resize(img: Image.Image, resolution: int) -> np.ndarray:
   """Center-crops `img` to a square, resizes it and converts it to RGB.
 
@@ -72,6 +102,7 @@ def _crop_resize(img: Image.Image, resolution: int) -> np.ndarray:
     # Let libjpeg decode at 1/2, 1/4 or 1/8 scale (DCT scaling) while the
     # short side stays >= resolution: far less work than a full decode.
     img.draft(img.mode, (resolution, resolution))
+  img = upright(img)
   if img.mode.startswith('I;16'):
     # 16-bit PNGs: keep the 8 most significant bits (convert('RGB') clips).
     img = Image.fromarray((np.asarray(img) >> 8).astype(np.uint8))
@@ -603,19 +634,79 @@ def load_images(paths: PathLike | Iterable[PathLike],
 # The whole set as one array (data on the accelerator).
 
 
+def _files_digest(paths, root=None) -> str:
+  """SHA-256 over the names (relative to `root`), sizes and modification
+  times of `paths`: changes when a file is added, removed, renamed or
+  rewritten, without reading any image."""
+  digest = hashlib.sha256()
+  for path in paths:
+    st = os.stat(path)
+    name = os.path.relpath(path, root) if root else os.path.abspath(path)
+    digest.update(f'{name}\0{st.st_size}\0{st.st_mtime_ns}\n'.encode(
+        'utf-8', 'surrogateescape'))
+  return digest.hexdigest()
+
+
+def cache_record(source, resolution: int) -> dict:
+  """What a decoded cache is made from: the source, its image count, a
+  digest of its files (folder, npz) and the resolution."""
+  if isinstance(source, _FolderSource):
+    origin = f'folder {os.path.abspath(source.folder)}'
+    files = _files_digest(source.paths, source.folder)
+  elif isinstance(source, _ArraySource):
+    origin, files = f'npz {os.path.abspath(source.path)}', _files_digest(
+        [source.path])
+  else:  # tfds: prepared files that a name and split identify
+    origin, files = f'tfds {source.label}', ''
+  return {'source': origin, 'count': len(source), 'files_sha256': files,
+          'resolution': resolution}
+
+
+def _check_cache_record(cache: str, record: dict):
+  """Refuses a cache whose record (beside it) is not `record`."""
+  label = f'--config.data.cache={cache}'
+  try:
+    with open(f'{cache}.json', encoding='utf-8') as f:
+      saved = json.load(f)
+  except FileNotFoundError:
+    raise ValueError(f'{label}: no {cache}.json says what it was decoded '
+                     'from; delete it (it is rebuilt) or point to another '
+                     'file') from None
+  except ValueError as e:  # bad JSON or UTF-8
+    raise ValueError(f'{label}: {cache}.json is not a valid record ({e}); '
+                     'delete both to rebuild') from e
+  if not isinstance(saved, dict):
+    saved = {}
+  names = {'source': 'source', 'count': 'image count',
+           'files_sha256': 'files (names, sizes or times)',
+           'resolution': 'resolution'}
+  for key, what in names.items():
+    if saved.get(key) != record[key]:
+      theirs, ours = saved.get(key), record[key]
+      if key == 'files_sha256':
+        theirs, ours = 'as they were', 'changed since'
+      raise ValueError(f'{label} was decoded from another {what} ({theirs}; '
+                       f'this run: {ours}): it holds other images; delete '
+                       'it or point to another file')
+
+
 def load_all(data_config: Any, resolution: int, source=None) -> np.ndarray:
   """Every image of the source as uint8 (N, R, R, 3), decoded once.
 
-  With `data_config.cache` set to a .npy path, a decoded array there with
-  the right shape is memory-mapped instead of decoding again, and a missing
-  one is written (atomically) for the next run. `source`: as for
-  `make_batch_iterator`.
+  With `data_config.cache` set to a .npy path, a decoded array there is
+  memory-mapped instead of decoding again, and a missing one is written
+  (atomically) for the next run, with `<cache>.json` beside it saying what
+  it was decoded from (`cache_record`): a cache of another source, another
+  version of its files or another resolution is refused, never used.
+  `source`: as for `make_batch_iterator`.
   """
   cache = getattr(data_config, 'cache', '')
   if source is None:
     source = open_source(data_config)
   shape = (len(source), resolution, resolution, 3)
+  record = cache_record(source, resolution) if cache else None
   if cache and os.path.isfile(cache):
+    _check_cache_record(cache, record)
     try:
       images = np.load(cache, mmap_mode='r')
     except (OSError, ValueError, EOFError) as e:  # truncated, not an .npy
@@ -641,6 +732,11 @@ def load_all(data_config: Any, resolution: int, source=None) -> np.ndarray:
   if cache:
     tmp = f'{cache}.tmp.npy'
     np.save(tmp, images)
+    # The record first: a cache never exists without the record of what
+    # it holds.
+    with open(f'{cache}.json.tmp', 'w', encoding='utf-8') as f:
+      json.dump(record, f, indent=2)
+    os.replace(f'{cache}.json.tmp', f'{cache}.json')
     os.replace(tmp, cache)
   return images
 

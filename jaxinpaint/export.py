@@ -53,13 +53,16 @@ def main(argv=None):
     cli.fail(f'--recalibration-batches must be >= 1, got '
              f'{args.recalibration_batches}')
   try:
-    step = export(args.workdir, args.out, args.dtype,
-                  args.recalibration_batches)
+    with cli.sigterm_raises():
+      step = export(args.workdir, args.out, args.dtype,
+                    args.recalibration_batches)
   except (FileNotFoundError, ValueError) as e:  # checked before any work
     cli.fail(str(e).splitlines()[0], cli.USAGE)
-  except KeyboardInterrupt:
-    cli.fail(f'interrupted; {args.out} may hold a partial export',
-             cli.INTERRUPTED)
+  except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM
+    code = cli.interrupt_code(e)
+    cli.fail(f'{"terminated" if code == cli.TERMINATED else "interrupted"}; '
+             f'nothing was exported to {args.out} (an export is written '
+             'whole or not at all)', code)
   print(f'exported step {step} of {args.workdir} to {args.out}')
 
 

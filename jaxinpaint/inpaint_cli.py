@@ -6,8 +6,8 @@ then `run` completes with `pipeline` and writes each batch's PNGs and
 metrics as soon as it is done (`outputs.BatchWriter`: an interrupted run
 keeps them), then a grid and a summary. Expected failures end with one
 `error: ...` line on stderr and the exit codes of `cli.run_checked`: 2 (bad
-flags or inputs), 1 (the computation or a write went wrong) or 130
-(Ctrl-C); notes and warnings also go to stderr.
+flags or inputs), 1 (the computation or a write went wrong), 130 (Ctrl-C)
+or 143 (SIGTERM); notes and warnings also go to stderr.
 """
 import argparse
 import dataclasses
@@ -51,13 +51,17 @@ outputs (under --out):
   summary.json      with --evaluate: mse, psnr (10*log10(255^2/mean MSE),
                     as in the paper's tables), psnr_mean, ssim, hole_mse,
                     n_images, and the run's settings
+  run.json          the settings that change the images (model and its
+                    step, input, mask, loss, steps, restarts, seed, dtype,
+                    ...): --resume refuses to continue with others
 Metrics are computed on the uint8 [0, 255] values of the written PNGs. An
 existing output file is never replaced without --overwrite, and an output
 path that is one of the input files (images, masks, reference) is refused.
 Images and metrics rows are written as each batch finishes: after Ctrl-C
-(exit code 130) or a failed write, rerun with --resume to do the rest. In
-metrics.csv and summary.json, bytes of a file name that are not UTF-8 are
-written as \\xNN.
+(exit code 130), SIGTERM (143) or a failed write, rerun with --resume to do
+the rest (an --out is held by one run at a time: OUT/.lock). In metrics.csv
+and summary.json, bytes of a file name that are not UTF-8 are written as
+\\xNN.
 
 several GPUs, several hosts:
   One process completes each batch on all its local devices (--devices N:
@@ -238,13 +242,16 @@ class Inputs:
   out: Path
   done: np.ndarray  # (N,) bool: finished by an earlier run (--resume)
   finished: np.ndarray | None  # --resume --evaluate: their PNGs, uint8
+  lock: outputs.OutLock | None = None  # held on `out` until `run` ends
 
 
 def prepare(args) -> Inputs:
   """Reads and checks every input and output path of a parsed command line.
 
   Raises UserError, data.CorruptImageError or ValueError (from the loaders,
-  naming the file) for bad inputs; computes and writes nothing.
+  naming the file) for bad inputs; computes nothing and writes nothing
+  but the lock on --out (`outputs.OutLock`; released on an error, else by
+  `run`).
   """
   _check_flags(args)
   model_dir, config = inputs_lib.find_model(args.checkpoint)
@@ -263,20 +270,28 @@ def prepare(args) -> Inputs:
   out = Path(args.out)
   outputs.check_out_folder(out)
   share = args.share
-  done = outputs.check_outputs(
-      out, names, outputs.input_files(args.input, args.mask, args.reference,
-                                      out),
-      evaluate=args.evaluate, overwrite=args.overwrite, resume=args.resume,
-      grid_rows=args.grid_max,
-      rows=None if share is None else share.rows(len(names)),
-      run_files=share is None or share.index == 0)
-  finished = None
-  # Several processes: process 0 reads all the PNGs at the end instead.
-  if args.evaluate and done.any() and share is None:
-    finished = outputs.read_finished(out, names, done, resolution)
-  inputs_lib.mask_notes(mask, names, conditional=reference is not None)
+  # Before the outputs are checked: a run started meanwhile on OUT cannot
+  # write what this one finds absent. Released by `run`.
+  lock = outputs.OutLock(out, None if share is None else share.index)
+  lock.acquire()
+  try:
+    done = outputs.check_outputs(
+        out, names, outputs.input_files(args.input, args.mask,
+                                         args.reference, out),
+        evaluate=args.evaluate, overwrite=args.overwrite, resume=args.resume,
+        grid_rows=args.grid_max,
+        rows=None if share is None else share.rows(len(names)),
+        run_files=share is None or share.index == 0)
+    finished = None
+    # Several processes: process 0 reads all the PNGs at the end instead.
+    if args.evaluate and done.any() and share is None:
+      finished = outputs.read_finished(out, names, done, resolution)
+    inputs_lib.mask_notes(mask, names, conditional=reference is not None)
+  except BaseException:
+    lock.release()
+    raise
   return Inputs(model_dir, images, names, mask, reference, out, done,
-                finished)
+                finished, lock)
 
 
 def _completion_devices(count):
@@ -293,6 +308,16 @@ def _completion_devices(count):
 
 
 def run(args, inputs: Inputs) -> dict:
+  """Completes the checked inputs and writes every output (`_complete`),
+  then releases the lock on --out that `prepare` took."""
+  try:
+    return _complete(args, inputs)
+  finally:
+    if inputs.lock is not None:
+      inputs.lock.release()
+
+
+def _complete(args, inputs: Inputs) -> dict:
   """Completes the checked inputs and writes every output.
 
   Returns the summary: metrics (with --evaluate) and the run's settings.
@@ -328,6 +353,15 @@ def run(args, inputs: Inputs) -> dict:
   options = completion.Options(steps=steps, restarts=args.restarts,
                                blend=not args.no_blend, dtype=args.dtype,
                                tune_steps=args.tune_steps)
+  settings = _settings(args, inputs.model_dir, model.step, loss_name, steps,
+                       args.dtype or str(model.config.model.dtype))
+  outputs.check_run_settings(out, settings, args.resume)
+  if share is None or share.index == 0:
+    try:
+      outputs.write_json(out / outputs.RUN_FILE, settings)
+    except OSError as e:
+      raise outputs.RunError(f'cannot write {outputs.text(out)}/'
+                             f'{outputs.RUN_FILE}: {e.strerror or e}') from e
   keep = np.broadcast_to(mask > 0.5, images.shape[:-1] + (1,))
   mask_rows = lambda rows: mask if len(mask) == 1 else mask[rows]
   # --evaluate: the inputs are whole, so damage them (holes grey, 0 in
@@ -449,8 +483,10 @@ def run(args, inputs: Inputs) -> dict:
         device=devices[0].device_kind)
     writer.finish(summary if args.evaluate else None)
   except KeyboardInterrupt as e:
+    what = ('terminated by SIGTERM' if isinstance(e, cli.Terminated)
+            else 'interrupted')
     raise outputs.Interrupted(
-        f'interrupted: {writer.complete} of {n} images are complete in '
+        f'{what}: {writer.complete} of {n} images are complete in '
         f'{outputs.text(out)}/; rerun with --resume to do the rest') from e
   finally:
     writer.close()
@@ -471,6 +507,23 @@ def run(args, inputs: Inputs) -> dict:
           f'{n} images -> {outputs.text(out / outputs.METRICS_FILE)}, '
           f'{outputs.text(out / outputs.SUMMARY_FILE)}')
   return summary
+
+
+def _settings(args, model_dir, model_step, loss_name, steps, dtype) -> dict:
+  """{flag: value} of what changes the completed images (not --batch-size
+  or --devices: float rounding only), recorded in OUT/run.json so that
+  --resume refuses to mix images of other settings."""
+  path = lambda p: p and outputs.text(Path(p).absolute())
+  return {
+      '--checkpoint': path(model_dir), 'model step': int(model_step),
+      '--input': (args.input if args.input.startswith('tfds:')
+                  else path(args.input)),
+      '--mask': (args.mask if args.mask in masks.MASK_KINDS
+                 else path(args.mask)),
+      '--reference': path(args.reference),
+      '--loss': loss_name or 'conditional', '--steps': steps,
+      '--restarts': args.restarts, '--seed': args.seed, '--dtype': dtype,
+      '--no-blend': args.no_blend, '--tune-steps': args.tune_steps}
 
 
 def _image_files(names, rows) -> list:
@@ -585,7 +638,7 @@ def main(argv=None):
   Returns the run's summary dict; exits (SystemExit) with code 2 on bad
   flags or inputs, before anything is computed or written, 1 when the
   computation or a write fails (on process 0 of several: when another
-  process failed), and 130 on Ctrl-C.
+  process failed), 130 on Ctrl-C and 143 on SIGTERM.
   """
   args = build_parser().parse_args(argv)
   _start_processes(args)

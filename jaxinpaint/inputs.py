@@ -152,7 +152,7 @@ def inspect_image(path):
   """(width, height), mode of an image file, from its header."""
   try:
     with Image.open(path) as img:
-      return img.size, img.mode
+      return data.upright_size(img), img.mode
   except (OSError, SyntaxError, ValueError) as e:
     raise data.CorruptImageError(
         f'cannot read image {path}: {type(e).__name__}: {e}') from e

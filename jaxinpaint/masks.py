@@ -10,6 +10,8 @@ from typing import Tuple
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
+from jaxinpaint import data
+
 MASK_KINDS = ('center', 'three_squares', 'random', 'free_form')
 
 # Three squares of side 16 on an aligned 64x64 CelebA face, as
@@ -197,6 +199,7 @@ def load_mask(path: str, h: int, w: int) -> np.ndarray:
   """
   try:
     with Image.open(path) as img:
+      img = data.upright(img)
       img.load()
       size = img.size
       grey = _to_unit_grey(img)

@@ -8,6 +8,7 @@ before blending), `grid.png`, and with ground truth `metrics.csv` and
 import csv
 import json
 import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ from jaxinpaint.inputs import UserError, inspect_image, names_list, note
 
 GRID_FILE, RAW_DIR = 'grid.png', 'raw'
 METRICS_FILE, SUMMARY_FILE = 'metrics.csv', 'summary.json'
+RUN_FILE = 'run.json'  # the settings the images were completed with
+LOCK_FILE = '.lock'  # held by the run writing OUT (see OutLock)
 METRIC_KEYS = ('mse', 'psnr', 'ssim', 'hole_mse')
 
 
@@ -84,6 +87,105 @@ def check_out_folder(out: Path):
   for folder in (existing, raw) if raw.is_dir() else (existing,):
     if not os.access(folder, os.W_OK | os.X_OK):
       raise UserError(f'--out {out}: {folder} is not writable')
+
+
+def _is_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # another user's process
+    return True
+  return True
+
+
+class OutLock:
+  """OUT/.lock, holding the pid and host of the run writing OUT: a second
+  run on the same OUT is refused instead of replacing the first one's
+  images. A lock whose process is gone (on this host) is taken over with a
+  note. Of several processes sharing OUT, process i > 0 holds
+  OUT/.lock.<i> (process 0 and a one-process run hold OUT/.lock)."""
+
+  def __init__(self, out: Path, index=None):
+    self.out = Path(out)
+    self.path = self.out / (LOCK_FILE if not index else f'{LOCK_FILE}.{index}')
+    self.held = False
+    self._made = []  # folders acquire() made: OUT and missing parents
+
+  def acquire(self):
+    """Takes the lock (making OUT), or raises a UserError naming the run
+    that holds it."""
+    absolute = self.out.absolute()
+    self._made = [p for p in (absolute, *absolute.parents) if not p.exists()]
+    self.out.mkdir(parents=True, exist_ok=True)
+    me = {'pid': os.getpid(), 'host': socket.gethostname()}
+    try:
+      for _ in range(3):
+        try:
+          fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+          self._take_over_stale(me['host'])
+          continue
+        except FileNotFoundError:  # another process's failed run removed OUT
+          self.out.mkdir(parents=True, exist_ok=True)
+          continue
+        with os.fdopen(fd, 'w') as f:
+          json.dump(me, f)
+        self.held = True
+        return self
+      raise UserError(f'--out {text(self.out)}: cannot take {text(self.path)}'
+                      ' (other runs keep taking it); choose another --out')
+    except BaseException:
+      self.release()
+      raise
+
+  def _take_over_stale(self, host):
+    """Removes the lock if its process is gone; else a UserError."""
+    try:
+      raw = self.path.read_text(encoding='utf-8')
+      holder = json.loads(raw)
+      pid, their_host = int(holder['pid']), str(holder['host'])
+    except FileNotFoundError:
+      return  # released meanwhile
+    except (OSError, ValueError, TypeError, KeyError):
+      holder = None  # being written by a run that has just taken it
+    if holder is None or their_host != host or _is_alive(pid):
+      who = ('another run' if holder is None else
+             f'another run (pid {pid} on {their_host})')
+      raise UserError(
+          f'--out {text(self.out)} is in use by {who}; wait for it to end or '
+          f'choose another --out (if no such run is left, delete '
+          f'{text(self.path)})')
+    # Renamed aside first: of two runs taking over the same stale lock,
+    # only one gets it, and a fresh lock taken meanwhile is put back.
+    aside = self.path.with_name(f'{self.path.name}.stale.{os.getpid()}')
+    try:
+      os.rename(self.path, aside)
+    except FileNotFoundError:
+      return
+    if aside.read_text(encoding='utf-8') != raw:
+      try:
+        os.link(aside, self.path)
+      except FileExistsError:
+        pass
+      aside.unlink()
+      return
+    aside.unlink()
+    note(f'note: took over {text(self.path)} from pid {pid}, which is no '
+         'longer running (an earlier run that was killed)')
+
+  def release(self):
+    """Removes the lock if held, and the folders acquire() made if
+    nothing else was written there."""
+    if self.held:
+      self.path.unlink(missing_ok=True)
+      self.held = False
+    for folder in self._made:
+      try:
+        folder.rmdir()
+      except OSError:
+        break  # outputs were written: OUT stays
+    self._made = []
 
 
 def output_paths(out: Path, names, evaluate: bool, run_files=True) -> list:
@@ -193,6 +295,29 @@ def remove_stale_metrics(out: Path) -> list:
       (out / name).unlink()
       removed.append(name)
   return removed
+
+
+def check_run_settings(out: Path, settings: dict, resume: bool):
+  """--resume: refuses settings ({flag: value}) that differ from those
+  recorded in OUT/run.json by the run being resumed, naming the first one:
+  its finished images would be kept beside images of other settings."""
+  path = out / RUN_FILE
+  if not resume or not path.is_file():
+    return
+  try:
+    saved = json.loads(path.read_text(encoding='utf-8'))
+  except (OSError, ValueError) as e:
+    raise UserError(f'--resume: cannot read {text(path)}, the settings of '
+                    f'the run in {text(out)}/ ({e}); rerun without --resume '
+                    '(--overwrite) or choose another --out') from e
+  if not isinstance(saved, dict):
+    saved = {}
+  for flag, value in settings.items():
+    if flag in saved and saved[flag] != value:
+      raise UserError(
+          f'--resume: {flag} is {value!r} but the run in {text(out)}/ used '
+          f'{saved[flag]!r} ({RUN_FILE}); resume with its settings, or start '
+          'anew with --overwrite or another --out')
 
 
 def read_finished(out: Path, names, done, resolution: int) -> np.ndarray:

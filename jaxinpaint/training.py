@@ -11,6 +11,7 @@ import functools
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import chex
@@ -455,9 +456,33 @@ def _restore_for_resume(workdir, files, abstract_state):
                     '--workdir')) from e
 
 
-def _check_export_to(path):
-  if path:
-    checkpoint.check_new_model_dir(path, f'--config.train.export_to={path}')
+def _check_export_to(path, workdir):
+  """export_to must be an empty folder or none, and neither the work dir,
+  inside it nor holding it: the export would land among the checkpoints
+  (or the work dir in the export), found only at the end of training."""
+  if not path:
+    return
+  label = f'--config.train.export_to={path}'
+  export, work = Path(path).resolve(), Path(workdir).resolve()
+  if export == work or work in export.parents:
+    raise ValueError(f'{label}: is the --workdir {workdir} or inside it; '
+                     'export to a folder of its own')
+  if export in work.parents:
+    raise ValueError(f'{label}: holds the --workdir {workdir}; export to a '
+                     'folder of its own')
+  checkpoint.check_new_model_dir(path, label)
+
+
+def _has_running_stats(state):
+  """Whether G's statistics for inference are still the running averages
+  (a checkpoint saved before the end), not recalibrated ones."""
+  return checkpoint.has_running_batch_stats(
+      jax.device_get({'g_stats': state.g_stats,
+                      'g_stats_eval': state.g_stats_eval}))
+
+
+class TimeLimitTooShort(ValueError):
+  """config.train.time_limit passed before the first step was trained."""
 
 
 def _first_non_finite(pulled):
@@ -469,15 +494,24 @@ def _first_non_finite(pulled):
   return None
 
 
-def train_and_evaluate(config, workdir):
+def train_and_evaluate(config, workdir, clock=None):
   """Trains (or resumes) in `workdir`; returns the final TrainState.
 
   Writes workdir/metrics.jsonl, workdir/samples/step_XXXXXX.png, orbax
   checkpoints under workdir/checkpoints and workdir/config.json.
+
+  `clock`: the time source of `config.train.time_limit` (seconds, any
+  origin); by default the wall clock from the process's start. A test gives
+  a fake one, so where the limit stops a run does not depend on the
+  machine's speed; the limit then counts from the call.
   """
   # Bad input fails here, before anything is written.
   config_lib.validate(config)
-  deadline = (process_start_time() + config.train.time_limit
+  if clock is None:
+    clock, origin = time.time, process_start_time()
+  else:
+    origin = clock()
+  deadline = (origin + config.train.time_limit
               if config.train.time_limit > 0 else None)
   # Opened once: the batches read this source (an npz source holds every
   # image in memory).
@@ -486,7 +520,7 @@ def train_and_evaluate(config, workdir):
   check_batch_size(config.train.batch_size)
   workdir_lib.check_workdir(workdir)
   workdir_lib.check_resumable(workdir, config)
-  _check_export_to(config.train.export_to)
+  _check_export_to(config.train.export_to, workdir)
 
   nets = models.build_models(config.model)
   on_device = config.data.on_device
@@ -566,7 +600,7 @@ def train_and_evaluate(config, workdir):
       raise NonFiniteLossError(
           f'{bad[1]} is NaN/Inf at step {bad[0]}; training stopped; {kept}')
     if pulled:
-      now = time.time()
+      now = clock()
       files.log([{'step': s, 'time': now, **m} for s, m in pulled])
       last = pulled[-1][1]
       bar.set_postfix(d=f"{last['critic_loss']:.3f}",
@@ -579,10 +613,11 @@ def train_and_evaluate(config, workdir):
   # behind each other on a small machine; real accelerators need no sync.
   sync_each_step = jax.devices()[0].platform == 'cpu' and len(jax.devices()) > 1
   step = start
+  out_of_time = lambda: deadline is not None and clock() >= deadline
   try:
     with workdir_lib.StopRequest() as stop:
-      while (step < total and stop.signum is None
-             and (deadline is None or time.time() < deadline)):
+      timed_out = out_of_time()
+      while step < total and stop.signum is None and not timed_out:
         state, metrics = step_fn(state, next_input())
         if sync_each_step:
           jax.block_until_ready(state)
@@ -594,7 +629,11 @@ def train_and_evaluate(config, workdir):
         if step % config.train.sample_every == 0:
           files.sample_grid(step, jax.device_get(
               sample_fn(state.g_params, state.g_stats, sample_z)))
-        if step % config.train.checkpoint_every == 0 and step < total:
+        # Read before the periodic checkpoint: a run that stops at this
+        # step saves it once, finalized, below (not the running averages).
+        timed_out = out_of_time()
+        if (step % config.train.checkpoint_every == 0 and step < total
+            and not timed_out and stop.signum is None):
           flush()
           files.save(state.replace(g_stats_eval=state.g_stats), step)
       flush()
@@ -603,17 +642,31 @@ def train_and_evaluate(config, workdir):
         raise StoppedBySignal(
             f'stopped by {signal.Signals(stop.signum).name} at step {step}; '
             f'checkpoint saved in {workdir}; rerun the same command to '
-            'resume')
+            'resume', stop.signum)
     if step < total:
+      if step == start:
+        raise TimeLimitTooShort(
+            f'--config.train.time_limit={config.train.time_limit:g}: shorter '
+            f'than the start-up ({clock() - origin:.0f} s from the start to '
+            'load the data and compile): no step was trained and nothing was '
+            'saved; raise the limit')
       bar.write(f'time limit of {config.train.time_limit:g} s reached at step '
                 f'{step}')
-    if step != files.last_saved:
-      state, record = finalize(state, nets, config)
-      files.log([record])
+    export_to = config.train.export_to
+    missing_export = (export_to and files.is_chief
+                      and not checkpoint.is_exported_model(export_to))
+    if step != files.last_saved or missing_export:
+      # Trained in this run, or a finished run whose export is missing (an
+      # export stopped by a signal leaves none, see export_inference). A
+      # checkpoint saved by a signal holds the running averages: finalized
+      # here for the export; loading the work dir recalibrates it the same.
+      if step != files.last_saved or _has_running_stats(state):
+        state, record = finalize(state, nets, config)
+        files.log([record])
       files.save(state, step)
-      if config.train.export_to and files.is_chief:
+      if missing_export:
         checkpoint.export_inference(
-            config.train.export_to, config,
+            export_to, config,
             checkpoint.inference_variables(jax.device_get(state)), step,
             jnp.dtype(config.train.export_dtype))
     if batch_iter is not None and batch_iter.num_skipped:

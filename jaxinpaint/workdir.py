@@ -31,18 +31,60 @@ def check_workdir(workdir):
   checkpoint.check_creatable_dir(path, f'--workdir {workdir}')
 
 
+# Keys that may change when a work dir is resumed: when to stop (steps,
+# time_limit), what is logged, sampled, checkpointed and kept, where and in
+# which precision the model is exported, how the data is read (threads,
+# prefetching, the decoded cache: the same images, `data.cache_record`)
+# and how the step is run (critic_loop: the same arithmetic, scan or
+# unrolled; multiprocess). None of them changes a step's arithmetic on
+# given data: the resumed run is the one run, continued. init_from is read
+# only when there is no checkpoint yet. Everything else (data, networks,
+# optimizer, losses, batch size, seed, ...) changes the run.
+RUN_KEYS_FREE = frozenset((
+    'train.steps', 'train.time_limit', 'train.log_every',
+    'train.sample_every', 'train.checkpoint_every', 'train.keep_checkpoints',
+    'train.export_to', 'train.export_dtype', 'train.critic_loop',
+    'train.multiprocess', 'train.init_from', 'train.allow_config_change',
+    'data.num_threads', 'data.prefetch_batches', 'data.cache'))
+
+
+def _flat(tree, prefix=''):
+  """{'train.steps': value, ...} of nested dicts."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flat(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
 def check_resumable(workdir, config):
-  """A work dir may resume only a run of the same networks."""
+  """A work dir may resume only a run of the same networks, and (unless
+  `config.train.allow_config_change`) of the same values of every key
+  that changes the run (all but RUN_KEYS_FREE)."""
   path = Path(workdir, checkpoint.CONFIG_FILE)
   if checkpoint.latest_step(workdir) is None or not path.is_file():
     return
   # load_config: a damaged config.json gives an error naming it.
-  saved = checkpoint.load_config(workdir).to_dict().get('model')
-  wanted = json.loads(config.to_json())['model']
-  if saved != wanted:
+  saved = checkpoint.load_config(workdir).to_dict()
+  wanted = json.loads(config.to_json())
+  if saved.get('model') != wanted['model']:
     raise ValueError(
         f'--workdir {workdir} holds a run of other networks (config.model '
-        f'{saved}, asked {wanted}); use a new --workdir')
+        f'{saved.get("model")}, asked {wanted["model"]}); use a new --workdir')
+  if config.train.allow_config_change:
+    return
+  old, new = _flat(saved), _flat(wanted)
+  changed = [f'--config.{k}={new[k]!r} (was {old[k]!r})'
+             for k in sorted(old.keys() & new.keys())
+             if k not in RUN_KEYS_FREE and old[k] != new[k]]
+  if changed:
+    raise ValueError(
+        f'--workdir {workdir} holds a run of another config: '
+        f'{", ".join(changed)}; resume with its values, use a new --workdir, '
+        'or pass --config.train.allow_config_change=True to continue with '
+        'these (the old config is kept as config.<step>.json)')
 
 
 class WriteError(RuntimeError):
@@ -59,7 +101,11 @@ def _write_error(what, workdir, last_saved, error: OSError) -> WriteError:
 
 
 class StoppedBySignal(Exception):
-  """SIGTERM/SIGINT arrived; a checkpoint was saved."""
+  """SIGTERM/SIGINT (`signum`) arrived; a checkpoint was saved."""
+
+  def __init__(self, message, signum=signal.SIGINT):
+    super().__init__(message)
+    self.signum = signum
 
 
 class StopRequest:
@@ -112,6 +158,7 @@ class RunFiles:
     self._events = None  # tensorboardX.SummaryWriter, made on first use
     self._manager = None
     self.last_saved = checkpoint.latest_step(workdir)
+    self._config_kept = self.last_saved is None  # nothing to keep
 
   def manager(self):
     if self._manager is None:
@@ -126,6 +173,7 @@ class RunFiles:
     try:
       if self.is_chief:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._keep_old_config()
         checkpoint.save_config(self.workdir, self.config)
       self.manager().save(step, args=ocp.args.StandardSave(state), force=True)
       # Saving is asynchronous: its errors come out here.
@@ -152,6 +200,23 @@ class RunFiles:
       self.workdir.mkdir(parents=True, exist_ok=True)
       self._events = SummaryWriter(str(self.workdir), flush_secs=30)
     return self._events or None
+
+  def _keep_old_config(self):
+    """Before config.json is first replaced in a resumed run: if it
+    differs from this run's, it is kept as config.<step>.json, the step
+    up to which it applied."""
+    if self._config_kept:
+      return
+    self._config_kept = True
+    path = self.workdir / checkpoint.CONFIG_FILE
+    try:
+      old = path.read_text(encoding='utf-8')
+      same = json.loads(old) == json.loads(self.config.to_json())
+    except (OSError, ValueError):
+      return  # none, or damaged (check_resumable would have said)
+    kept = self.workdir / f'config.{self.last_saved}.json'
+    if not same and not kept.exists():
+      kept.write_text(old, encoding='utf-8')
 
   def log(self, records):
     """Appends to metrics.jsonl. The records of an earlier attempt past the

@@ -267,10 +267,32 @@ def test_flipped_bytes_in_the_stored_arrays_are_detected(exported):
     checkpoint.load_inference_variables(exported)
 
 
-def test_models_without_checksums_still_load(exported):
+def test_an_exported_model_without_checksums_is_refused(exported):
+  # export writes checksums.json last: without it the export did not finish.
   (exported / checkpoint.CHECKSUM_FILE).unlink()
-  _, _, step = checkpoint.load_inference_variables(exported)
-  assert step == 5
+  with pytest.raises(checkpoint.ChecksumError,
+                     match=r'exported model without checksums\.json.*export '
+                     'it again'):
+    checkpoint.load_inference_variables(exported)
+
+
+def test_an_interrupted_export_leaves_no_model(tmp_path, monkeypatch):
+  c = tiny_model_config()
+  model = tmp_path / 'model'
+
+  def interrupted(*args):
+    raise KeyboardInterrupt  # SIGINT while the checksums are written
+
+  monkeypatch.setattr(checkpoint, 'write_checksums', interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    checkpoint.export_inference(model, c, models.random_variables(c.model), 5)
+  assert not any(tmp_path.iterdir())  # no model, no temporary folder
+  monkeypatch.undo()
+  model.mkdir()  # an empty folder is a valid target
+  checkpoint.export_inference(model, c, models.random_variables(c.model), 5)
+  assert checkpoint.is_exported_model(model)
+  assert [p.name for p in tmp_path.iterdir()] == ['model']
+  assert checkpoint.load_inference_variables(model)[2] == 5
 
 
 def test_the_shipped_models_carry_checksums_that_match():

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import run, write_npz
+from helpers import write_npz
 from jaxinpaint import checkpoint, data, models, training
 from test_training import (TRAIN, TRAINED, assert_trees_equal, npz_flags,
                            read_step_metrics, restore, tiny_config)
@@ -148,22 +148,38 @@ def test_on_device_data_larger_than_memory_is_refused(npz, tmp_path,
 # Time limit and export; warm start.
 
 
-def test_time_limit_stops_finalizes_and_exports(npz, tmp_path):
+class FakeClock:
+  """A time source that advances `tick` seconds at each reading: where a
+  time limit stops training depends on the code's readings only, not on
+  the machine's speed."""
+
+  def __init__(self, tick=1.0, start=0.0):
+    self.now, self.tick = start - tick, tick
+
+  def __call__(self):
+    self.now += self.tick
+    return self.now
+
+
+def test_time_limit_stops_finalizes_and_exports(npz, tmp_path, capsys):
   workdir, model = tmp_path / 'run', tmp_path / 'model'
-  result = run([*TRAIN, f'--workdir={workdir}',
-                *npz_flags(npz, 1_000_000, **{
-                    'train.time_limit': 45, 'train.export_to': model,
-                    'train.checkpoint_every': 1_000_000,
-                    'train.sample_every': 1_000_000})])
-  assert result.returncode == 0, result.stderr[-3000:]
+  config = tiny_config(npz, 1_000_000, **{
+      'train.time_limit': 10.0, 'train.export_to': str(model),
+      'train.log_every': 1, 'train.checkpoint_every': 1_000_000,
+      'train.sample_every': 1_000_000})
+  # Readings: 0 at the start (the limit's origin, so the deadline is 10),
+  # then before each step (1, 3, 5, ...) and at each step's log (2, 4, ...):
+  # step 5 is logged at 10, and the reading before step 6 (11) stops it.
+  training.train_and_evaluate(config, workdir, clock=FakeClock())
   step = checkpoint.latest_step(workdir)
-  assert 2 <= step < 1_000_000
-  output = result.stdout + result.stderr
-  assert f'time limit of 45 s reached at step {step}' in output
-  assert 'expect to stop near step' in output
+  assert step == 5
+  output = ''.join(capsys.readouterr())
+  assert 'time limit of 10 s reached at step 5' in output
+  # Logged steps 1 and 2 at readings 2 and 4: 0.5 it/s, 6 s left -> 5.
+  assert 'time limit: 0.50 it/s, expect to stop near step 5 in 6 s' in output
   records = [json.loads(l) for l in
              (workdir / 'metrics.jsonl').read_text().splitlines()]
-  assert any('expected_final_step' in r for r in records)
+  assert {'step': 2, 'it_per_s': 0.5, 'expected_final_step': 5} in records
   assert 'bn_eval_gap_recalibrated' in records[-1]  # finalized
   # The exported model is the final state, recalibrated, in bfloat16.
   config, variables, exported_step = checkpoint.load_inference_variables(
@@ -177,6 +193,71 @@ def test_time_limit_stops_finalizes_and_exports(npz, tmp_path):
         got, np.asarray(saved, np.float32).astype(jnp.bfloat16).astype(
             np.float32))
   assert config.model.width == 8
+
+
+def test_a_time_limit_on_a_checkpoint_step_still_finalizes_and_exports(
+    npz, tmp_path):
+  workdir, model = tmp_path / 'run', tmp_path / 'model'
+  # As above, but steps 2 and 4 are periodic checkpoints: the run stops at
+  # step 4 (readings 1 .. 8 < 8.5, then 9).
+  config = tiny_config(npz, 100, **{
+      'train.time_limit': 8.5, 'train.export_to': str(model),
+      'train.log_every': 1, 'train.checkpoint_every': 2})
+  training.train_and_evaluate(config, workdir, clock=FakeClock())
+  assert checkpoint.latest_step(workdir) == 4
+  records = [json.loads(l) for l in
+             (workdir / 'metrics.jsonl').read_text().splitlines()]
+  assert records[-1]['step'] == 4 and 'bn_eval_gap_recalibrated' in records[-1]
+  final = restore(workdir)
+  assert not checkpoint.has_running_batch_stats(final)  # recalibrated
+  _, variables, exported_step = checkpoint.load_inference_variables(model)
+  assert exported_step == 4
+  np.testing.assert_array_equal(
+      jax.tree.leaves(variables['generator']['batch_stats'])[0],
+      np.asarray(jax.tree.leaves(final['g_stats_eval'])[0],
+                 np.float32).astype(jnp.bfloat16).astype(np.float32))
+
+
+def test_a_time_limit_shorter_than_the_start_up_is_an_error(npz, tmp_path):
+  # The start-up (reading 0 -> 100) outlasts the limit of 1 s.
+  readings = iter([0.0, 100.0, 100.0])
+  with pytest.raises(training.TimeLimitTooShort,
+                     match=r'time_limit=1: shorter than the start-up \(100 s'):
+    training.train_and_evaluate(
+        tiny_config(npz, 4, **{'train.time_limit': 1.0,
+                               'train.export_to': str(tmp_path / 'model')}),
+        tmp_path / 'w', clock=lambda: next(readings))
+  assert not any(tmp_path.iterdir())  # nothing saved, nothing exported
+
+
+@pytest.mark.parametrize('inside', ['.', 'model', '..'])
+def test_export_to_the_workdir_or_inside_it_is_refused_before_training(
+    npz, tmp_path, inside):
+  workdir = tmp_path / 'run' / 'w'
+  export_to = workdir / inside
+  with pytest.raises(ValueError, match=r'export_to=.*(is the|holds the) '
+                     r'--workdir'):
+    training.train_and_evaluate(
+        tiny_config(npz, 1, **{'train.export_to': str(export_to)}), workdir)
+  assert not (tmp_path / 'run').exists()
+
+
+def test_a_finished_run_whose_export_is_missing_exports_it(npz, tmp_path):
+  workdir, model = tmp_path / 'run', tmp_path / 'model'
+  training.train_and_evaluate(tiny_config(npz, 2), workdir)
+  before = restore(workdir)
+  # As a signal during the export leaves it: no model (the temporary
+  # folder is removed or left aside), the work dir finished.
+  training.train_and_evaluate(
+      tiny_config(npz, 2, **{'train.export_to': str(model)}), workdir)
+  assert checkpoint.latest_step(workdir) == 2
+  assert_trees_equal(restore(workdir), before, TRAINED + ('g_stats_eval',))
+  _, variables, step = checkpoint.load_inference_variables(model)
+  assert step == 2
+  np.testing.assert_array_equal(
+      jax.tree.leaves(variables['generator']['params'])[0],
+      np.asarray(jax.tree.leaves(before['g_params'])[0],
+                 np.float32).astype(jnp.bfloat16).astype(np.float32))
 
 
 def test_export_to_an_occupied_folder_is_refused_before_training(npz,

@@ -1,5 +1,7 @@
 """Tests of jaxinpaint.data: sources, preprocessing, deterministic batches."""
 import gc
+import json
+import os
 import pathlib
 import threading
 
@@ -135,6 +137,86 @@ def test_greyscale_and_cmyk_jpegs_load(tmp_path):
   images, names = data.load_images(tmp_path, 8)
   assert names == ['cmyk', 'grey'] and images.shape == (2, 8, 8, 3)
   np.testing.assert_allclose(_to_uint8(images[1]), 50, atol=2)
+
+
+def test_a_cache_of_other_images_is_refused(tmp_path):
+  a = _write_index_images(tmp_path / 'A', 4)
+  b = _write_index_images(tmp_path / 'B', 4)
+  cache = tmp_path / 'A.npy'
+  config = _data_config(folder=str(a), cache=str(cache))
+  first = data.load_all(config, 4)
+  np.testing.assert_array_equal(first[:, 0, 0, 0], [0, 1, 2, 3])
+  record = json.loads((tmp_path / 'A.npy.json').read_text())
+  assert record['source'] == f'folder {a}' and record['count'] == 4
+  assert record['resolution'] == 4
+  np.testing.assert_array_equal(data.load_all(config, 4), first)  # reused
+
+  def refused(match, **overrides):
+    with pytest.raises(ValueError, match=match):
+      data.load_all(_data_config(**{'folder': str(a), 'cache': str(cache),
+                                    **overrides}), 4)
+
+  # Another folder of the same size and names: B's images are not A's.
+  refused(rf'data\.cache={cache} was decoded from another source '
+          rf'\(folder {a}; this run: folder {b}\).*delete it',
+          folder=str(b))
+  # An image of A rewritten, or one more: the same folder holds others now.
+  pixels = np.full((4, 4, 3), 9, np.uint8)
+  Image.fromarray(pixels).save(a / '002.png')
+  os.utime(a / '002.png', ns=(1, 1))
+  refused(r'another files \(names, sizes or times\)')
+  Image.fromarray(pixels).save(a / '004.png')
+  refused(r'another image count \(4; this run: 5\)')
+  (a / '004.png').unlink()
+  # A cache without its record (made by hand, or by an older version).
+  (tmp_path / 'A.npy.json').unlink()
+  refused(r'no .*A\.npy\.json says what it was decoded from')
+
+
+def _save_with_orientation(path, pixels, orientation):
+  exif = Image.Exif()
+  exif[0x0112] = orientation
+  Image.fromarray(pixels).save(path, exif=exif.tobytes(), quality=95)
+
+
+def test_exif_orientation_is_applied_everywhere_images_are_read(tmp_path):
+  from jaxinpaint import inputs, masks
+  # Stored 48 wide x 32 high: dark left third, bright right, a red top
+  # band. Orientation 6: a viewer turns it 90 degrees clockwise, 32 x 48.
+  stored = np.full((32, 48, 3), 40, np.uint8)
+  stored[:, 16:] = 220
+  stored[:4, :, 0] = 255
+  path = tmp_path / 'sideways.jpg'
+  _save_with_orientation(path, stored, 6)
+  with Image.open(path) as img:
+    decoded = np.asarray(img.convert('RGB'))  # the pixels as stored
+  upright = np.rot90(decoded, k=-1)  # clockwise: (48, 32, 3)
+  # Training data (and completion inputs): turned, then the middle square.
+  np.testing.assert_array_equal(data._decode_file(str(path), 32),
+                                upright[8:40])
+  images, _ = data.load_images(path, 32)
+  np.testing.assert_array_equal(_to_uint8(images[0]), upright[8:40])
+
+  # inpaint.py inputs must already have the model's size: the upright one.
+  square = tmp_path / 'square.jpg'
+  _save_with_orientation(square, stored[:, :32], 6)
+  assert inputs.inspect_image(square)[0] == (32, 32)
+  assert inputs.inspect_image(path)[0] == (32, 48)  # width x height upright
+  with Image.open(square) as img:
+    expected = np.rot90(np.asarray(img.convert('RGB')), k=-1)
+  got, _ = inputs.load_image_files([str(square)], 32)
+  np.testing.assert_array_equal(_to_uint8(got[0]), expected)
+
+  # Masks (PNG with an eXIf chunk): stored 16 wide x 8 high, hole on the
+  # left half; upright 8 x 16 with the hole on the top half.
+  mask_pixels = np.full((8, 16, 3), 255, np.uint8)
+  mask_pixels[:, :8] = 0
+  mask_path = tmp_path / 'mask.png'
+  _save_with_orientation(mask_path, mask_pixels, 6)
+  mask = masks.load_mask(str(mask_path), 16, 8)[0, ..., 0]
+  np.testing.assert_array_equal(mask, np.rot90(mask_pixels[..., 0] / 255,
+                                               k=-1))
+  assert mask[:8].sum() == 0 and mask[8:].min() == 1
 
 
 def test_float_range_is_closed():

@@ -1,7 +1,8 @@
 """One exit-code convention for every CLI (docs/design.md): 2 = usage error
 (a bad flag or input, one `error:` line, nothing written), 1 = failure
-during the run, 130 = interrupted."""
+during the run, 130 = interrupted (Ctrl-C), 143 = terminated (SIGTERM)."""
 import os
+import signal
 import subprocess
 import sys
 
@@ -81,6 +82,9 @@ def test_run_checked_maps_errors_to_codes_and_restores_logging(capsys):
         (None, raising(outputs.Interrupted('interrupted: 3 of 4 kept')), 130,
          'interrupted: 3 of 4 kept'),
         (None, raising(KeyboardInterrupt()), 130, 'interrupted'),
+        (prepare_raising(cli.Terminated()), None, 143,
+         'terminated; nothing was written'),
+        (None, raising(cli.Terminated()), 143, 'terminated'),
     ]
     for prepare, run, code, message in cases:
       with pytest.raises(SystemExit) as e:
@@ -91,3 +95,20 @@ def test_run_checked_maps_errors_to_codes_and_restores_logging(capsys):
       assert logging.get_verbosity() == logging.DEBUG
   finally:
     logging.set_verbosity(previous)
+
+
+def test_sigterm_exits_143_with_what_was_kept(capsys):
+  def run(args, checked):
+    try:
+      os.kill(os.getpid(), signal.SIGTERM)  # raises Terminated here
+      signal.pause()  # not reached: the handler raised
+    except KeyboardInterrupt as e:
+      raise outputs.Interrupted('terminated by SIGTERM: 1 of 2 kept') from e
+
+  before = signal.getsignal(signal.SIGTERM)
+  with pytest.raises(SystemExit) as e:
+    cli.run_checked(lambda args: args, run, 0)
+  assert e.value.code == 143
+  assert capsys.readouterr().err == (
+      'error: terminated by SIGTERM: 1 of 2 kept\n')
+  assert signal.getsignal(signal.SIGTERM) is before  # put back

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from jaxinpaint import checkpoint, completion, config as config_lib, data
-from jaxinpaint import inpaint_cli, inputs, models
+from jaxinpaint import inpaint_cli, inputs, models, outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 CELEBA_TEST = ROOT.parent / 'shared' / 'data' / 'celeba64' / 'test'
@@ -293,8 +293,9 @@ def test_script_entry_point(ckpt, tmp_path):
 
 
 def files_under(folder):
+  """The files under `folder`, but a run's record of its settings."""
   return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob('*')
-                if p.is_file())
+                if p.is_file() and p.name != outputs.RUN_FILE)
 
 
 def assert_one_error_line(err, *fragments):
@@ -455,6 +456,115 @@ def test_ctrl_c_keeps_finished_batches_and_resume_does_the_rest(
   for key in ('mse', 'psnr', 'ssim', 'hole_mse', 'n_images'):
     assert summary[key] == expected[key], key
   assert not any('.tmp' in f for f in files_under(out))
+
+
+def test_sigterm_mid_completion_exits_143_and_says_resume(
+    ckpt, tmp_path, capsys, monkeypatch):
+  for i, name in enumerate('abc'):
+    write_image(tmp_path / 'in' / f'{name}.png', seed=i)
+  out = tmp_path / 'out'
+  complete = completion.complete
+  calls = []
+
+  def complete_until_sigterm(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:  # a scheduler stops the job in the second batch
+      os.kill(os.getpid(), signal.SIGTERM)
+    return complete(*args, **kwargs)
+
+  monkeypatch.setattr(completion, 'complete', complete_until_sigterm)
+  code, _, _, err = cli(['--checkpoint', ckpt, '--input', tmp_path / 'in',
+                         '--out', out, '--grid-max', '2', *FAST], capsys)
+  assert code == 143 and 'Traceback' not in err
+  assert err.strip().splitlines()[-1] == (
+      f'error: terminated by SIGTERM: 2 of 3 images are complete in {out}/; '
+      'rerun with --resume to do the rest')
+  assert files_under(out) == ['a.png', 'b.png', 'grid.png', 'raw/a.png',
+                              'raw/b.png']
+  assert not (out / outputs.LOCK_FILE).exists()  # released
+
+
+def test_resume_with_other_settings_is_refused(ckpt, tmp_path, capsys):
+  for i, name in enumerate('abcd'):
+    write_image(tmp_path / 'in' / f'{name}.png', seed=i)
+  out = tmp_path / 'out'
+  argv = ['--checkpoint', ckpt, '--input', tmp_path / 'in', '--out', out,
+          '--evaluate', '--grid-max', '2', '--mask', 'center', *FAST]
+  code, _, _, err = cli(argv, capsys)
+  assert code == 0, err
+  settings = json.loads((out / outputs.RUN_FILE).read_text())
+  assert settings['--mask'] == 'center' and settings['--steps'] == 2
+  assert settings['model step'] == 7 and settings['--seed'] == 0
+  for name in 'cd':
+    (out / f'{name}.png').unlink()
+  before = {f: (out / f).read_bytes() for f in files_under(out)}
+  for flags, message in [
+      (['--mask', 'three_squares'],
+       "--mask is 'three_squares' but the run in "
+       f"{out}/ used 'center' (run.json)"),
+      (['--steps', '3'], "--steps is 3 but the run in "),
+      (['--seed', '1'], '--seed is 1 but'),
+      (['--loss', 'yeh'], "--loss is 'yeh' but"),
+      (['--restarts', '2'], '--restarts is 2 but'),
+      (['--no-blend'], '--no-blend is True but'),
+      (['--dtype', 'bfloat16'], "--dtype is 'bfloat16' but")]:
+    code, _, _, err = cli(argv + flags + ['--resume'], capsys)
+    assert code == 2, flags
+    assert_one_error_line(err, message, 'start anew with --overwrite')
+    assert {f: (out / f).read_bytes() for f in files_under(out)} == before
+  # The same settings resume.
+  code, summary, _, err = cli(argv + ['--resume'], capsys)
+  assert code == 0, err
+  assert summary['resumed'] == 2 and summary['mask'] == 'center'
+
+
+def test_a_second_run_on_the_same_out_is_refused(ckpt, tmp_path, capsys,
+                                                 monkeypatch):
+  import socket  # pylint: disable=g-import-not-at-top
+  write_image(tmp_path / 'in' / 'a.png')
+  out = tmp_path / 'out'
+  out.mkdir()
+  lock = out / outputs.LOCK_FILE
+  argv = ['--checkpoint', ckpt, '--input', tmp_path / 'in', '--out', out,
+          *FAST]
+  host = socket.gethostname()
+  # A run in progress: a live process (this one's parent), or one on
+  # another host (whose processes cannot be checked from here).
+  for holder in ({'pid': os.getppid(), 'host': host},
+                 {'pid': 2**22 + 1, 'host': host + '-other'}):
+    lock.write_text(json.dumps(holder))
+    code, _, _, err = cli(argv, capsys)
+    assert code == 2
+    assert_one_error_line(
+        err, f'--out {out} is in use by another run (pid {holder["pid"]} on '
+        f'{holder["host"]}); wait for it to end or choose another --out')
+    assert files_under(out) == [outputs.LOCK_FILE]  # the other run's
+    assert json.loads(lock.read_text()) == holder
+
+  # The lock of a run that was killed: taken over with a note.
+  gone = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
+                        capture_output=True, text=True, check=True)
+  lock.write_text(json.dumps({'pid': int(gone.stdout), 'host': host}))
+  held = []
+  complete = completion.complete
+  monkeypatch.setattr(completion, 'complete', lambda *a, **k: (
+      held.append(json.loads(lock.read_text())), complete(*a, **k))[1])
+  code, _, _, err = cli(argv, capsys)
+  assert code == 0, err
+  assert f'took over {lock} from pid {int(gone.stdout)}' in err
+  assert held == [{'pid': os.getpid(), 'host': host}]  # held while running
+  assert not lock.exists()  # released at the end
+  assert files_under(out) == ['a.png', 'grid.png', 'raw/a.png']
+
+  # Released after an error found with the lock held (an input named like
+  # grid.png), and an --out it made is removed again.
+  write_image(tmp_path / 'grid.png')
+  fresh = tmp_path / 'fresh'
+  code, _, _, err = cli(['--checkpoint', ckpt, '--input',
+                         tmp_path / 'grid.png', '--out', fresh / 'out',
+                         *FAST], capsys)
+  assert code == 2 and "an input image is named 'grid'" in err
+  assert not fresh.exists()
 
 
 def test_file_names_that_are_not_utf8(ckpt, tmp_path, capsys):

@@ -76,7 +76,7 @@ def test_two_processes_write_what_one_process_writes(setup):
 
   expected = (['face%d.png' % i for i in range(N)] + ['grid.png',
               'metrics.csv'] + ['raw/face%d.png' % i for i in range(N)]
-              + ['summary.json'])
+              + ['run.json', 'summary.json'])
   assert files(single) == files(multi) == sorted(expected)
   for f in files(single):  # PNGs, grid, metrics.csv and summary.json
     assert (single / f).read_bytes() == (multi / f).read_bytes(), f
@@ -113,7 +113,7 @@ def test_a_failed_process_is_named_and_the_others_images_are_kept(setup):
   assert '--resume' in error[0]
   assert (out / 'face3.png').read_bytes() == b'not ours'
   assert files(out) == ['face0.png', 'face1.png', 'face3.png',
-                        'raw/face0.png', 'raw/face1.png']
+                        'raw/face0.png', 'raw/face1.png', 'run.json']
 
   # Without the conflict, --resume on both processes does the rest (the
   # failed status of the earlier run is not this run's): the one-process

@@ -152,7 +152,9 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(npz, tmp_path):
     time.sleep(0.05)
   proc.send_signal(signal.SIGTERM)
   _, stderr = proc.communicate(timeout=120)
-  assert proc.returncode == 130
+  assert proc.returncode == 143  # 128 + SIGTERM, as a shell reports it
+  assert stderr.strip().splitlines()[-1].startswith(
+      'error: stopped by SIGTERM at step ')
   assert 'rerun the same command to resume' in stderr
   assert checkpoint.latest_step(workdir) >= 2
 
@@ -323,9 +325,11 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(
   workdir = tmp_path / 'nan'
   training.train_and_evaluate(tiny_config(npz, 2), workdir)
   good = restore(workdir)
-  # Resumed with a huge learning rate, the weights overflow at once.
+  # Resumed with a huge learning rate (allowed explicitly), the weights
+  # overflow at once.
   config = tiny_config(npz, 50, **{'train.learning_rate': 1e30,
-                                   'train.checkpoint_every': 1})
+                                   'train.checkpoint_every': 1,
+                                   'train.allow_config_change': True})
   with pytest.raises(training.NonFiniteLossError,
                      match=r'NaN/Inf at step 3;.*checkpoint \(step 2\)'):
     training.train_and_evaluate(config, workdir)
@@ -344,6 +348,38 @@ def assert_clean_failure(result, workdir, *fragments):
   for fragment in fragments:
     assert fragment in lines[-1], lines[-1]
   assert not Path(workdir).exists()
+
+
+def test_resume_with_another_config_is_refused_and_the_old_one_kept(
+    npz, tmp_path):
+  workdir = tmp_path / 'w'
+  training.train_and_evaluate(tiny_config(npz, 2), workdir)
+  first = (workdir / 'config.json').read_text()
+  with pytest.raises(ValueError) as e:
+    training.train_and_evaluate(tiny_config(npz, 3, **{
+        'train.batch_size': 4, 'train.learning_rate': 2e-4,
+        'train.log_every': 3}), workdir)
+  assert str(e.value) == (
+      f'--workdir {workdir} holds a run of another config: '
+      '--config.train.batch_size=4 (was 8), '
+      '--config.train.learning_rate=0.0002 (was 0.0001); resume with its '
+      'values, use a new --workdir, or pass '
+      '--config.train.allow_config_change=True to continue with these (the '
+      'old config is kept as config.<step>.json)')
+  assert (workdir / 'config.json').read_text() == first
+  assert checkpoint.latest_step(workdir) == 2
+
+  # Allowed explicitly: the run continues with the new learning rate, and
+  # the config of steps 1-2 is kept beside the new one. (Keys that do not
+  # change the run, like steps and log_every, need no permission.)
+  training.train_and_evaluate(tiny_config(npz, 3, **{
+      'train.learning_rate': 2e-4, 'train.log_every': 3,
+      'train.allow_config_change': True}), workdir)
+  assert checkpoint.latest_step(workdir) == 3
+  assert (workdir / 'config.2.json').read_text() == first
+  config = json.loads((workdir / 'config.json').read_text())
+  assert config['train']['learning_rate'] == 2e-4
+  assert config['train']['steps'] == 3
 
 
 def test_missing_and_empty_data_folder(tmp_path):
