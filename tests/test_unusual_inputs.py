@@ -99,14 +99,15 @@ def test_a_mostly_hole_mask_warns_that_it_may_be_inverted(ckpt, tmp_path,
   inverted = np.zeros((RES, RES), np.uint8)
   inverted[:6, :] = 255  # 6 of 64 rows known: 91% hole
   Image.fromarray(inverted).save(tmp_path / 'mask.png')
-  inpaint_cli.prepare(parse(['--checkpoint', ckpt, '--input', tmp_path / 'in',
-                             '--mask', tmp_path / 'mask.png', '--out',
-                             tmp_path / 'out']))
+  checked = inpaint_cli.prepare(parse(
+      ['--checkpoint', ckpt, '--input', tmp_path / 'in', '--mask',
+       tmp_path / 'mask.png', '--out', tmp_path / 'out']))
+  checked.lock.release()  # `run` would release the lock on --out
   assert ('warning: the mask is 91% hole: in mask files white = known and '
           'black = hole; is the mask inverted?') in capsys.readouterr().err
   # The paper's center mask (25% hole) gives no such warning.
   inpaint_cli.prepare(parse(['--checkpoint', ckpt, '--input', tmp_path / 'in',
-                             '--out', tmp_path / 'out']))
+                             '--out', tmp_path / 'out'])).lock.release()
   assert 'inverted' not in capsys.readouterr().err
 
 
