@@ -158,9 +158,10 @@ def restore_step(workdir, step, args, mgr=None):
         restored = mgr.restore(step, args=args)
       except Exception:
         # The reads orbax abandoned also leave tasks whose errors asyncio
-        # logs when they are collected: that is this error again.
-        logging.getLogger('asyncio').addFilter(
-            lambda r: 'exception was never retrieved' not in r.getMessage())
+        # logs when they are collected: that is this error again. One
+        # filter object: adding it again is a no-op, so failures do not pile
+        # filters onto the process's logger.
+        logging.getLogger('asyncio').addFilter(_abandoned_read_filter)
         held.drain()
         raise
     held.replay()
@@ -182,6 +183,11 @@ def restore_step(workdir, step, args, mgr=None):
         f'{workdir}: the checkpoint of step {step} is damaged, a file under '
         f'{folder} is missing or truncated ({type(e).__name__}: '
         f'{first[:160]})') from e
+
+
+def _abandoned_read_filter(record) -> bool:
+  """asyncio's 'exception was never retrieved' of a failed restore: dropped."""
+  return 'exception was never retrieved' not in record.getMessage()
 
 
 class _StderrHeldBack(contextlib.AbstractContextManager):

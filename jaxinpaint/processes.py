@@ -69,8 +69,9 @@ def check_flags(coordinator_address, num_processes, process_id,
   if given and len(given) < 3:
     return ('--coordinator_address, --num_processes and --process_id go '
             f'together: only {" and ".join(given)} given')
-  if coordinator_address is not None and check_address(coordinator_address):
-    return check_address(coordinator_address)
+  if coordinator_address is not None and (
+      problem := check_address(coordinator_address)):
+    return problem
   if num_processes is not None and num_processes < 1:
     return f'--num_processes must be >= 1, got {num_processes}'
   if process_id is not None and not 0 <= process_id < num_processes:
