@@ -144,10 +144,6 @@ def save_png(path, image_uint8):
     raise
 
 
-def save_grid(path, images, ncol: int | None = None):
-  save_png(path, make_grid(images, ncol))
-
-
 def save_rows(path, rows, labels=None):
   """Each entry of `rows` is one column of a block; block i shows image i
   of every array side by side (`block_grid`: near-square, upscaled,
