@@ -19,7 +19,7 @@ import numpy as np
 # No JAX behind these: `--help` and input errors stay fast.
 from jaxinpaint import cli, evaluation, inputs as inputs_lib, masks as masks_lib
 from jaxinpaint import outputs
-from jaxinpaint.inputs import UserError
+from jaxinpaint.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 # The defaults ship in the package (jaxinpaint/assets/examples); the labels
@@ -86,11 +86,11 @@ def _given_or_default(arg, default, flag, what):
   if arg is not None:
     path = Path(arg)
     if not path.exists():
-      raise UserError(f'{flag} {arg}: no such file or folder')
+      raise InputError(f'{flag} {arg}: no such file or folder')
     return path, arg
   path = EXAMPLES.parent / default
   if not path.exists():
-    raise UserError(f'the default {what} {path} does not exist (are the '
+    raise InputError(f'the default {what} {path} does not exist (are the '
                     f'examples installed with the package?); pass {flag}')
   return path, default
 
@@ -100,7 +100,7 @@ def prepare(args) -> _Inputs:
                           restarts=args.restarts, batch_size=args.batch_size)
   model_dir, config = inputs_lib.find_model(args.model, flag='--model')
   if config.model.arch != 'wgan':
-    raise UserError(f'--model {model_dir}: conditional completion (paper '
+    raise InputError(f'--model {model_dir}: conditional completion (paper '
                     f'3.3) needs our WGAN, not a {config.model.arch!r} model')
   r = int(config.model.resolution)
   faces_path, _ = _given_or_default(args.faces, DEFAULT_FACES, '--faces',
@@ -114,7 +114,7 @@ def prepare(args) -> _Inputs:
     keep, label = evaluation.eyes_mouth_keep_mask(r, r), BUILT_MASK
   elif args.keep_mask is not None:
     if not Path(args.keep_mask).is_file():
-      raise UserError(f'--keep-mask {args.keep_mask}: no such file')
+      raise InputError(f'--keep-mask {args.keep_mask}: no such file')
     keep, label = masks_lib.load_mask(args.keep_mask, r, r), args.keep_mask
   elif (EXAMPLES.parent / DEFAULT_KEEP_MASK).is_file():
     keep = masks_lib.load_mask(str(EXAMPLES.parent / DEFAULT_KEEP_MASK), r, r)
@@ -129,7 +129,7 @@ def prepare(args) -> _Inputs:
 
   out = Path(args.out) if args.out is not None else REPO / DEFAULT_OUT
   if out.exists() and not out.is_dir():
-    raise UserError(f'--out {out}: exists and is not a folder')
+    raise InputError(f'--out {out}: exists and is not a folder')
   outputs.refuse_existing((out / FIGURE, out / SUMMARY), args.overwrite)
   return _Inputs(model_dir, faces, names, reference, keep, label, out)
 

@@ -17,7 +17,7 @@ import time
 
 # No JAX behind these: `--help` and input errors stay fast.
 from jaxinpaint import cli, evaluation, inputs as inputs_lib, masks as masks_lib
-from jaxinpaint.inputs import UserError
+from jaxinpaint.errors import InputError
 
 LOSS_NAMES = ('paper', 'yeh', 'yeh_gradient')  # completion.LOSSES
 CONSTRAINTS = ('box', 'sphere')  # completion.Z_CONSTRAINTS
@@ -65,11 +65,11 @@ def prepare(args):
   for flag, value in (('--images', args.images), ('--restarts', args.restarts),
                       ('--batch-size', args.batch_size)):
     if value < 1:
-      raise UserError(f'{flag} {value}: expected a positive integer')
+      raise InputError(f'{flag} {value}: expected a positive integer')
   if args.steps < 0:
-    raise UserError(f'--steps {args.steps}: expected 0 or more')
+    raise InputError(f'--steps {args.steps}: expected 0 or more')
   if not args.z_bound > 0:
-    raise UserError(f'--z-bound {args.z_bound}: expected a positive number')
+    raise InputError(f'--z-bound {args.z_bound}: expected a positive number')
   model_dir, _ = inputs_lib.find_model(args.model, flag='--model')
   return model_dir, losses, constraints
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 # No JAX behind these: `--help` and input errors stay fast.
 from jaxinpaint import cli, evaluation, inputs, masks as masks_lib, outputs
-from jaxinpaint.inputs import UserError
+from jaxinpaint.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = '../shared/data/celeba64/test'  # relative to the repo root
@@ -128,13 +128,13 @@ def prepare(args) -> tuple[evaluation.Plan, Path]:
   for m, reason in skipped.items():
     inputs.note(f'note: skipping {m}: {reason}')
   if not methods:
-    raise UserError('no method left to run (see the notes above)')
+    raise InputError('no method left to run (see the notes above)')
 
   input_path = _repo_path(args.input, DEFAULT_INPUT)
   input_label = args.input if args.input is not None else DEFAULT_INPUT
   resolution = evaluation.common_resolution(models.values(), input_path)
   if args.input is None and not input_path.is_dir():
-    raise UserError(f'the default --input {input_path} does not exist (the '
+    raise InputError(f'the default --input {input_path} does not exist (the '
                     'test images ship with the development checkout only); '
                     'pass --input DIR')
   images, names = inputs.load_inputs(str(input_path), resolution, args.limit)
@@ -142,7 +142,7 @@ def prepare(args) -> tuple[evaluation.Plan, Path]:
                                  args.seed)
   out = _repo_path(args.out, DEFAULT_OUT)
   if out.exists() and not out.is_dir():
-    raise UserError(f'--out {out}: exists and is not a folder')
+    raise InputError(f'--out {out}: exists and is not a folder')
   outputs.refuse_existing(_output_files(out, mask_kinds), args.overwrite)
   return evaluation.Plan(methods, skipped, models, mods, images, names,
                          mask_kinds, masks, input_label), out

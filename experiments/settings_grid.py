@@ -34,8 +34,9 @@ import time
 from pathlib import Path
 
 # No JAX behind these: `--help` and input errors stay fast.
-from jaxinpaint import cli, evaluation, inputs, masks as masks_lib, outputs
-from jaxinpaint.inputs import UserError
+from jaxinpaint import cli, errors, evaluation, inputs, masks as masks_lib
+from jaxinpaint import outputs
+from jaxinpaint.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = '../shared/data/celeba64/test'  # relative to the repo root
@@ -145,7 +146,7 @@ def run_cell(model, images, masks: dict, spec, settings: dict, *, steps: int,
       wall = time.perf_counter() - start
       compile_s = min(timer.seconds - compile_before, wall)
       if not np.isfinite(out['blended']).all():
-        raise outputs.RunError(f'settings {settings}: non-finite '
+        raise errors.RunError(f'settings {settings}: non-finite '
                                f'completions on mask {kind}')
       _, summary = pipeline.evaluate(images, out, mask)
       results[kind] = dict(summary, seconds=wall - compile_s,
@@ -312,7 +313,7 @@ def prepare(args):
   inputs.check_counts(args.limit, args.seed, steps=args.steps,
                       batch_size=args.batch_size)
   if args.time_limit is not None and not args.time_limit > 0:
-    raise UserError(f'--time-limit {args.time_limit}: expected a positive '
+    raise InputError(f'--time-limit {args.time_limit}: expected a positive '
                     'number of seconds')
   mask_kinds = evaluation.split_list(args.masks, '--masks',
                                      masks_lib.MASK_KINDS)
@@ -320,18 +321,18 @@ def prepare(args):
   factors = tuple((f, v) for f, v in FACTORS if f in names)
   model_dir, config = inputs.find_model(args.model, flag='--model')
   if config.model.arch != 'wgan':
-    raise UserError(f'--model {model_dir}: a {config.model.arch!r} model; '
+    raise InputError(f'--model {model_dir}: a {config.model.arch!r} model; '
                     'the grid varies the WGAN completion (paper loss)')
   resolution = int(config.model.resolution)
   input_path = Path(args.input) if args.input else REPO / DEFAULT_INPUT
   if not input_path.is_dir():
-    raise UserError(f'--input {input_path}: no such folder')
+    raise InputError(f'--input {input_path}: no such folder')
   images, names = inputs.load_inputs(str(input_path), resolution, args.limit)
   masks = evaluation.table_masks(mask_kinds, len(images), resolution,
                                  args.seed)
   out = Path(args.out)
   if out.exists() and not out.is_dir():
-    raise UserError(f'--out {out}: exists and is not a folder')
+    raise InputError(f'--out {out}: exists and is not a folder')
   outputs.refuse_existing([out / 'grid.json', out / 'grid.md'],
                           args.overwrite)
   return model_dir, images, names, masks, factors, out, str(input_path)

@@ -60,11 +60,11 @@ def run_checked(prepare_fn, run_fn, args):
   """`run_fn(args, prepare_fn(args))` with the exit-code convention, for the
   argparse CLIs (inpaint.py and the bench/ scripts).
 
-  `prepare_fn` checks every input and writes nothing: inputs.UserError, a
+  `prepare_fn` checks every input and writes nothing: errors.InputError, a
   ValueError or a FileNotFoundError there (the loaders name the file) exit
-  with USAGE; during `run_fn`, inputs.UserError exits with USAGE,
-  outputs.RunError with FAILURE, Ctrl-C with INTERRUPTED and SIGTERM with
-  TERMINATED (the message of an outputs.Interrupted says what was kept).
+  with USAGE; during `run_fn`, errors.InputError exits with USAGE,
+  errors.RunError with FAILURE, Ctrl-C with INTERRUPTED and SIGTERM with
+  TERMINATED (the message of an errors.Interrupted says what was kept).
   absl logging is quietened during the run (orbax logs every restore at
   INFO) and restored after.
   """
@@ -74,10 +74,10 @@ def run_checked(prepare_fn, run_fn, args):
 
 def _run_checked(prepare_fn, run_fn, args):
   # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import inputs, outputs
+  from jaxinpaint import errors
   try:
     checked = prepare_fn(args)
-  except inputs.UserError as e:
+  except errors.InputError as e:
     fail(str(e))
   except (ValueError, FileNotFoundError) as e:
     fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
@@ -89,13 +89,13 @@ def _run_checked(prepare_fn, run_fn, args):
   logging.set_verbosity(logging.WARNING)
   try:
     return run_fn(args, checked)
-  except inputs.UserError as e:  # e.g. a model that does not load
+  except errors.InputError as e:  # e.g. a model that does not load
     fail(str(e))
-  except outputs.RunError as e:
+  except errors.RunError as e:
     fail(str(e), FAILURE)
   except KeyboardInterrupt as e:
     code = interrupt_code(e)
-    fail(str(e) if isinstance(e, outputs.Interrupted) else
+    fail(str(e) if isinstance(e, errors.Interrupted) else
          'terminated' if code == TERMINATED else 'interrupted', code)
   finally:
     logging.set_verbosity(verbosity)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from jaxinpaint import data, inputs, masks
+from jaxinpaint import data, errors, inputs, masks
 
 # The shipped model a bare `jaxinpaint-demo` serves: the default model on an
 # accelerator; on a CPU its 16x cheaper preview, so that the page's default
@@ -213,7 +213,7 @@ class Models:
         try:
           model_dir, _ = inputs.find_model(name)
           self._models[name] = inputs.load_model(model_dir)
-        except inputs.UserError as e:
+        except errors.InputError as e:
           raise PageError(str(e)) from None
       return self._models[name]
 
@@ -357,7 +357,7 @@ def build_app(default_model: str, max_steps: int = MAX_STEPS):
   def resolution_of(name):
     try:
       model_dir, config = inputs.find_model(name)
-    except inputs.UserError as e:
+    except errors.InputError as e:
       fail(e)
     del model_dir
     return int(config.model.resolution)
@@ -625,7 +625,7 @@ def main(argv=None):
   checkpoint = args.checkpoint or default_checkpoint()
   try:
     inputs.find_model(checkpoint)
-  except inputs.UserError as e:
+  except errors.InputError as e:
     cli.fail(str(e))
   if not args.no_warm_up:
     print(f'compiling {checkpoint} for the default settings...', flush=True)

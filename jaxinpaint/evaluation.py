@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxinpaint import data, inputs, masks as masks_lib
-from jaxinpaint.inputs import UserError
+from jaxinpaint import data, errors, inputs, masks as masks_lib
+from jaxinpaint.errors import InputError
 
 METHODS = ('paper_wgan', 'yeh_wgan', 'yeh_gradient_wgan', 'yeh_dcgan',
            'harmonic', 'telea', 'biharmonic')
@@ -70,15 +70,15 @@ def add_search_flags(p: argparse.ArgumentParser, item: str = 'image') -> None:
 
 
 def split_list(arg: str, flag: str, valid) -> list:
-  """A comma list of names from `valid`, each once, else a UserError."""
+  """A comma list of names from `valid`, each once, else a InputError."""
   items = [s.strip() for s in arg.split(',') if s.strip()]
   if not items:
-    raise UserError(f'{flag}: empty list')
+    raise InputError(f'{flag}: empty list')
   for s in items:
     if s not in valid:
-      raise UserError(f'{flag}: unknown {s!r}; valid: {", ".join(valid)}')
+      raise InputError(f'{flag}: unknown {s!r}; valid: {", ".join(valid)}')
   if len(set(items)) != len(items):
-    raise UserError(f'{flag}: {arg!r} lists a name twice')
+    raise InputError(f'{flag}: {arg!r} lists a name twice')
   return items
 
 
@@ -116,7 +116,7 @@ def find_model(name: str, arg, skipped: dict, wanted) -> Model | None:
     else:
       reason = f'no {flag} given and no shipped model at {shipped}'
   elif not Path(arg).is_dir():
-    raise UserError(f'{flag} {arg}: no such directory')
+    raise InputError(f'{flag} {arg}: no such directory')
   else:
     path, label = Path(arg), arg
   if reason:
@@ -125,10 +125,10 @@ def find_model(name: str, arg, skipped: dict, wanted) -> Model | None:
     return None
   try:
     model_dir, config = inputs.find_model(str(path))
-  except UserError as e:
-    raise UserError(f'{flag}: {e}') from e
+  except InputError as e:
+    raise InputError(f'{flag}: {e}') from e
   if config.model.arch != name:
-    raise UserError(f'{flag} {label}: the model is a {config.model.arch!r} '
+    raise InputError(f'{flag} {label}: the model is a {config.model.arch!r} '
                     f'model, expected {name!r}')
   return Model(name, model_dir, label, config)
 
@@ -158,7 +158,7 @@ def common_resolution(models, input_path) -> int:
   (they are never resized)."""
   res = {m.name: int(m.config.model.resolution) for m in models}
   if len(set(res.values())) > 1:
-    raise UserError(f'the models work at different resolutions: {res}')
+    raise InputError(f'the models work at different resolutions: {res}')
   if res:
     return next(iter(res.values()))
   if str(input_path).startswith('tfds:'):
@@ -167,7 +167,7 @@ def common_resolution(models, input_path) -> int:
   files = ([str(path)] if path.is_file() else
            data.list_image_files(path) if path.is_dir() else [])
   if not files:
-    raise UserError(f'--input {input_path}: no such file or folder')
+    raise InputError(f'--input {input_path}: no such file or folder')
   (w, _), _ = inputs.inspect_image(files[0])
   return w
 
@@ -356,9 +356,8 @@ def run_methods(plan: Plan, search: Search, figure_rows: int) -> dict:
         wall = time.perf_counter() - start
         compile_s = min(timer.seconds - compile_before, wall)
         if not np.isfinite(result).all():
-          from jaxinpaint import outputs  # pylint: disable=g-import-not-at-top
-          raise outputs.RunError(f'{method} produced non-finite values on '
-                                 f'mask {kind}; is the checkpoint healthy?')
+          raise errors.RunError(f'{method} produced non-finite values on '
+                                f'mask {kind}; is the checkpoint healthy?')
         values, summary = pipeline.evaluate(images, result, mask)
         out['metrics'][kind][method] = summary
         out['per_image'][kind][method] = {k: v.tolist()
@@ -487,7 +486,7 @@ def conditional_completion(model: Model, y1, reference, keep, search: Search):
   Returns (blended (N, R, R, 3), per-image metrics, their summary).
   """
   # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import completion, outputs, pipeline
+  from jaxinpaint import completion, pipeline
   results = pipeline.inpaint_batches(
       model.loaded, y1, keep, np.arange(len(y1)),
       spec=completion.ConditionalSpec(),
@@ -495,7 +494,7 @@ def conditional_completion(model: Model, y1, reference, keep, search: Search):
       batch_size=search.batch_size, seed=search.seed,
       progress=search.progress, reference=reference)
   if not np.isfinite(results['blended']).all():
-    raise outputs.RunError('completion produced non-finite values; is the '
+    raise errors.RunError('completion produced non-finite values; is the '
                            'checkpoint healthy?')
   per_image, summary = pipeline.evaluate(y1, results, keep)
   return results['blended'], per_image, summary
@@ -529,7 +528,7 @@ def haar_face_hits(images, pad: int = 16, size: int = 192) -> np.ndarray:
   from jaxinpaint import metrics  # pylint: disable=g-import-not-at-top
   cascades = getattr(getattr(cv2, 'data', None), 'haarcascades', None)
   if not hasattr(cv2, 'CascadeClassifier') or not cascades:
-    raise UserError(f'OpenCV {cv2.__version__} has no Haar cascades; the '
+    raise InputError(f'OpenCV {cv2.__version__} has no Haar cascades; the '
                     'face check needs opencv-python-headless 4.x')
   detector = cv2.CascadeClassifier(cascades +
                                    'haarcascade_frontalface_default.xml')

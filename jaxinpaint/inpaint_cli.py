@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 # No JAX behind these: `--help` and input errors stay fast.
-from jaxinpaint import cli, inputs as inputs_lib, masks, outputs, processes
-from jaxinpaint.inputs import UserError
+from jaxinpaint import cli, errors, inputs as inputs_lib, masks, outputs
+from jaxinpaint import processes
+from jaxinpaint.errors import InputError
 
 DEFAULT_INPUT = inputs_lib.EXAMPLES / 'faces'  # in the package: any cwd works
 PAPER_STEPS = 1000
@@ -209,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_flags(args):
   for flag in ('input', 'out', 'mask', 'reference', 'checkpoint'):
     if getattr(args, flag) == '':
-      raise UserError(f'--{flag} is empty; expected a path'
+      raise InputError(f'--{flag} is empty; expected a path'
                       + (f' or one of {", ".join(masks.MASK_KINDS)}'
                          if flag == 'mask' else ''))
   inputs_lib.check_counts(
@@ -217,17 +218,17 @@ def _check_flags(args):
       restarts=args.restarts, batch_size=args.batch_size,
       grid_max=args.grid_max)
   if args.reference and args.evaluate:
-    raise UserError('--evaluate cannot be combined with --reference: a '
+    raise InputError('--evaluate cannot be combined with --reference: a '
                     'conditional completion has no ground truth to compare to')
   if args.resume and args.overwrite:
-    raise UserError('--resume keeps the finished outputs and --overwrite '
+    raise InputError('--resume keeps the finished outputs and --overwrite '
                     'replaces them: pass one of them')
   if args.tune_steps < 0:
-    raise UserError(f'--tune-steps must be >= 0, got {args.tune_steps}')
+    raise InputError(f'--tune-steps must be >= 0, got {args.tune_steps}')
   if args.devices is not None and args.devices < 1:
-    raise UserError(f'--devices must be >= 1, got {args.devices}')
+    raise InputError(f'--devices must be >= 1, got {args.devices}')
   if not args.process_timeout > 0:
-    raise UserError(f'--process-timeout must be > 0, got '
+    raise InputError(f'--process-timeout must be > 0, got '
                     f'{args.process_timeout}')
 
 
@@ -248,7 +249,7 @@ class Inputs:
 def prepare(args) -> Inputs:
   """Reads and checks every input and output path of a parsed command line.
 
-  Raises UserError, data.CorruptImageError or ValueError (from the loaders,
+  Raises InputError, data.CorruptImageError or ValueError (from the loaders,
   naming the file) for bad inputs; computes nothing and writes nothing
   but the lock on --out (`outputs.OutLock`; released on an error, else by
   `run`).
@@ -295,14 +296,14 @@ def prepare(args) -> Inputs:
 
 
 def _completion_devices(count):
-  """--devices as a list of local devices, or a UserError naming it."""
+  """--devices as a list of local devices, or a InputError naming it."""
   from jaxinpaint import pipeline  # pylint: disable=g-import-not-at-top
   try:
     return pipeline.completion_devices(count)
   except ValueError:
     import jax  # pylint: disable=g-import-not-at-top
     local = jax.local_devices()
-    raise UserError(f'--devices {count}: this process has {len(local)} local '
+    raise InputError(f'--devices {count}: this process has {len(local)} local '
                     f'{local[0].platform} device{"s" * (len(local) != 1)}; '
                     f'expected 1 to {len(local)}') from None
 
@@ -321,8 +322,8 @@ def _complete(args, inputs: Inputs) -> dict:
   """Completes the checked inputs and writes every output.
 
   Returns the summary: metrics (with --evaluate) and the run's settings.
-  Raises UserError when the model cannot be loaded, outputs.RunError when
-  the completion is not finite or a write fails, outputs.Interrupted (what
+  Raises InputError when the model cannot be loaded, errors.RunError when
+  the completion is not finite or a write fails, errors.Interrupted (what
   was kept) on Ctrl-C. One of several processes (`args.share`) completes
   and writes its block of images only; process 0 then waits for the others
   and writes the run's files (`_finish_processes`).
@@ -337,11 +338,11 @@ def _complete(args, inputs: Inputs) -> dict:
   try:
     model = inputs_lib.load_model(inputs.model_dir)
   except (checkpoint.ChecksumError, checkpoint.DamagedCheckpointError) as e:
-    raise UserError(str(e)) from e
+    raise InputError(str(e)) from e
   except Exception as e:  # pylint: disable=broad-except
     # A damaged checkpoint: orbax and tensorstore raise many types.
     first = (str(e).strip().splitlines() or [''])[0]
-    raise UserError(f'{inputs.model_dir}: cannot load the model: '
+    raise InputError(f'{inputs.model_dir}: cannot load the model: '
                     f'{type(e).__name__}: {first}') from e
 
   loss_name = None if conditional else (args.loss or 'paper')
@@ -360,7 +361,7 @@ def _complete(args, inputs: Inputs) -> dict:
     try:
       outputs.write_json(out / outputs.RUN_FILE, settings)
     except OSError as e:
-      raise outputs.RunError(f'cannot write {outputs.text(out)}/'
+      raise errors.RunError(f'cannot write {outputs.text(out)}/'
                              f'{outputs.RUN_FILE}: {e.strerror or e}') from e
   keep = np.broadcast_to(mask > 0.5, images.shape[:-1] + (1,))
   mask_rows = lambda rows: mask if len(mask) == 1 else mask[rows]
@@ -409,7 +410,7 @@ def _complete(args, inputs: Inputs) -> dict:
       try:  # before compiling a search that cannot fit
         pipeline.check_search_memory(model, batch, args.restarts, devices)
       except ValueError as e:
-        raise UserError(str(e).replace('restarts', '--restarts').replace(
+        raise InputError(str(e).replace('restarts', '--restarts').replace(
             'batch_size', '--batch-size')) from e
       batches = -(-len(todo) // batch)
       who = '' if share is None else f'process {share.index}: '
@@ -485,7 +486,7 @@ def _complete(args, inputs: Inputs) -> dict:
   except KeyboardInterrupt as e:
     what = ('terminated by SIGTERM' if isinstance(e, cli.Terminated)
             else 'interrupted')
-    raise outputs.Interrupted(
+    raise errors.Interrupted(
         f'{what}: {writer.complete} of {n} images are complete in '
         f'{outputs.text(out)}/; rerun with --resume to do the rest') from e
   finally:
@@ -583,10 +584,10 @@ def _finish_processes(args, inputs, grid_columns, mask_rows, progress):
             writer.add_grid_rows(rows['rows'], rows['generated'],
                                  rows['blended'])
         except (OSError, ValueError, KeyError) as e:
-          raise outputs.RunError(f'cannot read {outputs.text(path)}, the '
+          raise errors.RunError(f'cannot read {outputs.text(path)}, the '
                                  f'grid rows of process {i}: {e}') from e
     if writer.grid is not None:
-      raise outputs.RunError(
+      raise errors.RunError(
           f'the processes left {len(writer.grid)} of the {grid_rows} rows of '
           f'{outputs.text(out / outputs.GRID_FILE)}; rerun without --resume')
   if args.evaluate:

@@ -2,7 +2,7 @@
 
 Images (files, folders, tfds splits), masks, the shipped models and example
 images in the package, and the bounds of the numeric flags. Every check
-raises `UserError` with one line naming the file or flag and what was
+raises `InputError` with one line naming the file or flag and what was
 expected. Nothing here starts JAX (`--help` and input errors stay fast)
 except `load_model`, which loads the arrays.
 """
@@ -16,6 +16,7 @@ from ml_collections import ConfigDict
 from PIL import Image
 
 from jaxinpaint import data, masks
+from jaxinpaint.errors import InputError
 
 ASSETS = Path(__file__).parent / 'assets'  # the package's shipped files
 DEFAULT_MODEL = ASSETS / 'celeba64'
@@ -31,10 +32,6 @@ MAX_NAMES = 5
 MOSTLY_HOLE = 0.9
 
 
-class UserError(Exception):
-  """A bad flag, input or output path: one line, exit code 2 in a CLI."""
-
-
 def note(message: str):
   """A note or warning for the user: stderr, where progress bars go too."""
   print(message, file=sys.stderr)
@@ -48,19 +45,19 @@ def names_list(names) -> str:
 
 
 def check_counts(limit=None, seed=0, **positive):
-  """--steps, --limit, --seed, ... in range, else a UserError naming it.
+  """--steps, --limit, --seed, ... in range, else a InputError naming it.
 
   `positive` maps flag names (underscores for dashes) to values >= 1.
   """
   for flag, value in positive.items():
     if value < 1:
-      raise UserError(f'--{flag.replace("_", "-")} must be >= 1, got {value}')
+      raise InputError(f'--{flag.replace("_", "-")} must be >= 1, got {value}')
   if positive.get('steps', 1) > MAX_STEPS:
-    raise UserError(f'--steps must be <= {MAX_STEPS}, got {positive["steps"]}')
+    raise InputError(f'--steps must be <= {MAX_STEPS}, got {positive["steps"]}')
   if limit is not None and limit < 1:
-    raise UserError(f'--limit must be >= 1, got {limit}')
+    raise InputError(f'--limit must be >= 1, got {limit}')
   if not 0 <= seed < SEED_LIMIT:
-    raise UserError(f'--seed must be >= 0 and < 2**32, got {seed}')
+    raise InputError(f'--seed must be >= 0 and < 2**32, got {seed}')
 
 
 # ----------------------------------------------------------------------------
@@ -86,7 +83,7 @@ def find_model(arg=None, flag: str = '--checkpoint'):
   if arg is None:
     model_dir = DEFAULT_MODEL
     if not model_dir.is_dir():
-      raise UserError(f'no shipped model is installed (nothing at '
+      raise InputError(f'no shipped model is installed (nothing at '
                       f'{model_dir}); pass {flag} DIR (a training workdir or '
                       'an exported model)')
   else:
@@ -94,23 +91,23 @@ def find_model(arg=None, flag: str = '--checkpoint'):
     if not model_dir.is_dir() and Path(arg).name == arg:
       model_dir = ASSETS / arg  # a shipped model's name
     if not model_dir.is_dir():
-      raise UserError(f'{flag} {arg}: no such directory (nor a shipped '
+      raise InputError(f'{flag} {arg}: no such directory (nor a shipped '
                       f'model: {", ".join(shipped_model_names())})')
   try:
     config = checkpoint.load_config(model_dir)
   except (FileNotFoundError, ValueError) as e:  # ValueError: bad JSON
-    raise UserError(str(e)) from e
+    raise InputError(str(e)) from e
   step = checkpoint.latest_step(model_dir)
   if step is None:
     writing = checkpoint.steps_being_written(model_dir)
     if writing:
-      raise UserError(f'{model_dir}: its first checkpoint (step {writing[-1]}'
+      raise InputError(f'{model_dir}: its first checkpoint (step {writing[-1]}'
                       ') is being written (is training running there?); '
                       'retry when it is saved')
-    raise UserError(f'{model_dir}: not a jaxinpaint model directory (no '
+    raise InputError(f'{model_dir}: not a jaxinpaint model directory (no '
                     f'checkpoint under {checkpoint.CHECKPOINT_DIR}/)')
   if step == 0:
-    raise UserError(f'{model_dir}: its checkpoint is from step 0, a model '
+    raise InputError(f'{model_dir}: its checkpoint is from step 0, a model '
                     'that never trained (its completions would be noise); '
                     f'train it, or pass another {flag}')
   return model_dir, config
@@ -177,10 +174,10 @@ def load_image_files(paths, resolution: int, what: str = 'image'):
   converted = {}
   for path in paths:
     if not os.path.isfile(path):
-      raise UserError(f'{what} file {path} does not exist')
+      raise InputError(f'{what} file {path} does not exist')
     (w, h), mode = inspect_image(path)
     if (w, h) != (resolution, resolution):
-      raise UserError(
+      raise InputError(
           f'{what} {path} is {w}x{h} but the model works at '
           f'{resolution}x{resolution}; crop or resize it to '
           f'{resolution}x{resolution} first (inpaint.py never resizes, so '
@@ -202,7 +199,7 @@ def load_tfds(spec: str, resolution: int, limit=None):
   by the training reader (`data.open_source`), never downloaded."""
   parts = spec.split(':', 2)
   if len(parts) != 3 or not parts[1] or not parts[2]:
-    raise UserError(f'--input {spec}: expected tfds:NAME:SPLIT, e.g. '
+    raise InputError(f'--input {spec}: expected tfds:NAME:SPLIT, e.g. '
                     'tfds:celeb_a:test')
   _, name, split = parts
   try:
@@ -210,7 +207,7 @@ def load_tfds(spec: str, resolution: int, limit=None):
     count = len(source) if limit is None else min(limit, len(source))
     uint8 = np.stack([source.read(i, resolution) for i in range(count)])
   except (ImportError, ValueError) as e:  # not prepared; no "image" feature
-    raise UserError(f'--input {spec}: {e}') from e
+    raise InputError(f'--input {spec}: {e}') from e
   prefix = _SAFE_NAME.sub('_', f'{name}_{split}')
   return (uint8.astype(np.float32) / np.float32(127.5) - np.float32(1),
           [f'{prefix}_{i:05d}' for i in range(count)])
@@ -242,14 +239,14 @@ def load_inputs(spec: str, resolution: int, limit=None, out=None):
   elif path.is_file():
     paths = [str(path)]
   else:
-    raise UserError(f'--input {spec}: no such file or folder')
+    raise InputError(f'--input {spec}: no such file or folder')
   if limit is not None:
     paths = paths[:limit]
   images, names = load_image_files(paths, resolution)
   seen = {}
   for p, n in zip(paths, names):
     if n in seen:
-      raise UserError(f'two inputs are named {n!r} ({seen[n]} and {p}): '
+      raise InputError(f'two inputs are named {n!r} ({seen[n]} and {p}): '
                       'their outputs would collide; rename one')
     seen[n] = p
   return images, names
@@ -271,19 +268,19 @@ def load_masks(arg: str, names, resolution: int, seed: int):
   if path.is_file():
     return masks.load_mask(str(path), r, r)
   if not path.is_dir():
-    raise UserError(f'--mask {arg}: not one of '
+    raise InputError(f'--mask {arg}: not one of '
                     f'{", ".join(masks.MASK_KINDS)}, nor a mask image file or '
                     'folder')
   by_stem = {}
   for f in data.list_image_files(path):
     stem = Path(f).stem
     if stem in by_stem:
-      raise UserError(f'--mask {arg}: two masks for {stem!r} ({by_stem[stem]} '
+      raise InputError(f'--mask {arg}: two masks for {stem!r} ({by_stem[stem]} '
                       f'and {f})')
     by_stem[stem] = f
   missing = [n for n in names if n not in by_stem]
   if missing:
-    raise UserError(f'--mask {arg}: no mask for image {missing[0]!r} (expected '
+    raise InputError(f'--mask {arg}: no mask for image {missing[0]!r} (expected '
                     f'{path / missing[0]}.png)'
                     + (f' and {len(missing) - 1} more' if len(missing) > 1
                        else ''))

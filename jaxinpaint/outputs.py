@@ -15,21 +15,14 @@ import numpy as np
 from PIL import Image
 
 from jaxinpaint import data, masks
-from jaxinpaint.inputs import UserError, inspect_image, names_list, note
+from jaxinpaint.errors import InputError, RunError
+from jaxinpaint.inputs import inspect_image, names_list, note
 
 GRID_FILE, RAW_DIR = 'grid.png', 'raw'
 METRICS_FILE, SUMMARY_FILE = 'metrics.csv', 'summary.json'
 RUN_FILE = 'run.json'  # the settings the images were completed with
 LOCK_FILE = '.lock'  # held by the run writing OUT (see OutLock)
 METRIC_KEYS = ('mse', 'psnr', 'ssim', 'hole_mse')
-
-
-class RunError(Exception):
-  """The computation or a write failed: one line, exit code 1 in a CLI."""
-
-
-class Interrupted(KeyboardInterrupt):
-  """Ctrl-C during a run, saying what was kept: exit code 130 in a CLI."""
 
 
 def text(name) -> str:
@@ -64,12 +57,12 @@ def write_json(path: Path, obj):
 
 
 def refuse_existing(files, overwrite: bool):
-  """Without --overwrite, a UserError for the first of `files` that exists."""
+  """Without --overwrite, a InputError for the first of `files` that exists."""
   if overwrite:
     return
   for f in files:
     if Path(f).exists():
-      raise UserError(f'{f} already exists; pass --overwrite to replace it, '
+      raise InputError(f'{f} already exists; pass --overwrite to replace it, '
                       'or choose another --out')
 
 
@@ -79,14 +72,14 @@ def check_out_folder(out: Path):
   raw = out / RAW_DIR
   for folder in (out, raw):
     if folder.exists() and not folder.is_dir():
-      raise UserError(f'--out {out}: {folder} exists and is not a folder')
+      raise InputError(f'--out {out}: {folder} exists and is not a folder')
   absolute = out.absolute()
   existing = next(p for p in (absolute, *absolute.parents) if p.exists())
   if not existing.is_dir():
-    raise UserError(f'--out {out}: {existing} is not a folder')
+    raise InputError(f'--out {out}: {existing} is not a folder')
   for folder in (existing, raw) if raw.is_dir() else (existing,):
     if not os.access(folder, os.W_OK | os.X_OK):
-      raise UserError(f'--out {out}: {folder} is not writable')
+      raise InputError(f'--out {out}: {folder} is not writable')
 
 
 def _is_alive(pid: int) -> bool:
@@ -113,7 +106,7 @@ class OutLock:
     self._made = []  # folders acquire() made: OUT and missing parents
 
   def acquire(self):
-    """Takes the lock (making OUT), or raises a UserError naming the run
+    """Takes the lock (making OUT), or raises a InputError naming the run
     that holds it."""
     absolute = self.out.absolute()
     self._made = [p for p in (absolute, *absolute.parents) if not p.exists()]
@@ -133,14 +126,14 @@ class OutLock:
           json.dump(me, f)
         self.held = True
         return self
-      raise UserError(f'--out {text(self.out)}: cannot take {text(self.path)}'
+      raise InputError(f'--out {text(self.out)}: cannot take {text(self.path)}'
                       ' (other runs keep taking it); choose another --out')
     except BaseException:
       self.release()
       raise
 
   def _take_over_stale(self, host):
-    """Removes the lock if its process is gone; else a UserError."""
+    """Removes the lock if its process is gone; else a InputError."""
     try:
       raw = self.path.read_text(encoding='utf-8')
       holder = json.loads(raw)
@@ -152,7 +145,7 @@ class OutLock:
     if holder is None or their_host != host or _is_alive(pid):
       who = ('another run' if holder is None else
              f'another run (pid {pid} on {their_host})')
-      raise UserError(
+      raise InputError(
           f'--out {text(self.out)} is in use by {who}; wait for it to end or '
           f'choose another --out (if no such run is left, delete '
           f'{text(self.path)})')
@@ -269,7 +262,7 @@ def check_outputs(out: Path, names, inputs: dict, *, evaluate: bool,
   summary.json. (The other processes may be writing theirs already.)
   """
   if Path(GRID_FILE).stem in names:
-    raise UserError(f'an input image is named {Path(GRID_FILE).stem!r}: its '
+    raise InputError(f'an input image is named {Path(GRID_FILE).stem!r}: its '
                     f'output would collide with {out / GRID_FILE}; rename it')
   own = names if rows is None else [names[i] for i in rows]
   targets = output_paths(out, own, evaluate, run_files)
@@ -277,7 +270,7 @@ def check_outputs(out: Path, names, inputs: dict, *, evaluate: bool,
   # would take it for a finished output.
   for t in targets:
     if t.exists() and _file_id(t) in inputs:
-      raise UserError(f'{t} is an input ({inputs[_file_id(t)]}): writing '
+      raise InputError(f'{t} is an input ({inputs[_file_id(t)]}): writing '
                       'there would destroy it; choose another --out')
   if resume:
     return finished(out, names, grid_rows)
@@ -307,14 +300,14 @@ def check_run_settings(out: Path, settings: dict, resume: bool):
   try:
     saved = json.loads(path.read_text(encoding='utf-8'))
   except (OSError, ValueError) as e:
-    raise UserError(f'--resume: cannot read {text(path)}, the settings of '
+    raise InputError(f'--resume: cannot read {text(path)}, the settings of '
                     f'the run in {text(out)}/ ({e}); rerun without --resume '
                     '(--overwrite) or choose another --out') from e
   if not isinstance(saved, dict):
     saved = {}
   for flag, value in settings.items():
     if flag in saved and saved[flag] != value:
-      raise UserError(
+      raise InputError(
           f'--resume: {flag} is {value!r} but the run in {text(out)}/ used '
           f'{saved[flag]!r} ({RUN_FILE}); resume with its settings, or start '
           'anew with --overwrite or another --out')
@@ -327,7 +320,7 @@ def read_finished(out: Path, names, done, resolution: int) -> np.ndarray:
     path = out / f'{names[i]}.png'
     (w, h), _ = inspect_image(path)
     if (w, h) != (resolution, resolution):
-      raise UserError(f'--resume: {path} is {w}x{h}, not {resolution}x'
+      raise InputError(f'--resume: {path} is {w}x{h}, not {resolution}x'
                       f'{resolution}: not an output of this model')
     with Image.open(path) as img:
       arrays.append(np.asarray(img.convert('RGB')))

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxinpaint import outputs
+from jaxinpaint import errors, outputs
 
 STATUS_DIR = '.processes'
 RUNNING, DONE, FAILED = 'running', 'done', 'failed'
@@ -188,7 +188,7 @@ def wait_for_all(out: Path, share: Share, timeout: float, on_update=None,
   statuses in index order.
 
   `on_update(statuses)` is called whenever a status changed. Raises
-  outputs.RunError naming the failed processes (once no process is still
+  errors.RunError naming the failed processes (once no process is still
   running) or, after `timeout` seconds without any change, the silent ones.
   """
   seen, last_change = None, time.monotonic()
@@ -202,7 +202,7 @@ def wait_for_all(out: Path, share: Share, timeout: float, on_update=None,
     if all(s in (DONE, FAILED) for s in states):
       failed = [i for i, s in enumerate(states) if s == FAILED]
       if failed:
-        raise outputs.RunError('; '.join(
+        raise errors.RunError('; '.join(
             f'process {i} of {share.count} failed: {statuses[i]["error"]}'
             for i in failed) + f' (see {outputs.text(status_path(out, failed[0]))}'
             '); the other processes\' images are kept: rerun the same '
@@ -211,7 +211,7 @@ def wait_for_all(out: Path, share: Share, timeout: float, on_update=None,
     if time.monotonic() - last_change > timeout:
       silent = [f'process {i} ({s or "no status file"})'
                 for i, s in enumerate(states) if s != DONE]
-      raise outputs.RunError(
+      raise errors.RunError(
           f'no news for {timeout:g} s from {", ".join(silent)} of '
           f'{share.count} (status files in '
           f'{outputs.text(Path(out) / STATUS_DIR)}/); their finished images '

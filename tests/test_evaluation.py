@@ -125,7 +125,7 @@ def test_split_list_refuses_unknown_and_repeated_names():
                                evaluation.METHODS) == ['telea', 'harmonic']
   for arg, message in ((',', 'empty list'), ('nope', "unknown 'nope'"),
                        ('telea,telea', 'lists a name twice')):
-    with pytest.raises(evaluation.UserError, match=message):
+    with pytest.raises(evaluation.InputError, match=message):
       evaluation.split_list(arg, '--methods', evaluation.METHODS)
 
 

@@ -10,7 +10,7 @@ import pytest
 from absl import logging
 
 from helpers import REPO
-from jaxinpaint import cli, inputs, outputs
+from jaxinpaint import cli, errors, inputs, outputs
 
 
 def _run(args):
@@ -70,16 +70,16 @@ def test_run_checked_maps_errors_to_codes_and_restores_logging(capsys):
       return prepare
 
     cases = [
-        (prepare_raising(inputs.UserError('bad --x')), None, 2, 'bad --x'),
+        (prepare_raising(errors.InputError('bad --x')), None, 2, 'bad --x'),
         (prepare_raising(ValueError('image a.png: bad\nmore')), None, 2,
          'image a.png: bad'),
         (prepare_raising(KeyboardInterrupt()), None, 130,
          'interrupted; nothing was written'),
-        (None, raising(inputs.UserError('model x: cannot load')), 2,
+        (None, raising(errors.InputError('model x: cannot load')), 2,
          'model x: cannot load'),
-        (None, raising(outputs.RunError('cannot write y')), 1,
+        (None, raising(errors.RunError('cannot write y')), 1,
          'cannot write y'),
-        (None, raising(outputs.Interrupted('interrupted: 3 of 4 kept')), 130,
+        (None, raising(errors.Interrupted('interrupted: 3 of 4 kept')), 130,
          'interrupted: 3 of 4 kept'),
         (None, raising(KeyboardInterrupt()), 130, 'interrupted'),
         (prepare_raising(cli.Terminated()), None, 143,
@@ -103,7 +103,7 @@ def test_sigterm_exits_143_with_what_was_kept(capsys):
       os.kill(os.getpid(), signal.SIGTERM)  # raises Terminated here
       signal.pause()  # not reached: the handler raised
     except KeyboardInterrupt as e:
-      raise outputs.Interrupted('terminated by SIGTERM: 1 of 2 kept') from e
+      raise errors.Interrupted('terminated by SIGTERM: 1 of 2 kept') from e
 
   before = signal.getsignal(signal.SIGTERM)
   with pytest.raises(SystemExit) as e:

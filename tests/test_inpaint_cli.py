@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from jaxinpaint import checkpoint, completion, config as config_lib, data
-from jaxinpaint import inpaint_cli, inputs, models, outputs
+from jaxinpaint import errors, inpaint_cli, inputs, models, outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 CELEBA_TEST = ROOT.parent / 'shared' / 'data' / 'celeba64' / 'test'
@@ -267,7 +267,7 @@ def test_tfds_input(monkeypatch):
                    'faces_test_4__00002']
   want = data._crop_resize_array(examples[1]['image'], RES) / 127.5 - 1
   np.testing.assert_allclose(images[1], want, atol=1e-6)
-  with pytest.raises(inputs.UserError, match='tfds:NAME:SPLIT'):
+  with pytest.raises(errors.InputError, match='tfds:NAME:SPLIT'):
     inputs.load_inputs('tfds:faces', RES, None)
 
 

@@ -14,7 +14,7 @@ import orbax.checkpoint as ocp
 
 from helpers import REPO
 from jaxinpaint import checkpoint, config as config_lib, evaluation, inputs
-from jaxinpaint import models, training
+from jaxinpaint import errors, models, training
 
 SCRIPTS = sorted(REPO.glob('bench/*.py')) + [REPO / 'inpaint.py',
                                              REPO / 'train.py']
@@ -153,7 +153,7 @@ def test_check_counts_names_the_flag():
                           (dict(seed=2**32), '--seed must be >= 0')):
     try:
       inputs.check_counts(**kwargs)
-    except inputs.UserError as e:
+    except errors.InputError as e:
       assert str(e).startswith(message), (kwargs, str(e))
     else:
       raise AssertionError(f'{kwargs} passed')

@@ -13,7 +13,7 @@ from PIL import Image
 from helpers import load_config, run, write_npz
 from test_bad_inputs import tiny_workdir
 from jaxinpaint import checkpoint, export, inpaint_cli, inputs, models
-from jaxinpaint import data, training
+from jaxinpaint import data, errors, training
 from jaxinpaint import workdir as workdir_lib
 
 TRAIN = ['train.py', '--config', 'configs/tiny.py', '--config.data.folder=']
@@ -109,7 +109,7 @@ def test_a_work_dir_being_written_is_said_so(saved_run, tmp_path):
   (first / 'checkpoints' / '2.orbax-checkpoint-tmp-1700000000').mkdir(
       parents=True)
   checkpoint.save_config(first, config)
-  with pytest.raises(inputs.UserError, match=r'its first checkpoint \(step '
+  with pytest.raises(errors.InputError, match=r'its first checkpoint \(step '
                      r'2\) is being written'):
     inputs.find_model(str(first))
   with pytest.raises(FileNotFoundError, match='the checkpoint of step 2 is '

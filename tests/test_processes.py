@@ -13,7 +13,7 @@ from PIL import Image
 
 from helpers import REPO, run
 from jaxinpaint import checkpoint, config as config_lib, inpaint_cli, models
-from jaxinpaint import outputs, processes
+from jaxinpaint import errors, outputs, processes
 
 RES, N = 32, 5
 # Process 0 gets images 0-1 and process 1 images 2-4; the grid's 3 rows
@@ -168,11 +168,11 @@ def test_waiting_reports_failed_and_silent_processes(tmp_path):
   write_status(tmp_path, shares[1], 'failed', error='disk full')
   # A status of an earlier run is no status of this one.
   write_status(tmp_path, processes.Share(2, 3, 'run-b'), 'done')
-  with pytest.raises(outputs.RunError) as e:
+  with pytest.raises(errors.RunError) as e:
     processes.wait_for_all(tmp_path, shares[0], timeout=0.2, poll=0.05)
   assert 'process 1 (failed), process 2 (no status file)' in str(e.value)
   write_status(tmp_path, shares[2], 'done')
-  with pytest.raises(outputs.RunError) as e:
+  with pytest.raises(errors.RunError) as e:
     processes.wait_for_all(tmp_path, shares[0], timeout=5, poll=0.05)
   assert str(e.value).startswith('process 1 of 3 failed: disk full')
   write_status(tmp_path, shares[1], 'done', resumed=1)
