@@ -6,7 +6,7 @@
 
 Masks: white = known, black = hole. See `python inpaint.py --help`.
 """
-from jaxinpaint.cli import inpaint_main
+from jaxinpaint.inpaint_cli import main
 
 if __name__ == '__main__':
-  inpaint_main()
+  main()

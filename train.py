@@ -1,5 +1,5 @@
-"""Trains a model: `python train.py --help` (jaxinpaint.cli.TRAIN_USAGE)."""
-from jaxinpaint.cli import train_main
+"""Trains a model: `python train.py --help` (jaxinpaint.train_cli.TRAIN_USAGE)."""
+from jaxinpaint.train_cli import main
 
 if __name__ == '__main__':
-  train_main()
+  main()

@@ -166,13 +166,40 @@ def _conversion_note(mode: str):
 
 
 def load_image_files(paths, resolution: int, what: str = 'image'):
-  """Decodes image files that must be resolution x resolution already.
+  """Decodes a few image files (a reference) that must be resolution x
+  resolution already: (float32 (N, R, R, 3) in [-1, 1], stems)."""
+  files = check_image_files(paths, resolution, what)
+  return files.read(np.arange(len(files))), files.names
 
-  Returns (float32 (N, R, R, 3) in [-1, 1], stems). Prints one note per kind
-  of colour conversion.
-  """
+
+class ImageFiles:
+  """Image files read on demand: `read(rows)` decodes those rows only, so a
+  run holds a batch or two of images whatever their number (the rows
+  reader of `pipeline.inpaint_batches`)."""
+
+  def __init__(self, paths, resolution: int):
+    self.paths, self.resolution = [str(p) for p in paths], resolution
+    self.names = [Path(p).stem for p in self.paths]
+
+  def __len__(self):
+    return len(self.paths)
+
+  def read(self, rows) -> np.ndarray:
+    """float32 (len(rows), R, R, 3) in [-1, 1]."""
+    return data.load_images([self.paths[i] for i in rows],
+                            self.resolution)[0]
+
+
+def check_image_files(paths, resolution: int, what: str = 'image',
+                      progress: bool = False) -> ImageFiles:
+  """Checks that every file exists, is resolution x resolution and decodes
+  whole (each is decoded once and dropped: a truncated file is refused
+  before anything is written, in bounded memory), then returns them as an
+  `ImageFiles`. Prints one note per kind of colour conversion."""
+  import tqdm  # pylint: disable=g-import-not-at-top
   converted = {}
-  for path in paths:
+  for path in tqdm.tqdm(paths, desc=f'checking {what}s', unit=what,
+                        leave=False, disable=not progress):
     if not os.path.isfile(path):
       raise InputError(f'{what} file {path} does not exist')
     (w, h), mode = inspect_image(path)
@@ -185,37 +212,54 @@ def load_image_files(paths, resolution: int, what: str = 'image'):
     mode_note = _conversion_note(mode)
     if mode_note:
       converted.setdefault(mode_note, []).append(os.path.basename(path))
-  images, names = data.load_images(paths, resolution)
+    data.load_images([path], resolution)  # decodes whole, or names the file
   for mode_note, files in converted.items():
     note(f'note: {mode_note}: {names_list(files)}')
-  return images, names
+  return ImageFiles(paths, resolution)
+
+
+class TfdsImages:
+  """The first `count` images of a tfds split, read on demand: center-cropped
+  and resized to R by the training reader (`data.open_source`)."""
+
+  def __init__(self, source, count: int, resolution: int):
+    self.source, self.count, self.resolution = source, count, resolution
+
+  def __len__(self):
+    return self.count
+
+  def read(self, rows) -> np.ndarray:
+    uint8 = np.stack([self.source.read(int(i), self.resolution)
+                      for i in rows])
+    return uint8.astype(np.float32) / np.float32(127.5) - np.float32(1)
 
 
 _SAFE_NAME = re.compile(r'[^A-Za-z0-9_.-]+')
 
 
 def load_tfds(spec: str, resolution: int, limit=None):
-  """`tfds:NAME:SPLIT` -> (images, names): center-cropped and resized to R
-  by the training reader (`data.open_source`), never downloaded."""
+  """`tfds:NAME:SPLIT` -> (`TfdsImages`, names), never downloaded."""
   parts = spec.split(':', 2)
   if len(parts) != 3 or not parts[1] or not parts[2]:
     raise InputError(f'--input {spec}: expected tfds:NAME:SPLIT, e.g. '
-                    'tfds:celeb_a:test')
+                     'tfds:celeb_a:test')
   _, name, split = parts
   try:
     source = data.open_source(ConfigDict(dict(tfds_name=name, split=split)))
     count = len(source) if limit is None else min(limit, len(source))
-    uint8 = np.stack([source.read(i, resolution) for i in range(count)])
+    images = TfdsImages(source, count, resolution)
+    images.read([0])  # a split without an "image" feature fails here
   except (ImportError, ValueError) as e:  # not prepared; no "image" feature
     raise InputError(f'--input {spec}: {e}') from e
   prefix = _SAFE_NAME.sub('_', f'{name}_{split}')
-  return (uint8.astype(np.float32) / np.float32(127.5) - np.float32(1),
-          [f'{prefix}_{i:05d}' for i in range(count)])
+  return images, [f'{prefix}_{i:05d}' for i in range(count)]
 
 
 def load_inputs(spec: str, resolution: int, limit=None, out=None):
-  """--input (a file, a folder or tfds:NAME:SPLIT) -> (float32 (N, R, R, 3)
-  in [-1, 1], names); names must be unique, they name the outputs.
+  """--input (a file, a folder or tfds:NAME:SPLIT) -> (rows reader of
+  float32 (N, R, R, 3) in [-1, 1] (`ImageFiles` or `TfdsImages`), names);
+  names must be unique, they name the outputs. Every file is checked here;
+  images are decoded again batch by batch when read.
 
   A folder's files that are not images are counted in a note, and the
   output folder `out`, if it is inside it, is skipped (so that --resume
@@ -242,57 +286,102 @@ def load_inputs(spec: str, resolution: int, limit=None, out=None):
     raise InputError(f'--input {spec}: no such file or folder')
   if limit is not None:
     paths = paths[:limit]
-  images, names = load_image_files(paths, resolution)
+  if not paths:
+    raise InputError(f'--input {spec}: no image files in it')
   seen = {}
-  for p, n in zip(paths, names):
+  for p in paths:
+    n = Path(p).stem
     if n in seen:
       raise InputError(f'two inputs are named {n!r} ({seen[n]} and {p}): '
-                      'their outputs would collide; rename one')
+                       'their outputs would collide; rename one')
     seen[n] = p
-  return images, names
+  images = check_image_files(paths, resolution, progress=len(paths) > 1000)
+  return images, images.names
 
 
 # ----------------------------------------------------------------------------
 # Masks.
 
 
+class MaskFiles:
+  """Mask files read on demand (`read(rows)`): float32 (K, R, R, 1)."""
+
+  def __init__(self, paths, resolution: int):
+    self.paths, self.resolution = [str(p) for p in paths], resolution
+
+  def __len__(self):
+    return len(self.paths)
+
+  def read(self, rows) -> np.ndarray:
+    r = self.resolution
+    return np.concatenate([masks.load_mask(self.paths[i], r, r)
+                           for i in rows])
+
+
+class GeneratedMasks:
+  """Random masks of a kind, drawn per (seed, image index) on demand."""
+
+  def __init__(self, kind: str, count: int, resolution: int, seed: int):
+    self.kind, self.count, self.resolution, self.seed = (kind, count,
+                                                         resolution, seed)
+
+  def __len__(self):
+    return self.count
+
+  def read(self, rows) -> np.ndarray:
+    r = self.resolution
+    return masks.make_masks(self.kind, len(rows), r, r, self.seed,
+                            indices=np.asarray(rows))
+
+
 def load_masks(arg: str, names, resolution: int, seed: int):
-  """--mask (a kind, a file or a folder by image stem) -> (1 or N, R, R, 1)
-  float32 masks, 1 = known."""
+  """--mask (a kind, a file or a folder by image stem) -> one mask
+  (1, R, R, 1) for every image, or a rows reader of N masks (`MaskFiles`,
+  `GeneratedMasks`); float32, 1 = known."""
   r = resolution
   if arg in ('center', 'three_squares'):
     return masks.make_masks(arg, 1, r, r)  # one layout, broadcast
   if arg in masks.MASK_KINDS:
-    return masks.make_masks(arg, len(names), r, r, seed)
+    return GeneratedMasks(arg, len(names), r, seed)
   path = Path(arg)
   if path.is_file():
     return masks.load_mask(str(path), r, r)
   if not path.is_dir():
     raise InputError(f'--mask {arg}: not one of '
-                    f'{", ".join(masks.MASK_KINDS)}, nor a mask image file or '
-                    'folder')
+                     f'{", ".join(masks.MASK_KINDS)}, nor a mask image file '
+                     'or folder')
   by_stem = {}
   for f in data.list_image_files(path):
     stem = Path(f).stem
     if stem in by_stem:
-      raise InputError(f'--mask {arg}: two masks for {stem!r} ({by_stem[stem]} '
-                      f'and {f})')
+      raise InputError(f'--mask {arg}: two masks for {stem!r} '
+                       f'({by_stem[stem]} and {f})')
     by_stem[stem] = f
   missing = [n for n in names if n not in by_stem]
   if missing:
-    raise InputError(f'--mask {arg}: no mask for image {missing[0]!r} (expected '
-                    f'{path / missing[0]}.png)'
-                    + (f' and {len(missing) - 1} more' if len(missing) > 1
-                       else ''))
-  return np.concatenate([masks.load_mask(by_stem[n], r, r) for n in names])
+    raise InputError(f'--mask {arg}: no mask for image {missing[0]!r} '
+                     f'(expected {path / missing[0]}.png)'
+                     + (f' and {len(missing) - 1} more' if len(missing) > 1
+                        else ''))
+  return MaskFiles([by_stem[n] for n in names], r)
+
+
+def known_fractions(mask, chunk: int = 256) -> np.ndarray:
+  """The fraction of known pixels of each mask (K,), read `chunk` masks at
+  a time: one array (1 or N rows) or a rows reader. Reading checks that
+  every mask file decodes (naming the file otherwise)."""
+  read = mask.read if hasattr(mask, 'read') else (lambda rows: mask[rows])
+  pieces = [(read(np.arange(start, min(start + chunk, len(mask)))) > 0.5)
+            .mean(axis=(1, 2, 3)) for start in range(0, len(mask), chunk)]
+  return np.concatenate(pieces)
 
 
 def mask_notes(mask, names, conditional: bool):
   """Notes for masks with nothing to fill, warnings for masks without
-  context."""
-  known = (mask > 0.5).reshape(len(mask), -1)
-  all_known, no_known = known.all(axis=1), ~known.any(axis=1)
-  if len(mask) == 1:
+  context (`mask` as `known_fractions` takes it)."""
+  known = known_fractions(mask)
+  all_known, no_known = known == 1, known == 0
+  if len(known) == 1:
     label = lambda idx: 'the mask'
   else:
     label = lambda idx: f'{names_list([names[i] for i in idx])}: the mask'
@@ -301,7 +390,7 @@ def mask_notes(mask, names, conditional: bool):
     what = ('keeps everything from the input' if conditional
             else 'has no hole: nothing to fill')
     note(f'note: {label(idx)} {what}; the output equals the input')
-  hole = 1 - known.mean(axis=1)
+  hole = 1 - known
   idx = np.flatnonzero((hole >= MOSTLY_HOLE) & ~no_known)
   if len(idx) and not conditional:
     note(f'warning: {label(idx)} is {100 * hole[idx].max():.0f}% hole: in '

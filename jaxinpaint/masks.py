@@ -96,12 +96,14 @@ def three_squares_mask(n: int, h: int, w: int) -> np.ndarray:
   return np.broadcast_to(m[None, :, :, None], (n, h, w, 1)).copy()
 
 
-def random_rectangles(n: int, h: int, w: int, seed: int) -> np.ndarray:
+def random_rectangles(n: int, h: int, w: int, seed: int,
+                      indices=None) -> np.ndarray:
   """1 to 3 axis-aligned rectangular holes per image, at random places.
 
   Each rectangle has height in [h/8, h/2] and width in [w/8, w/2] (at least
   1 pixel) and lies fully inside the image; rectangles may overlap. Image i
-  uses `np.random.default_rng([seed, i])`.
+  uses `np.random.default_rng([seed, i])`; `indices` (n,), if given, are the
+  images' indices i (default: 0 .. n-1), so any rows can be drawn alone.
 
   Returns:
     float32 (n, h, w, 1), 1 = known, 0 = hole.
@@ -119,16 +121,17 @@ def random_rectangles(n: int, h: int, w: int, seed: int) -> np.ndarray:
       m[r0:r0 + rh, c0:c0 + rw] = 0.0
     return m
 
-  return _stack((one(i) for i in range(n)), h, w)
+  return _stack((one(int(i)) for i in _indices(n, indices)), h, w)
 
 
-def free_form(n: int, h: int, w: int, seed: int) -> np.ndarray:
+def free_form(n: int, h: int, w: int, seed: int, indices=None) -> np.ndarray:
   """Random brush strokes (free-form holes), drawn with PIL.
 
   Per image: 1 to 4 strokes; each stroke starts at a random point and makes 2
   to 6 straight segments of length in [s/8, s/3] (s = min(h, w)) with random
   directions, drawn with a round brush of width in [s/16, s/8] (at least 1
-  pixel). Image i uses `np.random.default_rng([seed, i])`.
+  pixel). Image i uses `np.random.default_rng([seed, i])`; `indices` as in
+  `random_rectangles`.
 
   Returns:
     float32 (n, h, w, 1), 1 = known, 0 = hole.
@@ -157,7 +160,7 @@ def free_form(n: int, h: int, w: int, seed: int) -> np.ndarray:
         draw.ellipse((px - r, py - r, px + r, py + r), fill=0)
     return (np.asarray(canvas) >= 128).astype(np.float32)
 
-  return _stack((one(i) for i in range(n)), h, w)
+  return _stack((one(int(i)) for i in _indices(n, indices)), h, w)
 
 
 def _to_unit_grey(img: Image.Image) -> np.ndarray:
@@ -212,11 +215,22 @@ def load_mask(path: str, h: int, w: int) -> np.ndarray:
   return (grey >= 0.5).astype(np.float32)[None, :, :, None]
 
 
-def make_masks(kind: str, n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+def _indices(n: int, indices) -> np.ndarray:
+  if indices is None:
+    return np.arange(n)
+  indices = np.asarray(indices)
+  if indices.shape != (n,):
+    raise ValueError(f'indices must have shape ({n},), got {indices.shape}')
+  return indices
+
+
+def make_masks(kind: str, n: int, h: int, w: int, seed: int = 0,
+               indices=None) -> np.ndarray:
   """Masks by name: one of MASK_KINDS.
 
   'center' and 'three_squares' are fixed layouts (`seed` is unused); 'random'
-  (`random_rectangles`) and 'free_form' are drawn per (seed, image index).
+  (`random_rectangles`) and 'free_form' are drawn per (seed, image index),
+  the indices being `indices` (n,) if given, else 0 .. n-1.
 
   Returns:
     float32 (n, h, w, 1), 1 = known, 0 = hole.
@@ -229,8 +243,8 @@ def make_masks(kind: str, n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
   if kind == 'three_squares':
     return three_squares_mask(n, h, w)
   if kind == 'random':
-    return random_rectangles(n, h, w, seed)
+    return random_rectangles(n, h, w, seed, indices)
   if kind == 'free_form':
-    return free_form(n, h, w, seed)
+    return free_form(n, h, w, seed, indices)
   raise ValueError(f'unknown mask kind {kind!r}; valid kinds: '
                    f'{", ".join(MASK_KINDS)}')

@@ -240,6 +240,12 @@ def finished(out: Path, names, grid_rows: int) -> np.ndarray:
   return done
 
 
+def image_files(names, rows) -> list:
+  """The files written for the images `rows`, relative to OUT."""
+  return [f'{RAW_DIR}/{text(names[i])}.png' for i in rows] + [
+      f'{text(names[i])}.png' for i in rows]
+
+
 def _decodes(path) -> bool:
   """Whether an image file decodes whole."""
   try:
@@ -313,10 +319,11 @@ def check_run_settings(out: Path, settings: dict, resume: bool):
           'anew with --overwrite or another --out')
 
 
-def read_finished(out: Path, names, done, resolution: int) -> np.ndarray:
-  """--resume --evaluate: the finished images' PNGs, uint8 (K, R, R, 3)."""
+def read_finished(out: Path, names, rows, resolution: int) -> np.ndarray:
+  """--resume --evaluate: the PNGs of the finished images `rows` (indices),
+  uint8 (K, R, R, 3)."""
   arrays = []
-  for i in np.flatnonzero(done):
+  for i in rows:
     path = out / f'{names[i]}.png'
     (w, h), _ = inspect_image(path)
     if (w, h) != (resolution, resolution):

@@ -29,6 +29,7 @@ iteration over the devices (a converged system is frozen, so no value
 depends on the split). The per-image maths is unchanged, so results equal
 the one-device ones up to the rounding above (tests/test_devices.py).
 """
+import concurrent.futures
 import os
 from typing import Dict, Mapping, Sequence, Tuple, Union
 
@@ -37,7 +38,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 import tqdm
 
-from jaxinpaint import completion, metrics, models
+from jaxinpaint import completion, errors, metrics, models
 
 # Per-image results that `inpaint_batches` returns (leading axis N).
 RESULT_KEYS = ('generated', 'overlay', 'blended', 'z', 'final_loss',
@@ -171,9 +172,10 @@ def free_memory(device) -> int:
 
 def check_search_memory(model: models.Model, batch_size: int, restarts: int,
                         devices: Sequence[jax.Device]):
-  """Raises ValueError when `search_memory` exceeds the first device's free
-  memory, saying whether the restarts alone are too many (then no batch
-  size fits) or the batch size to use at most."""
+  """Raises errors.ArgumentError ('restarts' or 'batch_size') when
+  `search_memory` exceeds the first device's free memory, saying whether
+  the restarts alone are too many (then no batch size fits) or the batch
+  size to use at most."""
   need = search_memory(model, batch_size, restarts, len(devices))
   free = free_memory(devices[0])
   if need <= free:
@@ -185,31 +187,51 @@ def check_search_memory(model: models.Model, batch_size: int, restarts: int,
   one = search_memory(model, len(devices), restarts, len(devices))
   if one > free:
     most = max(0, restarts * free // one)
-    raise ValueError(f'restarts={restarts}: even one image per device needs '
-                     f'about {gib(one)} ({where}); lower restarts to at most '
-                     f'{most}')
+    raise errors.ArgumentError(
+        'restarts', f'{restarts} latents per image need about {gib(one)} even '
+        f'with one image per device ({where}); use at most {most}')
   fits = len(devices)
   while search_memory(model, fits * 2, restarts, len(devices)) <= free:
     fits *= 2
-  raise ValueError(f'batch_size={batch_size} x restarts={restarts} needs '
-                   f'about {gib(need)} ({where}); lower batch_size to '
-                   f'{fits} or restarts')
+  raise errors.ArgumentError(
+      'batch_size', f'{batch_size} images x {restarts} restarts need about '
+      f'{gib(need)} ({where}); use at most {fits}, or fewer restarts')
+
+
+def rows_reader(name: str, x, n: int):
+  """`read(rows)` of the rows of `x`: an array with n rows, one row shared
+  by all n (broadcast, not copied), or an object with `__len__` (n) and
+  `read(rows)` that reads only those rows (e.g. `inputs.ImageFiles`: files
+  decoded on demand, so memory is bounded by the batch size)."""
+  if hasattr(x, 'read'):
+    if len(x) != n:
+      raise ValueError(f'{name} has {len(x)} rows; expected {n}')
+    return lambda rows: np.asarray(x.read(rows), np.float32)
+  x = np.asarray(x, np.float32)
+  if x.shape[0] == 1:
+    return lambda rows: np.broadcast_to(x, (len(rows),) + x.shape[1:])
+  _broadcast_rows(name, x, n)  # checks the count
+  return lambda rows: x[rows]
 
 
 def inpaint_batches(model: models.Model, images, masks, indices, *,
                     spec, options: completion.Options, batch_size: int,
                     seed: int, progress: bool = True,
                     reference=None, on_batch=None,
-                    devices: Devices = None) -> Dict[str, np.ndarray]:
+                    devices: Devices = None,
+                    keep=RESULT_KEYS) -> Dict[str, np.ndarray]:
   """Completes N images with `completion.complete`, `batch_size` at a time.
 
   Args:
     model: the `models.Model` handle (`checkpoint.load_model`,
       `inputs.load_model`); its arch picks the latent distribution and prior.
     images: (N, H, W, 3) float32 in [-1, 1], the damaged images y (hole
-      pixels are never read). With `reference`, the images y1 to change.
-    masks: (N, H, W, 1) or (1, H, W, 1) float, 1 = known, 0 = hole; one
-      mask broadcasts to all images. With `reference`, 1 = keep from y1.
+      pixels are never read), or a rows reader (`rows_reader`): then each
+      batch is read when it is due, the next one on a thread while the
+      current one is completed. With `reference`, the images y1 to change.
+    masks: (N, H, W, 1) or (1, H, W, 1) float, 1 = known, 0 = hole, or a
+      rows reader of N masks; one mask broadcasts to all images. With
+      `reference`, 1 = keep from y1.
     indices: (N,) int, each image's index in its data set; with `seed` it
       fixes the image's PRNG key (`completion.image_keys`), so results do not
       depend on `batch_size` or on which images share a batch.
@@ -224,52 +246,72 @@ def inpaint_batches(model: models.Model, images, masks, indices, *,
     progress: show a tqdm bar over batches (on stderr).
     reference: optional (1 or N, H, W, 3) float32 in [-1, 1], the reference
       face(s) y2: conditional completion (`completion.complete_conditional`).
-    on_batch: optional `on_batch(start, stop, results)`, called after each
-      batch with its rows [start, stop) of the dict returned below: a caller
-      that writes them there keeps the finished batches of a run that is
-      interrupted later.
+    on_batch: optional `on_batch(start, stop, batch)`, called after each
+      batch with its rows [start, stop) of the dict returned below (every
+      key of RESULT_KEYS) plus the batch's inputs 'images' and 'masks': a
+      caller that writes them there keeps the finished batches of a run
+      that is interrupted later, and needs no copy of all inputs.
     devices: where to run (`completion_devices`): None = all local
       devices, an int = the first that many, or a list of devices. Each
       batch is split evenly over them; an image's result depends only on
       its own (y, M, key), so the device count changes results by float
       rounding only.
+    keep: the results to gather and return (default: all of RESULT_KEYS);
+      a caller that streams many images keeps the small ones only (e.g.
+      ('final_loss',)) and takes the images in `on_batch`.
 
   Returns:
-    dict of numpy arrays with leading axis N: 'generated' G(ẑ), 'overlay'
-    M·y + (1 − M)·G(ẑ), 'blended' (Poisson-blended, = overlay when
-    `options.blend` is False), all (N, H, W, 3) float32 in [-1, 1]; 'z'
-    (N, z_dim) in `options`' constraint set; 'final_loss' (N, restarts);
-    'loss_trace' (N, steps) of the kept restart; 'cg_iterations' (N,) int32
-    (-1 when not blending); 'tune_trace' (N, options.tune_steps), the
-    loss at G_θ(ẑ) before each pivotal-tuning step (`completion.Options`).
+    dict of numpy arrays with leading axis N, the `keep` ones of:
+    'generated' G(ẑ), 'overlay' M·y + (1 − M)·G(ẑ), 'blended'
+    (Poisson-blended, = overlay when `options.blend` is False), all (N, H,
+    W, 3) float32 in [-1, 1]; 'z' (N, z_dim) in `options`' constraint set;
+    'final_loss' (N, restarts); 'loss_trace' (N, steps) of the kept
+    restart; 'cg_iterations' (N,) int32 (-1 when not blending);
+    'tune_trace' (N, options.tune_steps), the loss at G_θ(ẑ) before each
+    pivotal-tuning step (`completion.Options`).
   """
-  images = np.asarray(images, np.float32)
-  n = images.shape[0]
-  if images.ndim != 4 or n == 0:
-    raise ValueError(f'images must be (N, H, W, C) with N >= 1, got shape '
-                     f'{images.shape}')
+  if not hasattr(images, 'read'):
+    images = np.asarray(images, np.float32)
+    if images.ndim != 4:
+      raise ValueError(f'images must be (N, H, W, C) with N >= 1, got shape '
+                       f'{images.shape}')
+  n = len(images)
+  if n == 0:
+    raise ValueError('images must be (N, H, W, C) with N >= 1, got none')
   if batch_size < 1:
     raise ValueError(f'batch_size must be >= 1, got {batch_size}')
-  masks = _broadcast_rows('masks', np.asarray(masks, np.float32), n)
-  if masks.shape[1:3] != images.shape[1:3] or masks.shape[-1] != 1:
-    raise ValueError(f'masks {masks.shape} do not fit images {images.shape}: '
-                     'expected (N or 1, H, W, 1)')
+  unknown = set(keep) - set(RESULT_KEYS)
+  if unknown:
+    raise ValueError(f'keep={tuple(keep)}: {sorted(unknown)} are not among '
+                     f'{RESULT_KEYS}')
   indices = np.asarray(indices)
   if indices.shape != (n,):
     raise ValueError(f'indices must have shape ({n},), got {indices.shape}')
-  if reference is not None:
-    reference = _broadcast_rows('reference',
-                                np.asarray(reference, np.float32), n)
-    if reference.shape[1:] != images.shape[1:]:
-      raise ValueError(f'reference {reference.shape} does not fit images '
-                       f'{images.shape}')
+  read_images = rows_reader('images', images, n)
+  read_masks = rows_reader('masks', masks, n)
+  read_reference = (None if reference is None
+                    else rows_reader('reference', reference, n))
+
+  def read(rows):
+    batch = {'images': read_images(rows), 'masks': read_masks(rows)}
+    if batch['masks'].shape[1:3] != batch['images'].shape[1:3] or (
+        batch['masks'].shape[-1] != 1):
+      raise ValueError(f'masks {batch["masks"].shape[1:]} do not fit images '
+                       f'{batch["images"].shape[1:]}: expected (N or 1, H, '
+                       'W, 1)')
+    if read_reference is not None:
+      batch['reference'] = read_reference(rows)
+      if batch['reference'].shape[1:] != batch['images'].shape[1:]:
+        raise ValueError(f'reference {batch["reference"].shape[1:]} does not '
+                         f'fit images {batch["images"].shape[1:]}')
+    return batch
 
   devices = completion_devices(devices)
   place_batch, place_replicated = batch_placement(devices)
   model = model.with_variables(place_replicated(model.variables))
   if reference is None:
     run = lambda b, keys: completion.complete(
-        model, *place_batch((images[b], masks[b], keys)), spec=spec,
+        model, *place_batch((b['images'], b['masks'], keys)), spec=spec,
         options=options)
   else:
     cond_spec = spec if spec is not None else completion.ConditionalSpec()
@@ -277,26 +319,35 @@ def inpaint_batches(model: models.Model, images, masks, indices, *,
       raise ValueError('conditional completion (reference given) needs a '
                        f'completion.ConditionalSpec, got {type(spec).__name__}')
     run = lambda b, keys: completion.complete_conditional(
-        model, *place_batch((images[b], reference[b], masks[b], keys)),
+        model, *place_batch((b['images'], b['reference'], b['masks'], keys)),
         spec=cond_spec, options=options)
 
   batch = round_batch_size(batch_size, n, len(devices))
-  starts = range(0, n, batch)
-  pieces = {k: [] for k in RESULT_KEYS}
-  for start in tqdm.tqdm(starts, desc='completing', unit='batch',
-                         disable=not progress, leave=False):
-    rows = _padded_rows(start, n, batch)
-    keys = completion.image_keys(seed, indices[rows])
-    out = run(rows, keys)
-    if out.get('cg_iterations') is None:
-      out = dict(out, cg_iterations=np.full((batch,), -1, np.int32))
-    out = jax.device_get({k: out[k] for k in RESULT_KEYS})
-    keep = min(batch, n - start)  # drop the padding rows
-    out = {k: np.asarray(out[k])[:keep] for k in RESULT_KEYS}
-    if on_batch is not None:
-      on_batch(start, start + keep, out)
-    for k in RESULT_KEYS:
-      pieces[k].append(out[k])
+  starts = list(range(0, n, batch))
+  pieces = {k: [] for k in keep}
+  # One reader thread: the next batch is decoded while this one computes.
+  with concurrent.futures.ThreadPoolExecutor(1) as reader:
+    upcoming = reader.submit(read, _padded_rows(0, n, batch))
+    for i, start in enumerate(tqdm.tqdm(starts, desc='completing',
+                                        unit='batch', disable=not progress,
+                                        leave=False)):
+      rows = _padded_rows(start, n, batch)
+      inputs = upcoming.result()
+      if i + 1 < len(starts):
+        upcoming = reader.submit(read, _padded_rows(starts[i + 1], n, batch))
+      keys = completion.image_keys(seed, indices[rows])
+      out = run(inputs, keys)
+      if out.get('cg_iterations') is None:
+        out = dict(out, cg_iterations=np.full((batch,), -1, np.int32))
+      out = jax.device_get({k: out[k] for k in RESULT_KEYS})
+      count = min(batch, n - start)  # drop the padding rows
+      out = {k: np.asarray(out[k])[:count] for k in RESULT_KEYS}
+      if on_batch is not None:
+        on_batch(start, start + count,
+                 dict(out, images=inputs['images'][:count],
+                      masks=inputs['masks'][:count]))
+      for k in keep:
+        pieces[k].append(out[k])
   return {k: np.concatenate(v) for k, v in pieces.items()}
 
 

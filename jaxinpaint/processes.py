@@ -18,8 +18,8 @@ timeout). The child then exits, and with it the distributed service: this
 process's JAX is a one-process JAX on its local devices (no heartbeats, no
 barrier at exit, and orbax loads the model without cross-process barriers).
 
-Instead of a barrier, each process keeps a small status file in
-`OUT/.processes/` (written atomically after each batch, at the end and on
+Instead of a barrier, each process keeps a status log in
+`OUT/.processes/` (a line appended after each batch, at the end and on
 failure), and process 0 waits for all of them before it writes the files of
 the whole run (grid.png, metrics.csv, summary.json). A status names its run
 (the token of the start), so files of an earlier run are never taken for
@@ -136,22 +136,32 @@ def _join(request: dict, timeout: int) -> dict:
 
 
 def status_path(out: Path, index: int) -> Path:
-  return Path(out) / STATUS_DIR / f'process-{index}.json'
+  return Path(out) / STATUS_DIR / f'process-{index}.jsonl'
 
 
 class Status:
-  """This process's status file: its state and what it wrote."""
+  """This process's status file: a log of JSON lines, one per change (the
+  start, each batch with the files it wrote, the end or a failure), so it
+  grows linearly with the images, never rewritten whole. Its state is the
+  union of its lines, later ones winning (`read_status`)."""
 
   def __init__(self, out: Path, share: Share):
     self.path, self.share = status_path(out, share.index), share
-    self.fields = {}
+    self._started = False
 
   def write(self, state: str, **fields):
-    self.fields.update(fields)
-    outputs.write_json(self.path, dict(
+    line = json.dumps(dict(
         run=self.share.run_id, process=self.share.index,
         processes=self.share.count, state=state, time=time.time(),
-        **self.fields))
+        **fields)) + '\n'
+    if not self._started:  # a new log: an earlier run's is replaced
+      outputs.write_text(self.path, line)
+      self._started = True
+      return
+    # One write of a whole line: a reader sees it all or (mid-write) a cut
+    # last line, which it ignores.
+    with open(self.path, 'a', encoding='utf-8') as f:
+      f.write(line)
 
   @contextlib.contextmanager
   def failure_recorded(self):
@@ -169,14 +179,26 @@ class Status:
       raise
 
 
+def read_status(path: Path) -> dict:
+  """The state of a status log: its lines merged in order ({} if none)."""
+  status = {}
+  try:
+    text = path.read_text(encoding='utf-8')
+  except OSError:
+    return status  # not written yet
+  for line in text.splitlines():
+    try:
+      status.update(json.loads(line))
+    except ValueError:
+      break  # the last line, being written
+  return status
+
+
 def read_statuses(out: Path, share: Share) -> dict:
   """{process index: status} of the processes of this run that wrote one."""
   statuses = {}
   for i in range(share.count):
-    try:
-      status = json.loads(status_path(out, i).read_text(encoding='utf-8'))
-    except (OSError, ValueError):
-      continue  # not written yet (the write itself is atomic)
+    status = read_status(status_path(out, i))
     if status.get('run') == share.run_id:
       statuses[i] = status
   return statuses
@@ -217,6 +239,31 @@ def wait_for_all(out: Path, share: Share, timeout: float, on_update=None,
           f'{outputs.text(Path(out) / STATUS_DIR)}/); their finished images '
           'are kept: rerun the same command with --resume')
     time.sleep(poll)
+
+
+class Progress:
+  """Process 0's bar over the images of all processes: each one's count is
+  that of its status file, i.e. at its last finished batch. Other
+  processes show none."""
+
+  def __init__(self, n: int, share: Share, out: Path):
+    import tqdm  # pylint: disable=g-import-not-at-top
+    self.share, self.out = share, out
+    self.bar = tqdm.tqdm(total=n, desc='completing (all processes)',
+                         unit='image', leave=False,
+                         disable=share.index != 0)
+
+  def update(self, statuses=None):
+    if self.bar.disable:
+      return
+    if statuses is None:
+      statuses = read_statuses(self.out, self.share)
+    self.bar.n = sum(s.get('resumed', 0) + s.get('completed', 0)
+                     for s in statuses.values())
+    self.bar.refresh()
+
+  def close(self):
+    self.bar.close()
 
 
 def save_arrays(path: Path, **arrays):

@@ -186,7 +186,7 @@ def test_a_truncated_cache_is_named(npz, tmp_path):
 FULL_DISK = """
 import errno, sys
 import orbax.checkpoint as ocp
-from jaxinpaint import cli
+from jaxinpaint import train_cli
 save = ocp.CheckpointManager.save
 
 def full_disk(self, step, *args, **kwargs):
@@ -196,7 +196,7 @@ def full_disk(self, step, *args, **kwargs):
 
 ocp.CheckpointManager.save = full_disk
 sys.argv = ['train.py', *sys.argv[1:]]
-cli.train_main()
+train_cli.main()
 """
 
 

@@ -80,8 +80,8 @@ def test_the_default_input_is_found_from_any_directory(tmp_path):
   the package, not the current directory."""
   env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu')
   result = subprocess.run(
-      [sys.executable, '-c', 'from jaxinpaint.cli import inpaint_main; '
-       'inpaint_main()', '--limit', '1', '--steps', '2'],
+      [sys.executable, '-c', 'from jaxinpaint.inpaint_cli import main; '
+       'main()', '--limit', '1', '--steps', '2'],
       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   first = sorted((EXAMPLES / 'faces').glob('*.jpg'))[0].stem

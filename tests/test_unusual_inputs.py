@@ -146,15 +146,16 @@ def test_a_search_too_large_for_the_device_is_refused_before_compiling(
                         capsys)
   assert code == 2
   line = err.strip().splitlines()[-1]
-  assert line.startswith('error: --restarts=100000: even one image per device '
-                         'needs about ')
-  assert line.endswith('lower --restarts to at most 50')
+  assert line.startswith('error: --restarts: 100000 latents per image need '
+                         'about ')
+  assert line.endswith('use at most 50')
   code, _, _, err = cli(argv + ['--restarts', '10', '--batch-size', '8'],
                         capsys)
   assert code == 2
   line = err.strip().splitlines()[-1]
-  assert line.startswith('error: --batch-size=8 x --restarts=10 needs about ')
-  assert line.endswith('lower --batch-size to 4 or --restarts')
+  assert line.startswith('error: --batch-size: 8 images x 10 restarts need '
+                         'about ')
+  assert line.endswith('use at most 4, or fewer restarts')
   assert not any((tmp_path / 'out').glob('*.png'))
 
 

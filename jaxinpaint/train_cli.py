@@ -1,0 +1,132 @@
+"""`train.py` / `jaxinpaint-train`: the training command line (absl flags).
+
+Parses the config file and its overrides, joins the processes of a
+multi-host run, then calls `training.train_and_evaluate`; expected failures
+end with one `error: ...` line and the exit codes of `cli`.
+"""
+import signal
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jaxinpaint import cli
+from jaxinpaint.cli import FAILURE, INTERRUPTED, TERMINATED, fail
+
+TRAIN_USAGE = r"""Trains a WGAN-GP (or the DCGAN baseline) for image completion.
+
+  python train.py --config configs/celeba64.py --workdir runs/celeba64
+  python train.py --config configs/tiny.py --workdir runs/tiny \
+      --config.train.steps=20
+
+Rerunning the same command resumes from the latest checkpoint. Any config
+value can be overridden with --config.<key>=<value> (the keys are those of
+jaxinpaint/config.py); --helpfull lists every flag of the libraries too.
+"""
+
+# The multi-process flags, spelled as inpaint.py spells them; the
+# underscore forms stay as aliases.
+_PROCESS_FLAGS = {'coordinator_address': 'coordinator-address',
+                  'num_processes': 'num-processes',
+                  'process_id': 'process-id'}
+
+
+def _define_train_flags():
+  config_flags.DEFINE_config_file(
+      'config', None,
+      'Training config file, e.g. configs/celeba64.py; any value can be '
+      'overridden, e.g. --config.train.steps=200 --config.model.width=32.',
+      lock_config=True)
+  flags.DEFINE_string('workdir', None,
+                      'Where checkpoints, metrics.jsonl and samples/ go. '
+                      'Rerunning with the same work dir resumes.')
+  flags.DEFINE_bool('summary', False,
+                    'Print the networks and parameter counts, then exit.')
+  flags.DEFINE_string(
+      'coordinator_address', None,
+      'Multi-process: host:port of process 0; with --num_processes and '
+      '--process_id. Also spelled --coordinator-address, as in inpaint.py.')
+  flags.DEFINE_integer('num_processes', None, 'Multi-process: the process '
+                       'count. Also --num-processes.')
+  flags.DEFINE_integer('process_id', None,
+                       'Multi-process: this process, 0 .. --num_processes - '
+                       '1. Also --process-id.')
+  flags.DEFINE_bool(
+      'multiprocess', False,
+      'Multi-process: jax.distributed.initialize() detects the processes '
+      '(SLURM, TPU pods, ...) instead of the three flags above; the same as '
+      '--config.train.multiprocess=True.')
+  for name, alias in _PROCESS_FLAGS.items():
+    flags.DEFINE_alias(alias, name)
+  # absl's --help lists only the main module's key flags, and ours are
+  # defined here: name them as the main module's (train.py's or the console
+  # script's), which absl looks up by sys.argv[0].
+  for name in ('config', 'workdir', 'summary', 'multiprocess',
+               *_PROCESS_FLAGS):
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+
+
+def _load_config_flag():
+  try:
+    config = flags.FLAGS.config
+    config.train  # config_flags reports a failed load only on first use
+    return config
+  except OSError as e:
+    path = config_flags.get_config_filename(flags.FLAGS['config'])
+    fail(f'--config {path}: cannot load it '
+         f'({str(e).strip().splitlines()[-1].strip()})')
+
+
+def _train(argv):
+  """The train CLI's main (absl's `app.run` calls it after parsing flags)."""
+  del argv
+  logging.set_verbosity(logging.WARNING)  # only a CLI's main does this
+  import jax  # after flag parsing: --help must not initialize a backend
+  from jaxinpaint import data, models, training, workdir
+  FLAGS = flags.FLAGS
+  config = _load_config_flag()
+  if (FLAGS.coordinator_address or FLAGS.multiprocess
+      or config.train.multiprocess):
+    kwargs = {}
+    if FLAGS.coordinator_address:
+      from jaxinpaint import processes  # pylint: disable=g-import-not-at-top
+      problem = processes.check_address(FLAGS.coordinator_address)
+      if problem:
+        fail(problem)
+      kwargs = dict(coordinator_address=FLAGS.coordinator_address,
+                    num_processes=FLAGS.num_processes,
+                    process_id=FLAGS.process_id)
+    jax.distributed.initialize(**kwargs)
+  if FLAGS.summary:
+    print(models.summary(config.model))
+    return
+  if not FLAGS.workdir:
+    fail('--workdir is required (where checkpoints and samples go)')
+  try:
+    with cli.sigterm_raises():
+      training.train_and_evaluate(config, FLAGS.workdir)
+  except training.StoppedBySignal as e:
+    fail(str(e), TERMINATED if e.signum == signal.SIGTERM else INTERRUPTED)
+  except KeyboardInterrupt as e:
+    # Outside the training loop (loading, compiling, the export): the
+    # latest checkpoint is all there is; an export is never half-written.
+    code = cli.interrupt_code(e)
+    fail(f'{"terminated by SIGTERM" if code == TERMINATED else "interrupted"}'
+         f' outside the training loop; rerun the same command to resume '
+         f'from the latest checkpoint in {FLAGS.workdir}', code)
+  except (training.NonFiniteLossError, workdir.WriteError) as e:
+    fail(str(e), FAILURE)
+  except (*cli.USER_ERRORS, data.CorruptImageError) as e:
+    # Bad config values, data or work dir: usage errors.
+    fail(str(e))
+  print(f'done: checkpoints, samples and metrics.jsonl in {FLAGS.workdir}')
+
+
+def main():
+  cli.prepare_host()
+  # absl's --help prints the main module's docstring: the same text for
+  # train.py and the installed jaxinpaint-train (whose wrapper has none).
+  sys.modules['__main__'].__doc__ = TRAIN_USAGE
+  _define_train_flags()
+  flags.mark_flags_as_required(['config'])
+  app.run(_train, flags_parser=cli.parse_flags)
