@@ -1,28 +1,24 @@
 """`inpaint.py` / `jaxinpaint-inpaint`: fill the holes of images with a model.
 
-The flags and `run`: `prepare` checks every input and output path before
-any computation with `inputs` and `outputs` (so a bad run writes nothing),
-then `run` completes with `pipeline` and writes each batch's PNGs and
-metrics as soon as it is done (`outputs.BatchWriter`: an interrupted run
-keeps them), then a grid and a summary. Expected failures end with one
-`error: ...` line on stderr and the exit codes of `cli.run_checked`: 2 (bad
-flags or inputs), 1 (the computation or a write went wrong), 130 (Ctrl-C)
-or 143 (SIGTERM); notes and warnings also go to stderr.
+Parses the flags, plans (`prepare`: every input and output path is checked
+with `inputs` and `outputs` before any computation, so a bad run writes
+nothing), executes (`inpaint_run.execute`: the images stream through the
+completion batch by batch and each batch's PNGs and metrics are written as
+soon as it is done, so an interrupted run keeps them) and reports. The
+library's errors end here with one `error: ...` line on stderr and the exit
+codes of `cli.run_checked`: 2 (bad flags or inputs), 1 (the computation or
+a write went wrong), 130 (Ctrl-C) or 143 (SIGTERM); notes and warnings also
+go to stderr.
 """
 import argparse
-import dataclasses
 from pathlib import Path
 
-import numpy as np
-
 # No JAX behind these: `--help` and input errors stay fast.
-from jaxinpaint import cli, errors, inputs as inputs_lib, masks, outputs
+from jaxinpaint import cli, errors, inputs, inpaint_run, masks, outputs
 from jaxinpaint import processes
 from jaxinpaint.errors import InputError
 
-DEFAULT_INPUT = inputs_lib.EXAMPLES / 'faces'  # in the package: any cwd works
-PAPER_STEPS = 1000
-CPU_DEFAULT_STEPS = 200
+DEFAULT_INPUT = inputs.EXAMPLES / 'faces'  # in the package: any cwd works
 
 _DESCRIPTION = """\
 Fills the holes of images with a trained jaxinpaint model (semantic image
@@ -65,19 +61,13 @@ and summary.json, bytes of a file name that are not UTF-8 are written as
 \\xNN.
 
 several GPUs, several hosts:
-  One process completes each batch on all its local devices (--devices N:
-  the first N), one shard of the batch per device. With the flags of
-  train.py (--coordinator-address, --num-processes, --process-id, or
-  --multiprocess where jax.distributed detects the cluster) each of several
-  processes completes a contiguous block of the inputs (by process index) on
-  its own devices and writes only its images; process 0 then writes
-  grid.png, metrics.csv and summary.json for all of them, equal to a
-  one-process run's. --out must be storage all processes share. Each
-  process keeps a status file in OUT/.processes/ (updated after each of its
-  batches); process 0 waits for all of them, reports a failed or silent
-  process by its index, and shows the progress bar: the images finished by
-  all processes, the others' counted at their last finished batch. After a
-  failure, the same command with --resume on every process does the rest.
+  Each batch is split over the local devices (--devices N: the first N).
+  With train.py's multi-process flags each process completes and writes a
+  contiguous block of the inputs; process 0 then writes grid.png,
+  metrics.csv and summary.json for all, as one process would. --out must be
+  shared storage; OUT/.processes/ holds each process's status log. After a
+  failure, rerun the same command with --resume on every process
+  (docs/multi_device.md).
 
 examples:
   inpaint.py --input photos/ --mask masks/ --out filled
@@ -95,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
       '--checkpoint', metavar='DIR|NAME', default=None,
       help='model directory: a training --workdir or an exported model, or '
       'the name of a model shipped in the package: '
-      f'{", ".join(inputs_lib.shipped_model_names())} (default: '
-      f'{inputs_lib.DEFAULT_MODEL.name}; the README\'s model card says what '
+      f'{", ".join(inputs.shipped_model_names())} (default: '
+      f'{inputs.DEFAULT_MODEL.name}; the README\'s model card says what '
       'each one is).')
   p.add_argument(
       '--input', default=str(DEFAULT_INPUT), metavar='SRC',
@@ -122,8 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
       '--loss does not apply.')
   p.add_argument('--steps', type=int, default=None, metavar='N',
                  help='Adam iterations on z (default: 1000, the paper, on a '
-                 f'GPU/TPU; {CPU_DEFAULT_STEPS} on a CPU, where 1000 steps '
-                 'take tens of minutes).')
+                 f'GPU/TPU; {inpaint_run.CPU_DEFAULT_STEPS} on a CPU, where '
+                 '1000 steps take tens of minutes).')
   p.add_argument('--tune-steps', type=int, default=0, metavar='N',
                  help='pivotal tuning after the search: N Adam steps on each '
                  'image\'s own copy of G\'s weights so that G(z) fits the '
@@ -211,424 +201,126 @@ def _check_flags(args):
   for flag in ('input', 'out', 'mask', 'reference', 'checkpoint'):
     if getattr(args, flag) == '':
       raise InputError(f'--{flag} is empty; expected a path'
-                      + (f' or one of {", ".join(masks.MASK_KINDS)}'
-                         if flag == 'mask' else ''))
-  inputs_lib.check_counts(
+                       + (f' or one of {", ".join(masks.MASK_KINDS)}'
+                          if flag == 'mask' else ''))
+  inputs.check_counts(
       args.limit, args.seed, steps=1 if args.steps is None else args.steps,
       restarts=args.restarts, batch_size=args.batch_size,
       grid_max=args.grid_max)
   if args.reference and args.evaluate:
     raise InputError('--evaluate cannot be combined with --reference: a '
-                    'conditional completion has no ground truth to compare to')
+                     'conditional completion has no ground truth to compare '
+                     'to')
   if args.resume and args.overwrite:
     raise InputError('--resume keeps the finished outputs and --overwrite '
-                    'replaces them: pass one of them')
+                     'replaces them: pass one of them')
   if args.tune_steps < 0:
     raise InputError(f'--tune-steps must be >= 0, got {args.tune_steps}')
   if args.devices is not None and args.devices < 1:
     raise InputError(f'--devices must be >= 1, got {args.devices}')
   if not args.process_timeout > 0:
     raise InputError(f'--process-timeout must be > 0, got '
-                    f'{args.process_timeout}')
+                     f'{args.process_timeout}')
 
 
-@dataclasses.dataclass
-class Inputs:
-  """Everything a run needs, checked: nothing computed or written yet."""
-  model_dir: Path
-  images: np.ndarray  # (N, R, R, 3) float32 in [-1, 1]
-  names: list
-  mask: np.ndarray  # (1 or N, R, R, 1) float32, 1 = known
-  reference: np.ndarray | None  # (1, R, R, 3) or None
-  out: Path
-  done: np.ndarray  # (N,) bool: finished by an earlier run (--resume)
-  finished: np.ndarray | None  # --resume --evaluate: their PNGs, uint8
-  lock: outputs.OutLock | None = None  # held on `out` until `run` ends
-
-
-def prepare(args) -> Inputs:
-  """Reads and checks every input and output path of a parsed command line.
-
-  Raises InputError, data.CorruptImageError or ValueError (from the loaders,
-  naming the file) for bad inputs; computes nothing and writes nothing
-  but the lock on --out (`outputs.OutLock`; released on an error, else by
-  `run`).
-  """
+def prepare(args) -> inpaint_run.Plan:
+  """The plan of a parsed command line: checks every input and output path
+  (images are read again batch by batch when completed). Raises InputError,
+  data.CorruptImageError or ValueError (naming the file) for bad inputs;
+  writes nothing but the lock on --out (`outputs.OutLock`; released on an
+  error, else by `inpaint_run.execute`)."""
   _check_flags(args)
-  model_dir, config = inputs_lib.find_model(args.checkpoint)
+  model_dir, config = inputs.find_model(args.checkpoint)
   resolution = int(config.model.resolution)
-  images, names = inputs_lib.load_inputs(args.input, resolution, args.limit,
-                                         out=Path(args.out))
-  mask = inputs_lib.load_masks(args.mask, names, resolution, args.seed)
+  out, share = Path(args.out), args.share
+  images, names = inputs.load_inputs(args.input, resolution, args.limit,
+                                     out=out)
+  mask = inputs.load_masks(args.mask, names, resolution, args.seed)
   reference = None
   if args.reference is not None:
-    reference, _ = inputs_lib.load_image_files([args.reference], resolution,
-                                               'reference')
+    reference, _ = inputs.load_image_files([args.reference], resolution,
+                                           'reference')
     if args.loss is not None:
-      inputs_lib.note(f'note: --loss {args.loss} does not apply to '
-                      'conditional completion (--reference); it has its own '
-                      'loss (paper eq. 10-12)')
-  out = Path(args.out)
+      inputs.note(f'note: --loss {args.loss} does not apply to conditional '
+                  'completion (--reference); it has its own loss (paper eq. '
+                  '10-12)')
   outputs.check_out_folder(out)
-  share = args.share
   # Before the outputs are checked: a run started meanwhile on OUT cannot
-  # write what this one finds absent. Released by `run`.
+  # write what this one finds absent. Released by `inpaint_run.execute`.
   lock = outputs.OutLock(out, None if share is None else share.index)
   lock.acquire()
   try:
     done = outputs.check_outputs(
         out, names, outputs.input_files(args.input, args.mask,
-                                         args.reference, out),
+                                        args.reference, out),
         evaluate=args.evaluate, overwrite=args.overwrite, resume=args.resume,
         grid_rows=args.grid_max,
         rows=None if share is None else share.rows(len(names)),
         run_files=share is None or share.index == 0)
-    finished = None
-    # Several processes: process 0 reads all the PNGs at the end instead.
-    if args.evaluate and done.any() and share is None:
-      finished = outputs.read_finished(out, names, done, resolution)
-    inputs_lib.mask_notes(mask, names, conditional=reference is not None)
+    inputs.mask_notes(mask, names, conditional=reference is not None)
   except BaseException:
     lock.release()
     raise
-  return Inputs(model_dir, images, names, mask, reference, out, done,
-                finished, lock)
+  settings = inpaint_run.Settings(
+      steps=args.steps, restarts=args.restarts, tune_steps=args.tune_steps,
+      loss=args.loss, seed=args.seed, batch_size=args.batch_size,
+      blend=not args.no_blend, dtype=args.dtype, evaluate=args.evaluate,
+      grid_max=args.grid_max, devices=args.devices,
+      process_timeout=args.process_timeout)
+  return inpaint_run.Plan(model_dir, images, names, resolution, mask,
+                          reference, out, done, settings,
+                          _record(args, model_dir), share, lock)
 
 
-def _completion_devices(count):
-  """--devices as a list of local devices, or a InputError naming it."""
-  from jaxinpaint import pipeline  # pylint: disable=g-import-not-at-top
-  try:
-    return pipeline.completion_devices(count)
-  except ValueError:
-    import jax  # pylint: disable=g-import-not-at-top
-    local = jax.local_devices()
-    raise InputError(f'--devices {count}: this process has {len(local)} local '
-                    f'{local[0].platform} device{"s" * (len(local) != 1)}; '
-                    f'expected 1 to {len(local)}') from None
+def _record(args, model_dir) -> dict:
+  """{flag: value} of what changes the images (not --batch-size or
+  --devices: float rounding only) for OUT/run.json, which --resume checks;
+  the model's step, --steps and --dtype are added once it is loaded."""
+  path = lambda p: p and outputs.text(Path(p).absolute())
+  conditional = args.reference is not None
+  return {
+      '--checkpoint': path(model_dir),
+      '--input': (args.input if args.input.startswith('tfds:')
+                  else path(args.input)),
+      '--mask': (args.mask if args.mask in masks.MASK_KINDS
+                 else path(args.mask)),
+      '--reference': path(args.reference),
+      '--loss': 'conditional' if conditional else (args.loss or 'paper'),
+      '--restarts': args.restarts, '--seed': args.seed,
+      '--no-blend': args.no_blend, '--tune-steps': args.tune_steps}
 
 
-def run(args, inputs: Inputs) -> dict:
-  """Completes the checked inputs and writes every output (`_complete`),
-  then releases the lock on --out that `prepare` took."""
-  try:
-    return _complete(args, inputs)
-  finally:
-    if inputs.lock is not None:
-      inputs.lock.release()
-
-
-def _complete(args, inputs: Inputs) -> dict:
-  """Completes the checked inputs and writes every output.
-
-  Returns the summary: metrics (with --evaluate) and the run's settings.
-  Raises InputError when the model cannot be loaded, errors.RunError when
-  the completion is not finite or a write fails, errors.Interrupted (what
-  was kept) on Ctrl-C. One of several processes (`args.share`) completes
-  and writes its block of images only; process 0 then waits for the others
-  and writes the run's files (`_finish_processes`).
-  """
-  # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import checkpoint, completion, metrics, pipeline
-  images, names, mask, reference, out = (inputs.images, inputs.names,
-                                         inputs.mask, inputs.reference,
-                                         inputs.out)
-  n, conditional, share = len(images), reference is not None, args.share
-  devices = _completion_devices(args.devices)
-  try:
-    model = inputs_lib.load_model(inputs.model_dir)
-  except (checkpoint.ChecksumError, checkpoint.DamagedCheckpointError) as e:
-    raise InputError(str(e)) from e
-  except Exception as e:  # pylint: disable=broad-except
-    # A damaged checkpoint: orbax and tensorstore raise many types.
-    first = (str(e).strip().splitlines() or [''])[0]
-    raise InputError(f'{inputs.model_dir}: cannot load the model: '
-                    f'{type(e).__name__}: {first}') from e
-
-  loss_name = None if conditional else (args.loss or 'paper')
-  spec = (completion.ConditionalSpec() if conditional
-          else completion.get_loss(loss_name))
-  platform = devices[0].platform
-  steps = args.steps or (CPU_DEFAULT_STEPS if platform == 'cpu'
-                         else PAPER_STEPS)
-  options = completion.Options(steps=steps, restarts=args.restarts,
-                               blend=not args.no_blend, dtype=args.dtype,
-                               tune_steps=args.tune_steps)
-  settings = _settings(args, inputs.model_dir, model.step, loss_name, steps,
-                       args.dtype or str(model.config.model.dtype))
-  outputs.check_run_settings(out, settings, args.resume)
-  if share is None or share.index == 0:
-    try:
-      outputs.write_json(out / outputs.RUN_FILE, settings)
-    except OSError as e:
-      raise errors.RunError(f'cannot write {outputs.text(out)}/'
-                             f'{outputs.RUN_FILE}: {e.strerror or e}') from e
-  keep = np.broadcast_to(mask > 0.5, images.shape[:-1] + (1,))
-  mask_rows = lambda rows: mask if len(mask) == 1 else mask[rows]
-  # --evaluate: the inputs are whole, so damage them (holes grey, 0 in
-  # [-1, 1]). Otherwise y is the damaged image as given: completion never
-  # reads its hole pixels.
-  masked = np.where(keep, images, np.float32(0))
-  y = masked if args.evaluate else images
-  grid_columns = (masked, reference, images if args.evaluate else None)
-
-  finished_metrics = None
-  if inputs.finished is not None:
-    done = np.flatnonzero(inputs.done)
-    finished_metrics, _ = pipeline.evaluate(
-        images[done], inputs.finished.astype(np.float32) / 127.5 - 1,
-        mask_rows(done))
-  block = np.arange(n) if share is None else share.rows(n)
-  todo = block[~inputs.done[block]]
-  # Several processes: this one writes its images only (no grid rows, no
-  # metrics); it leaves its grid rows' G(z) for process 0.
-  writer = outputs.BatchWriter(
-      out, names, grid_columns, inputs.done,
-      args.grid_max if share is None else 0, finished_metrics)
-  status = None if share is None else processes.Status(out, share)
-  progress = _Progress(n, share, out) if share is not None else None
-  results = None
-  try:
-    if status is not None:
-      status.write(processes.RUNNING, completed=0, todo=len(todo),
-                   resumed=len(block) - len(todo), written=[])
-    if (len(todo) and not args.evaluate
-        and (share is None or share.index == 0)):
-      stale = outputs.remove_stale_metrics(out)
-      if stale:
-        inputs_lib.note(f'note: removed {" and ".join(stale)} of an earlier '
-                        'run with --evaluate: they would not describe the '
-                        'images completed now (rerun with --evaluate for '
-                        'metrics)')
-    if len(todo) < len(block):
-      inputs_lib.note(f'--resume: {len(block) - len(todo)} of {len(block)} '
-                      f'images are finished in {outputs.text(out)}/; '
-                      'skipping them')
-    if len(todo):
-      batch = pipeline.round_batch_size(args.batch_size, len(todo),
-                                        len(devices))
-      try:  # before compiling a search that cannot fit
-        pipeline.check_search_memory(model, batch, args.restarts, devices)
-      except ValueError as e:
-        raise InputError(str(e).replace('restarts', '--restarts').replace(
-            'batch_size', '--batch-size')) from e
-      batches = -(-len(todo) // batch)
-      who = '' if share is None else f'process {share.index}: '
-      tuning = (f', then {args.tune_steps} steps tuning G'
-                if args.tune_steps else '')
-      inputs_lib.note(
-          f'{who}completing {len(todo)} image{"s" * (len(todo) != 1)} with '
-          f'the model at step {model.step}: {steps} Adam steps x {args.restarts} '
-          f'restart(s){tuning} on {len(devices)} {platform} '
-          f'device{"s" * (len(devices) != 1)}, {batches} compiled '
-          f'batch{"es" * (batches != 1)} (a CPU takes minutes; a GPU seconds)')
-
-      def on_batch(start, stop, batch):
-        rows = todo[start:stop]
-        per_image = None
-        if args.evaluate and share is None:
-          per_image, _ = pipeline.evaluate(images[rows], batch,
-                                           mask_rows(rows))
-        writer.batch(rows, batch, per_image)
-        if status is not None:
-          status.write(processes.RUNNING, completed=stop, written=(
-              status.fields['written'] + _image_files(names, rows)))
-          progress.update()
-
-      results = pipeline.inpaint_batches(
-          model, y[todo], mask_rows(todo), todo, spec=spec,
-          options=options, batch_size=args.batch_size, seed=args.seed,
-          reference=reference, on_batch=on_batch, devices=devices,
-          progress=share is None)
-
-    final_losses = (np.zeros(0, np.float32) if results is None
-                    else results['final_loss'].min(axis=1))
-    if share is not None:
-      in_grid = todo < args.grid_max
-      if in_grid.any():
-        processes.save_arrays(
-            processes.grid_rows_path(out, share.index), rows=todo[in_grid],
-            generated=results['generated'][in_grid],
-            blended=results['blended'][in_grid])
-      status.write(processes.DONE, final_losses=final_losses.tolist())
-      if share.index != 0:
-        progress.close()
-        print(f'process {share.index}: wrote {len(todo)} completed '
-              f'image{"s" * (len(todo) != 1)} to {outputs.text(out)}/')
-        return {}
-      writer.close()
-      writer, resumed, final_losses = _finish_processes(
-          args, inputs, grid_columns, mask_rows, progress)
-    else:
-      resumed = n - len(todo)
-    summary = {}
-    if args.evaluate:
-      summary = metrics.summarize(*(writer.per_image[k]
-                                    for k in outputs.METRIC_KEYS))
-    summary.update(
-        method='conditional' if conditional else 'inpainting',
-        loss=loss_name or 'conditional',
-        loss_weights=dataclasses.asdict(spec),
-        steps=steps, restarts=args.restarts, tune_steps=args.tune_steps,
-        batch_size=args.batch_size,
-        seed=args.seed, mask=outputs.text(args.mask), blend=not args.no_blend,
-        input=outputs.text(args.input),
-        reference=args.reference and outputs.text(args.reference),
-        checkpoint=outputs.text(inputs.model_dir), checkpoint_step=model.step,
-        model={k: model.config.model[k] for k in ('arch', 'resolution', 'width',
-                                            'z_dim')},
-        dtype=args.dtype or str(model.config.model.dtype), resumed=resumed,
-        # Of the images completed in this run (None: all were resumed).
-        final_loss_mean=(float(final_losses.mean()) if len(final_losses)
-                         else None),
-        device=devices[0].device_kind)
-    writer.finish(summary if args.evaluate else None)
-  except KeyboardInterrupt as e:
-    what = ('terminated by SIGTERM' if isinstance(e, cli.Terminated)
-            else 'interrupted')
-    raise errors.Interrupted(
-        f'{what}: {writer.complete} of {n} images are complete in '
-        f'{outputs.text(out)}/; rerun with --resume to do the rest') from e
-  finally:
-    writer.close()
-    if progress is not None:
-      progress.close()
-
-  completed = n - resumed
+def run(args, plan: inpaint_run.Plan) -> dict:
+  """Executes the plan and reports it; returns the run's summary."""
+  outcome = inpaint_run.execute(plan)
+  out, share = outputs.text(plan.out), plan.share
+  if share is not None and share.index != 0:
+    print(f'process {share.index}: wrote {outcome.completed} completed '
+          f'image{"s" * (outcome.completed != 1)} to {out}/')
+    return outcome.summary
+  completed, resumed, summary = (outcome.completed, outcome.resumed,
+                                 outcome.summary)
   print(f'wrote {completed} completed image{"s" * (completed != 1)} to '
-        f'{outputs.text(out)}/ (unblended overlays in '
-        f'{outputs.text(out / outputs.RAW_DIR)}/, grid '
-        f'{outputs.text(out / outputs.GRID_FILE)})'
+        f'{out}/ (unblended overlays in '
+        f'{outputs.text(plan.out / outputs.RAW_DIR)}/, grid '
+        f'{outputs.text(plan.out / outputs.GRID_FILE)})'
         + (f'; {resumed} finished before' if resumed else '')
         + ('' if share is None else f'; {share.count} processes'))
   if args.evaluate:
     print(f'metrics: MSE {summary["mse"]:.2f}, PSNR {summary["psnr"]:.2f} dB '
           f'(mean per image {summary["psnr_mean"]:.2f}), SSIM '
           f'{summary["ssim"]:.4f}, hole MSE {summary["hole_mse"]:.2f} over '
-          f'{n} images -> {outputs.text(out / outputs.METRICS_FILE)}, '
-          f'{outputs.text(out / outputs.SUMMARY_FILE)}')
+          f'{len(plan.names)} images -> '
+          f'{outputs.text(plan.out / outputs.METRICS_FILE)}, '
+          f'{outputs.text(plan.out / outputs.SUMMARY_FILE)}')
   return summary
 
 
-def _settings(args, model_dir, model_step, loss_name, steps, dtype) -> dict:
-  """{flag: value} of what changes the completed images (not --batch-size
-  or --devices: float rounding only), recorded in OUT/run.json so that
-  --resume refuses to mix images of other settings."""
-  path = lambda p: p and outputs.text(Path(p).absolute())
-  return {
-      '--checkpoint': path(model_dir), 'model step': int(model_step),
-      '--input': (args.input if args.input.startswith('tfds:')
-                  else path(args.input)),
-      '--mask': (args.mask if args.mask in masks.MASK_KINDS
-                 else path(args.mask)),
-      '--reference': path(args.reference),
-      '--loss': loss_name or 'conditional', '--steps': steps,
-      '--restarts': args.restarts, '--seed': args.seed, '--dtype': dtype,
-      '--no-blend': args.no_blend, '--tune-steps': args.tune_steps}
-
-
-def _image_files(names, rows) -> list:
-  """The files written for the images `rows`, relative to --out."""
-  return [f'{outputs.RAW_DIR}/{outputs.text(names[i])}.png' for i in rows] + [
-      f'{outputs.text(names[i])}.png' for i in rows]
-
-
-class _Progress:
-  """Process 0's bar over the images of all processes: each one's count is
-  that of its status file, i.e. at its last finished batch. Other
-  processes show none."""
-
-  def __init__(self, n, share, out):
-    import tqdm  # pylint: disable=g-import-not-at-top
-    self.share, self.out = share, out
-    self.bar = tqdm.tqdm(total=n, desc='completing (all processes)',
-                         unit='image', leave=False,
-                         disable=share.index != 0)
-
-  def update(self, statuses=None):
-    if self.bar.disable:
-      return
-    if statuses is None:
-      statuses = processes.read_statuses(self.out, self.share)
-    self.bar.n = sum(s.get('resumed', 0) + s.get('completed', 0)
-                     for s in statuses.values())
-    self.bar.refresh()
-
-  def close(self):
-    self.bar.close()
-
-
-def _finish_processes(args, inputs, grid_columns, mask_rows, progress):
-  """Process 0, after its own block: waits for every process, then writes
-  grid.png (from the G(z) each process left) and, with --evaluate,
-  metrics.csv and summary.json from the PNGs of all processes, read back as
-  --resume does. Returns (writer, resumed count, final losses)."""
-  from jaxinpaint import pipeline  # pylint: disable=g-import-not-at-top
-  share, out, names = args.share, inputs.out, inputs.names
-  n = len(names)
-  statuses = processes.wait_for_all(out, share, args.process_timeout,
-                                    on_update=progress.update)
-  grid_rows = min(n, args.grid_max)
-  # The grid's images were all done before (and grid.png kept) or are all
-  # completed in this run (outputs.finished): each process left its rows.
-  grid_done = inputs.done[:grid_rows].all()
-  writer = outputs.BatchWriter(out, names, grid_columns,
-                               np.full(n, grid_done), args.grid_max)
-  if not grid_done:
-    for i in range(share.count):
-      block = dataclasses.replace(share, index=i).rows(n)
-      if len(block) and block[0] < grid_rows:  # it had rows of the grid
-        path = processes.grid_rows_path(out, i)
-        try:
-          with np.load(path) as rows:
-            writer.add_grid_rows(rows['rows'], rows['generated'],
-                                 rows['blended'])
-        except (OSError, ValueError, KeyError) as e:
-          raise errors.RunError(f'cannot read {outputs.text(path)}, the '
-                                 f'grid rows of process {i}: {e}') from e
-    if writer.grid is not None:
-      raise errors.RunError(
-          f'the processes left {len(writer.grid)} of the {grid_rows} rows of '
-          f'{outputs.text(out / outputs.GRID_FILE)}; rerun without --resume')
-  if args.evaluate:
-    everything = np.ones(n, bool)
-    completed = outputs.read_finished(out, names, everything,
-                                      inputs.images.shape[1])
-    per_image, _ = pipeline.evaluate(
-        inputs.images, completed.astype(np.float32) / 127.5 - 1,
-        mask_rows(np.arange(n)))
-    writer.add_metrics(np.arange(n), per_image)
-  resumed = sum(s['resumed'] for s in statuses)
-  final_losses = np.concatenate([np.asarray(s['final_losses'], np.float32)
-                                 for s in statuses])
-  return writer, resumed, final_losses
-
-
-def _start_processes(args):
-  """With the multi-process flags: joins the processes (args.share)."""
-  problem = processes.check_flags(args.coordinator_address,
-                                  args.num_processes, args.process_id,
-                                  args.multiprocess)
-  if problem:
-    cli.fail(problem)
-  if args.coordinator_address is None and not args.multiprocess:
-    return
-  try:
-    args.share = processes.start(args.coordinator_address,
-                                 args.num_processes, args.process_id)
-  except Exception as e:  # pylint: disable=broad-except
-    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    cli.fail(f'cannot join the other processes with jax.distributed: {first}',
-             cli.FAILURE)
-
-
 def _recording_failure(fn):
-  """`fn(args, ...)` that records a failure in the status file of one of
+  """`fn(args, ...)` that records a failure in the status log of one of
   several processes, for process 0 to report."""
   def wrapped(args, *rest):
-    if args.share is None:
-      return fn(args, *rest)
-    with processes.Status(Path(args.out), args.share).failure_recorded():
+    with processes.failure_recorded(Path(args.out), args.share):
       return fn(args, *rest)
   return wrapped
 
@@ -641,8 +333,15 @@ def main(argv=None):
   computation or a write fails (on process 0 of several: when another
   process failed), 130 on Ctrl-C and 143 on SIGTERM.
   """
+  cli.prepare_host()
   args = build_parser().parse_args(argv)
-  _start_processes(args)
+  try:  # before any JAX computation
+    args.share = processes.join(args.coordinator_address, args.num_processes,
+                                args.process_id, args.multiprocess)
+  except InputError as e:
+    cli.fail(str(e))
+  except errors.RunError as e:
+    cli.fail(str(e), cli.FAILURE)
   return cli.run_checked(_recording_failure(prepare),
                          _recording_failure(run), args)
 

@@ -80,6 +80,25 @@ def check_flags(coordinator_address, num_processes, process_id,
   return None
 
 
+def join(coordinator_address=None, num_processes=None, process_id=None,
+         multiprocess: bool = False) -> Share | None:
+  """The multi-process flags -> this process's `Share` (None: one process,
+  no flag given). Raises errors.InputError for flags that do not go
+  together, errors.RunError when the processes cannot join."""
+  problem = check_flags(coordinator_address, num_processes, process_id,
+                        multiprocess)
+  if problem:
+    raise errors.InputError(problem)
+  if coordinator_address is None and not multiprocess:
+    return None
+  try:
+    return start(coordinator_address, num_processes, process_id)
+  except Exception as e:  # pylint: disable=broad-except
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    raise errors.RunError('cannot join the other processes with '
+                          f'jax.distributed: {first}') from e
+
+
 def check_address(address: str) -> str | None:
   """What is wrong with a --coordinator_address (None: nothing): it must be
   HOST:PORT, the port a number from 1 to 65535 (an IPv6 host in [])."""
@@ -154,29 +173,33 @@ class Status:
         run=self.share.run_id, process=self.share.index,
         processes=self.share.count, state=state, time=time.time(),
         **fields)) + '\n'
-    if not self._started:  # a new log: an earlier run's is replaced
-      outputs.write_text(self.path, line)
+    if not self._started:
       self._started = True
-      return
+      if read_status(self.path).get('run') != self.share.run_id:
+        outputs.write_text(self.path, line)  # an earlier run's log goes
+        return
     # One write of a whole line: a reader sees it all or (mid-write) a cut
     # last line, which it ignores.
     with open(self.path, 'a', encoding='utf-8') as f:
       f.write(line)
 
-  @contextlib.contextmanager
-  def failure_recorded(self):
-    """Records any exception (Ctrl-C too) as this process's failure, then
-    lets it go on to the CLI's exit codes."""
-    try:
-      yield
-    except BaseException as e:
+
+
+@contextlib.contextmanager
+def failure_recorded(out: Path, share: Share | None):
+  """Records any exception (Ctrl-C too) as this process's failure in its
+  status log, for process 0 to report, then lets it go on to the CLI's exit
+  codes. A one-process run (`share` None) records nothing."""
+  try:
+    yield
+  except BaseException as e:
+    if share is not None:
       message = str(e).strip().splitlines()[0] if str(e).strip() else ''
-      message = message or type(e).__name__
       try:
-        self.write(FAILED, error=message)
+        Status(out, share).write(FAILED, error=message or type(e).__name__)
       except OSError:
         pass  # process 0 then reports this process as silent
-      raise
+    raise
 
 
 def read_status(path: Path) -> dict:

@@ -20,7 +20,8 @@ import pytest
 from PIL import Image
 
 from jaxinpaint import checkpoint, completion, config as config_lib, data
-from jaxinpaint import errors, inpaint_cli, inputs, models, outputs
+from jaxinpaint import errors, inpaint_cli, inpaint_run, inputs, models
+from jaxinpaint import outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 CELEBA_TEST = ROOT.parent / 'shared' / 'data' / 'celeba64' / 'test'
@@ -259,9 +260,11 @@ def test_tfds_input(monkeypatch):
 
   monkeypatch.setitem(sys.modules, 'tensorflow_datasets',
                       types.SimpleNamespace(data_source=data_source))
-  images, names = inputs.load_inputs('tfds:faces:test[:4]', RES, 3)
+  reader, names = inputs.load_inputs('tfds:faces:test[:4]', RES, 3)
   # Never a download: an unprepared set must be an error, not hours of it.
   assert calls == [('faces', 'test[:4]', None, False)]
+  assert len(reader) == 3
+  images = reader.read(np.arange(3))  # read on demand, rows at a time
   assert images.shape == (3, RES, RES, 3) and images.dtype == np.float32
   assert names == ['faces_test_4__00000', 'faces_test_4__00001',
                    'faces_test_4__00002']
@@ -644,7 +647,7 @@ def test_run_leaves_the_callers_args_and_logging_alone(ckpt, tmp_path,
   summary = inpaint_cli.run(args, inpaint_cli.prepare(args))
   capsys.readouterr()
   # --steps unset: the CPU default is used, and args still say "unset".
-  assert summary['steps'] == inpaint_cli.CPU_DEFAULT_STEPS
+  assert summary['steps'] == inpaint_run.CPU_DEFAULT_STEPS
   assert vars(args) == before and args.steps is None
   assert logging.get_verbosity() == verbosity
 
@@ -733,4 +736,4 @@ def test_help_explains_devices_dtype_and_processes(capsys):
   for flag in ('--coordinator_address', '--num_processes', '--process_id',
                '--multiprocess', '--process-timeout'):
     assert flag in text
-  assert 'process 0 waits for all of them' in text
+  assert 'process 0 then writes grid.png, metrics.csv and summary.json for all' in text

@@ -75,7 +75,7 @@ def test_gif_webp_tiff_inputs_are_read_and_other_files_counted(
   assert names == ['face_bmp', 'face_gif', 'face_png', 'face_tif',
                    'face_tiff', 'face_webp']
   expected = pixels.astype(np.float32) / 127.5 - 1
-  for image in images:
+  for image in images.read(np.arange(len(images))):
     np.testing.assert_array_equal(image, expected)
   err = capsys.readouterr().err
   assert (f'note: --input {folder}: skipped 2 files that are not an image '
