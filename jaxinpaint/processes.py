@@ -203,18 +203,21 @@ def failure_recorded(out: Path, share: Share | None):
 
 
 def read_status(path: Path) -> dict:
-  """The state of a status log: its lines merged in order ({} if none)."""
-  status = {}
+  """The state of a status log ({} if none): its lines merged in order,
+  later values winning, but 'written' (each batch's files) accumulated."""
+  status, written = {}, []
   try:
     text = path.read_text(encoding='utf-8')
   except OSError:
     return status  # not written yet
   for line in text.splitlines():
     try:
-      status.update(json.loads(line))
+      fields = json.loads(line)
     except ValueError:
       break  # the last line, being written
-  return status
+    written += fields.pop('written', [])
+    status.update(fields)
+  return dict(status, written=written) if status else status
 
 
 def read_statuses(out: Path, share: Share) -> dict:

@@ -83,8 +83,14 @@ def test_two_processes_write_what_one_process_writes(setup):
 
   # Each file has one writer: the images of its block, and process 0 alone
   # the run's files (grid, metrics.csv, summary.json, not in any list).
-  statuses = [json.loads(processes.status_path(multi, i).read_text())
+  statuses = [processes.read_status(processes.status_path(multi, i))
               for i in range(2)]
+  # The logs grow by a line per batch (of 2 images), each naming only its
+  # own files (2 per image): linear in the images, never rewritten whole.
+  for i, files_per_batch in enumerate(([4], [4, 2])):
+    lines = processes.status_path(multi, i).read_text().splitlines()
+    per_batch = [json.loads(l).get('written') for l in lines]
+    assert [len(w) for w in per_batch if w] == files_per_batch
   assert [s['state'] for s in statuses] == ['done', 'done']
   assert len({s['run'] for s in statuses}) == 1
   written = [set(s['written']) for s in statuses]
@@ -158,8 +164,8 @@ def test_multi_process_flags_are_checked_before_any_work(capsys):
 
 
 def write_status(out, share, state, **fields):
-  outputs.write_json(processes.status_path(out, share.index), dict(
-      run=share.run_id, process=share.index, state=state, **fields))
+  outputs.write_text(processes.status_path(out, share.index), json.dumps(dict(
+      run=share.run_id, process=share.index, state=state, **fields)) + '\n')
 
 
 def test_waiting_reports_failed_and_silent_processes(tmp_path):
