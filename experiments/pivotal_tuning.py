@@ -6,9 +6,9 @@ search (`pipeline.inpaint_batches`); then, from the same ẑ, each
 --tune-steps N tunes every image's own copy of G and fills from G_θ(ẑ)
 (`completion.fill_from_latents`). Each is scored with `pipeline.evaluate`
 (MSE, PSNR, SSIM, hole MSE on uint8 values) and with an independent face
-detector (`evaluation.haar_face_hits`), timed without compilation (a
+detector (`face_check.haar_face_hits`), timed without compilation (a
 one-step call compiles first), and the latent-recovery check
-(`evaluation.latent_recovery`) is run with and without tuning. Writes
+(`latent_recovery.measure`) is run with and without tuning. Writes
 results.json and table.md to --out and the figure masked | search only |
 search + tuning | original of the first --figure-rows faces.
 
@@ -27,9 +27,11 @@ import resource
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 
-from jaxinpaint import evaluation, grids, inputs as inputs_lib, masks
+from jaxinpaint import completion, face_check, grids, inputs as inputs_lib
+from jaxinpaint import latent_recovery, masks, pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,9 +60,8 @@ def build_parser():
 
 
 def scores(originals, completed, mask):
-  from jaxinpaint import pipeline  # pylint: disable=g-import-not-at-top
   _, summary = pipeline.evaluate(originals, completed, mask)
-  summary['face_hits'] = float(evaluation.haar_face_hits(completed).mean())
+  summary['face_hits'] = float(face_check.haar_face_hits(completed).mean())
   return summary
 
 
@@ -72,9 +73,6 @@ def timed(fn):
 
 def main(argv=None):
   args = build_parser().parse_args(argv)
-  import jax  # pylint: disable=g-import-not-at-top
-  # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import completion, pipeline
   tune_steps = [int(s) for s in args.tune_steps.split(',')]
   model = inputs_lib.load_model(inputs_lib.find_model(args.model)[0])
   res = model.resolution
@@ -105,8 +103,8 @@ def main(argv=None):
     mask = masks.make_masks(kind, 1, res, res, 0)
     y = np.where(mask > 0.5, faces, np.float32(0))
     row = results['masks'][kind] = dict(
-        original_face_hits=float(evaluation.haar_face_hits(faces).mean()),
-        masked_face_hits=float(evaluation.haar_face_hits(y).mean()))
+        original_face_hits=float(face_check.haar_face_hits(faces).mean()),
+        masked_face_hits=float(face_check.haar_face_hits(y).mean()))
     # One step first: compiles, so the timed runs are the steps alone.
     run_search = lambda steps: pipeline.inpaint_batches(
         model, y, mask, indices, spec=spec,
@@ -154,7 +152,7 @@ def main(argv=None):
 
   if args.recovery_images:
     for steps in [0] + tune_steps:
-      rows, seconds = timed(lambda: evaluation.latent_recovery(
+      rows, seconds = timed(lambda: latent_recovery.measure(
           model, losses=('paper',), constraints=('box',),
           n=args.recovery_images, steps=args.recovery_steps,
           batch_size=args.recovery_images, tune_steps=steps,

@@ -14,8 +14,8 @@ setting changed at a time:
 best values of the two factors that lowered the MSE most, averaged over the
 masks as MSE / the defaults' MSE, run together (loss and eta are not paired:
 η weighs the paper loss's prior, Yeh et al.'s loss has its own). Every cell
-starts image i from the latents of (--seed, i), as bench/paper_tables.py
-does, so the defaults cell is its paper_wgan row and loss=yeh its yeh_wgan
+starts image i from the latents of (--seed, i), as paper_tables.py does,
+so the defaults cell is its paper_wgan row and loss=yeh its yeh_wgan
 row. Each cell records, per mask, MSE, PSNR, mean PSNR, SSIM and hole MSE
 (`pipeline.evaluate`, after Poisson blending) and the seconds of the search
 (wall time less JAX's compile time, and the compile time apart).
@@ -30,13 +30,17 @@ finished. --time-limit S starts no cell that would not end within S seconds
 of the start, judged from the cells already run.
 """
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
-# No JAX behind these: `--help` and input errors stay fast.
-from jaxinpaint import cli, errors, evaluation, inputs, masks as masks_lib
-from jaxinpaint import outputs
+import jax
+import numpy as np
+
+from jaxinpaint import cli, completion, errors, inputs, masks as masks_lib
+from jaxinpaint import outputs, pipeline
 from jaxinpaint.errors import InputError
+import common  # experiments/common.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = '../shared/data/celeba64/test'  # relative to the repo root
@@ -58,8 +62,7 @@ COLUMNS = (('mse', 'MSE', False), ('psnr', 'PSNR', True),
 
 
 def default_settings() -> dict:
-  """The defaults every cell varies: completion's own (imports JAX)."""
-  from jaxinpaint import completion  # pylint: disable=g-import-not-at-top
+  """The defaults every cell varies: completion's own."""
   options = completion.Options()
   return dict(loss='paper', eta=completion.LOSSES['paper'].eta,
               z_constraint=options.z_constraint,
@@ -83,8 +86,6 @@ def cell_name(change: dict) -> str:
 def resolve(defaults: dict, change: dict):
   """(LossSpec, the settings of every factor) of one cell. The loss is
   completion.LOSSES[loss] with its own η unless the cell sets eta."""
-  import dataclasses  # pylint: disable=g-import-not-at-top
-  from jaxinpaint import completion  # pylint: disable=g-import-not-at-top
   settings = dict(defaults, **change)
   spec = completion.get_loss(settings['loss'])
   if 'eta' in change:
@@ -127,15 +128,12 @@ def run_cell(model, images, masks: dict, spec, settings: dict, *, steps: int,
              batch_size: int, seed: int, progress: bool) -> dict:
   """{mask kind: metrics (`pipeline.evaluate`'s summary) + seconds} of one
   setting on every mask."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import completion, pipeline
   options = completion.Options(
       steps=steps, restarts=settings['restarts'],
       learning_rate=settings['learning_rate'],
       z_constraint=settings['z_constraint'])
   results = {}
-  with evaluation.CompileTimer() as timer:
+  with common.CompileTimer() as timer:
     for kind, mask in masks.items():
       damaged = np.where(mask > 0.5, images, np.float32(0))
       compile_before, start = timer.seconds, time.perf_counter()
@@ -281,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
                  f'resolution (default: {DEFAULT_INPUT} from the repo root).')
   p.add_argument('--limit', type=int, default=256, metavar='N',
                  help='the first N images (default: 256).')
-  p.add_argument('--masks', default=','.join(evaluation.TABLE_MASKS),
+  p.add_argument('--masks', default=','.join(common.TABLE_MASKS),
                  metavar='LIST', help='comma list of mask kinds (default: '
                  'center,three_squares, the paper\'s Tables 1-2).')
   p.add_argument('--factors', default=','.join(FACTOR_NAMES), metavar='LIST',
@@ -309,15 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def prepare(args):
-  """Checks every flag, the model, the images and the outputs (no JAX)."""
+  """Checks every flag, the model, the images and the outputs."""
   inputs.check_counts(args.limit, args.seed, steps=args.steps,
                       batch_size=args.batch_size)
   if args.time_limit is not None and not args.time_limit > 0:
     raise InputError(f'--time-limit {args.time_limit}: expected a positive '
                     'number of seconds')
-  mask_kinds = evaluation.split_list(args.masks, '--masks',
-                                     masks_lib.MASK_KINDS)
-  names = evaluation.split_list(args.factors, '--factors', FACTOR_NAMES)
+  mask_kinds = common.split_list(args.masks, '--masks', masks_lib.MASK_KINDS)
+  names = common.split_list(args.factors, '--factors', FACTOR_NAMES)
   factors = tuple((f, v) for f, v in FACTORS if f in names)
   model_dir, config = inputs.find_model(args.model, flag='--model')
   if config.model.arch != 'wgan':
@@ -328,8 +325,7 @@ def prepare(args):
   if not input_path.is_dir():
     raise InputError(f'--input {input_path}: no such folder')
   images, names = inputs.load_inputs(str(input_path), resolution, args.limit)
-  masks = evaluation.table_masks(mask_kinds, len(images), resolution,
-                                 args.seed)
+  masks = common.table_masks(mask_kinds, len(images), resolution, args.seed)
   out = Path(args.out)
   if out.exists() and not out.is_dir():
     raise InputError(f'--out {out}: exists and is not a folder')
@@ -339,17 +335,14 @@ def prepare(args):
 
 
 def run(args, checked) -> dict:
-  import jax  # pylint: disable=g-import-not-at-top
   model_dir, images, names, masks, factors, out, input_label = checked
   model = inputs.load_model(model_dir)
-  device = jax.devices()[0]
   settings = dict(
       model=str(model_dir), step=model.step, resolution=model.resolution,
       width=int(model.config.model.width), input=input_label,
       n_images=len(images), names=names, masks=list(masks), steps=args.steps,
       batch_size=args.batch_size, seed=args.seed, time_limit=args.time_limit,
-      device=(device.platform if device.device_kind == device.platform
-              else f'{device.platform} ({device.device_kind})'),
+      device=common.device_label(),
       jax_version=jax.__version__)
 
   def save(grid):

@@ -58,7 +58,7 @@ def fail(message, code=USAGE):
 
 def run_checked(prepare_fn, run_fn, args):
   """`run_fn(args, prepare_fn(args))` with the exit-code convention, for the
-  argparse CLIs (inpaint.py and the bench/ scripts).
+  argparse CLIs (inpaint.py and the bench/ and experiments/ scripts).
 
   `prepare_fn` checks every input and writes nothing: errors.InputError, a
   ValueError or a FileNotFoundError there (the loaders name the file) exit

@@ -239,7 +239,7 @@ last_sample=$(ls "$WORK/run/samples/"*.png 2>/dev/null | tail -1)
 say "model exported"
 
 # 5. The paper's tables on the test faces, paper loss and Yeh et al.'s.
-"$PYTHON" bench/paper_tables.py --input "$WORK/test" --wgan "$WORK/model" \
+"$PYTHON" experiments/paper_tables.py --input "$WORK/test" --wgan "$WORK/model" \
   --masks "$MASKS" --methods paper_wgan,yeh_wgan --limit "$FACES" --steps "$CSTEPS" \
   --batch-size "$FACES" --out "$WORK/tables" --no-progress
 say "tables done"

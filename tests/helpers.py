@@ -37,6 +37,20 @@ def load_config(name, **overrides):
   return config
 
 
+def load_experiment(name):
+  """experiments/<name>.py as a module. The folder goes first on sys.path,
+  as when Python runs the script, so its `import common` finds
+  experiments/common.py."""
+  folder = str(REPO / 'experiments')
+  if folder not in sys.path:
+    sys.path.insert(0, folder)
+  spec = importlib.util.spec_from_file_location(
+      f'experiments_{name}', REPO / 'experiments' / f'{name}.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def write_npz(path, n=64, size=32, seed=0):
   """uint8 images with some structure (smooth blobs), as an .npz source."""
   rng = np.random.default_rng(seed)

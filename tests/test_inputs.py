@@ -1,8 +1,8 @@
 """jaxinpaint.inputs and the public surface that scripts use.
 
-No script in bench/, nor inpaint.py or train.py, reaches into a private
-name of the library; a work dir's unfinished checkpoint gets G's BatchNorm
-statistics recalibrated on load; timing leaves no jax.monitoring listener.
+No script in bench/ or experiments/, nor inpaint.py or train.py, reaches
+into a private name of the library; a work dir's unfinished checkpoint gets
+G's BatchNorm statistics recalibrated on load.
 """
 import ast
 from pathlib import Path
@@ -13,11 +13,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from helpers import REPO
-from jaxinpaint import checkpoint, config as config_lib, evaluation, inputs
+from jaxinpaint import checkpoint, config as config_lib, inputs
 from jaxinpaint import errors, models, training
 
-SCRIPTS = sorted(REPO.glob('bench/*.py')) + [REPO / 'inpaint.py',
-                                             REPO / 'train.py']
+SCRIPTS = (sorted(REPO.glob('bench/*.py'))
+           + sorted(REPO.glob('experiments/*.py'))
+           + [REPO / 'inpaint.py', REPO / 'train.py'])
 
 
 def private_uses(source: str) -> list:
@@ -134,15 +135,6 @@ def test_finished_and_exported_models_load_as_saved(tmp_path, capsys):
           exported.step) == ('dcgan', config.model.z_dim, 32, step)
   assert exported.latent_distribution == 'uniform'
   assert sorted(exported.nets) == ['critic', 'generator']
-
-
-def test_compile_timer_counts_compilation_and_then_unregisters():
-  with evaluation.CompileTimer() as timer:
-    jax.jit(lambda x: jnp.sin(x) * 3)(jnp.ones(7)).block_until_ready()
-  counted = timer.seconds
-  assert counted > 0
-  jax.jit(lambda x: jnp.cos(x) * 5)(jnp.ones(9)).block_until_ready()
-  assert timer.seconds == counted  # no longer listening
 
 
 def test_check_counts_names_the_flag():

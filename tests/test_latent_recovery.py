@@ -1,9 +1,11 @@
-"""`evaluation.latent_recovery`: completing G's own samples x* = G(z*)."""
+"""`latent_recovery.measure`: completing G's own samples x* = G(z*), and
+experiments/latent_recovery.py's table of it."""
 import numpy as np
 import pytest
 
-from jaxinpaint import completion, config as config_lib, evaluation, masks
-from jaxinpaint import models, poisson
+from helpers import load_experiment
+from jaxinpaint import completion, config as config_lib, latent_recovery
+from jaxinpaint import masks, models, poisson
 
 RES, N = 16, 2
 
@@ -25,17 +27,18 @@ def np_hole_mse(a, b, mask):
 
 
 def test_recovery_numbers_and_the_harmonic_baseline(model):
-  rows = evaluation.latent_recovery(model, losses=('paper',),
-                                    constraints=('box', 'sphere'), n=N,
-                                    steps=2, batch_size=N)
+  rows = latent_recovery.measure(model, losses=('paper',),
+                                 constraints=('box', 'sphere'), n=N, steps=2,
+                                 batch_size=N)
+  script = load_experiment('latent_recovery')
   assert [(r['constraint'], r['loss']) for r in rows] == [
       ('box', 'paper'), ('sphere', 'paper')]
   mask = masks.make_masks('center', N, RES, RES)
   for r in rows:
-    assert all(np.isfinite(r[k]) for k, _ in evaluation.RECOVERY_COLUMNS)
+    assert all(np.isfinite(r[k]) for k, _ in script.COLUMNS)
     assert r['z_l2'] > 0 and r['g_hole_mse'] > 0  # seeds 0 and 1 differ
     options = completion.Options(z_constraint=r['constraint'])
-    z_star, x_star = evaluation.latent_targets(model, N, 1, options)
+    z_star, x_star = latent_recovery.targets(model, N, 1, options)
     if r['constraint'] == 'sphere':
       np.testing.assert_allclose(np.linalg.norm(z_star, axis=-1), 4.0,
                                  rtol=1e-5)
@@ -45,7 +48,7 @@ def test_recovery_numbers_and_the_harmonic_baseline(model):
     filled, _ = poisson.harmonic_fill(y, mask)
     np.testing.assert_allclose(r['harmonic_hole_mse'],
                                np_hole_mse(filled, x_star, mask), rtol=1e-6)
-  table = evaluation.latent_recovery_markdown(rows)
+  table = script.table_markdown(rows)
   assert table.count('\n') == 3 and '| box ±1 | paper |' in table
 
 
@@ -54,19 +57,18 @@ def test_zero_steps_from_the_target_itself_recover_it_exactly(model):
   # step, ẑ = z*, in the box (the WGAN's Gaussian start clipped: exactly)
   # and on the sphere (|z| = 4: to float32 rounding, as the projection's
   # division is compiled in two programs).
-  rows = evaluation.latent_recovery(model, losses=('yeh',),
-                                    constraints=('box', 'sphere'), n=N,
-                                    steps=0, seed=5, target_seed=5,
-                                    batch_size=N)
+  rows = latent_recovery.measure(model, losses=('yeh',),
+                                 constraints=('box', 'sphere'), n=N, steps=0,
+                                 seed=5, target_seed=5, batch_size=N)
   box, sphere = rows
   assert box['z_l2'] == 0.0 and box['z_rms'] == 0.0, box
   assert sphere['z_l2'] < 4e-6 and sphere['z_rms'] < 1e-6, sphere
   for r in rows:
     assert r['g_hole_mse'] < 0.5, r  # the same image, up to rounding
   # Another target seed: the same zero steps are far from z*.
-  far, = evaluation.latent_recovery(model, losses=('yeh',),
-                                    constraints=('sphere',), n=N, steps=0,
-                                    seed=5, target_seed=6, batch_size=N)
+  far, = latent_recovery.measure(model, losses=('yeh',),
+                                 constraints=('sphere',), n=N, steps=0,
+                                 seed=5, target_seed=6, batch_size=N)
   assert far['z_l2'] > 1.0
 
 
@@ -75,8 +77,8 @@ def test_recovery_with_pivotal_tuning_keeps_the_search(model):
   # hole is G_θ(ẑ)'s (the blend of the tuned G).
   common = dict(losses=('paper',), constraints=('box',), n=N, steps=2,
                 batch_size=N)
-  plain, = evaluation.latent_recovery(model, **common)
-  tuned, = evaluation.latent_recovery(
+  plain, = latent_recovery.measure(model, **common)
+  tuned, = latent_recovery.measure(
       model, tune_steps=2, tune_options=dict(tune_lr=1e-3), **common)
   assert (plain['tune_steps'], tuned['tune_steps']) == (0, 2)
   for key in ('z_l2', 'z_rms', 'final_loss', 'harmonic_hole_mse'):

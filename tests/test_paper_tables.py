@@ -1,4 +1,5 @@
-"""End-to-end test of bench/paper_tables.py (the paper's Tables 1-2, Fig. 8).
+"""End-to-end test of experiments/paper_tables.py (the paper's Tables 1-2,
+Fig. 8).
 
 Tiny exported WGAN and DCGAN checkpoints with random weights (width 4,
 z_dim 16, 64x64, as in test_inpaint_cli), 4 CelebA test images, 3 steps.
@@ -6,27 +7,19 @@ The script runs in-process twice; the second run reuses the compiled
 programs. About 40-70 s on 2 CPU cores (four completion programs compile:
 three WGAN losses and the DCGAN).
 """
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from jaxinpaint import checkpoint, config as config_lib, data, evaluation
+from helpers import load_experiment
+from jaxinpaint import baselines, checkpoint, config as config_lib, data
 from jaxinpaint import masks, models, pipeline, poisson
 
 ROOT = Path(__file__).resolve().parents[1]
 CELEBA_TEST = ROOT.parent / 'shared' / 'data' / 'celeba64' / 'test'
 N_IMAGES = 4
-
-
-def _load_script(name='paper_tables'):
-  spec = importlib.util.spec_from_file_location(
-      name, ROOT / 'bench' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def _export(path, arch):
@@ -51,7 +44,7 @@ def test_paper_tables_end_to_end(tmp_path, capsys):
   if not CELEBA_TEST.is_dir():
     pytest.skip(f'{CELEBA_TEST} is absent (../shared/data ships with the '
                 'development checkout only)')
-  script = _load_script()
+  script = load_experiment('paper_tables')
   wgan = _export(tmp_path / 'wgan', 'wgan')
   dcgan = _export(tmp_path / 'dcgan', 'dcgan')
   argv = ['--input', str(CELEBA_TEST), '--limit', str(N_IMAGES), '--steps',
@@ -62,17 +55,17 @@ def test_paper_tables_end_to_end(tmp_path, capsys):
   stdout = capsys.readouterr().out
 
   methods = results['settings']['methods']
-  expected = [m for m in evaluation.METHODS if m not in results['skipped']]
+  expected = [m for m in script.common.METHODS if m not in results['skipped']]
   assert methods == expected
   # Only the optional baselines may be skipped, and then with the hint.
   for m, reason in results['skipped'].items():
-    assert m in ('telea', 'biharmonic') and evaluation.BASELINES_HINT in reason
+    assert m in ('telea', 'biharmonic') and baselines.INSTALL_HINT in reason
   assert set(methods) >= {'paper_wgan', 'yeh_wgan', 'yeh_gradient_wgan',
                           'yeh_dcgan', 'harmonic'}
   on_disk = json.loads((out1 / 'results.json').read_text())
   assert on_disk['results'] == results['results']
 
-  keys = [c[0] for c in evaluation.COLUMNS]
+  keys = [c[0] for c in script.common.COLUMNS]
   for kind in ('center', 'three_squares'):
     for name in (f'table_{kind}.md', f'timing_{kind}.md', f'fig_{kind}.png'):
       assert (out1 / name).is_file(), name
@@ -116,8 +109,9 @@ def test_paper_tables_end_to_end(tmp_path, capsys):
 
 
 def test_conditional_figure_missing_examples(tmp_path, capsys, monkeypatch):
-  """bench/conditional_figure.py says clearly what is missing (no JAX run)."""
-  script = _load_script('conditional_figure')
+  """experiments/conditional_figure.py says clearly what is missing (no
+  completion runs)."""
+  script = load_experiment('conditional_figure')
   model = _export(tmp_path / 'wgan', 'wgan')
   with pytest.raises(SystemExit) as e:
     script.main(['--model', model, '--faces', str(tmp_path / 'none')])

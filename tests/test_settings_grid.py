@@ -2,32 +2,23 @@
 
 The cell list, the best pair and the time limit are checked on hand-made
 results; one end-to-end run (a random width-4 model, 2 images at 32x32, 2
-Adam steps, the loss and z constraint factors) is checked against evaluation.run_gan (the paper
-tables' own path) and a numpy MSE.
+Adam steps, the loss and z constraint factors) is checked against
+common.run_gan (the paper tables' own path) and a numpy MSE.
 """
-import importlib.util
 import json
 
 import numpy as np
 from PIL import Image
 
-from helpers import REPO, write_npz
+from helpers import load_experiment, write_npz
 from jaxinpaint import checkpoint, completion, config as config_lib
-from jaxinpaint import evaluation, inputs, masks as masks_lib, models
+from jaxinpaint import inputs, masks as masks_lib, models
 
 DEFAULTS = dict(loss='paper', eta=0.5, z_constraint='box',
                 learning_rate=0.03, restarts=1)
 
 
-def _load_script():
-  spec = importlib.util.spec_from_file_location(
-      'settings_grid', REPO / 'experiments' / 'settings_grid.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-grid_lib = _load_script()
+grid_lib = load_experiment('settings_grid')
 
 
 def test_defaults_are_completions_own():
@@ -150,16 +141,15 @@ def test_grid_end_to_end_matches_the_tables_path(tmp_path):
   assert result['cells'][0]['results'] == saved['cells'][0]['results']
 
   # The defaults cell is the paper tables' paper_wgan, loss=yeh its yeh_wgan.
-  loaded = inputs.load_model(model_dir)
-  _, config = inputs.find_model(str(model_dir))
-  model = evaluation.Model('wgan', model_dir, 'm', config, loaded)
+  model = inputs.load_model(model_dir)
   faces, _ = inputs.load_inputs(str(folder), 32, 2)
-  search = evaluation.Search(steps=2, batch_size=2, progress=False)
+  search = grid_lib.common.Search(steps=2, batch_size=2, progress=False)
   for cell, loss in ((saved['cells'][0], 'paper'), (saved['cells'][1], 'yeh')):
     for kind in ('center', 'three_squares'):
       mask = masks_lib.make_masks(kind, 1, 32, 32, 0)
       damaged = np.where(mask > 0.5, faces, np.float32(0))
-      blended, _ = evaluation.run_gan(model, loss, damaged, mask, search)
+      blended, _ = grid_lib.common.run_gan(model, loss, damaged, mask,
+                                           search)
       u8 = lambda x: np.clip(np.round((np.asarray(x, np.float64) + 1)
                                       * 127.5), 0, 255)
       mse = np.mean((u8(blended) - u8(faces)) ** 2, axis=(1, 2, 3))

@@ -1,8 +1,8 @@
 """The paper's Tables 1-2 and Fig. 8: every completion method on one test set.
 
 Runs on a folder of complete test images, damages them with the tables'
-masks and fills the holes with each method of `jaxinpaint.evaluation`, on
-the same images and masks:
+masks and fills the holes with each method of `common.METHODS`, on the
+same images and masks:
 
   paper_wgan          our loss (paper eq. 5-8) on our WGAN-GP (--wgan)
   yeh_wgan            Yeh et al.'s loss on our WGAN
@@ -12,16 +12,20 @@ the same images and masks:
   telea               OpenCV's Telea inpainting     (pip install -e .[baselines])
   biharmonic          scikit-image's biharmonic     (pip install -e .[baselines])
 
-  python bench/paper_tables.py --limit 64 --steps 1000
-  python bench/paper_tables.py --wgan runs/celeba64 --dcgan runs/celeba64_dcgan
-  python bench/paper_tables.py --methods harmonic,telea,biharmonic --limit 8
+  python experiments/paper_tables.py --limit 64 --steps 1000
+  python experiments/paper_tables.py --wgan runs/celeba64 \\
+      --dcgan runs/celeba64_dcgan
+  python experiments/paper_tables.py --methods harmonic,telea,biharmonic \\
+      --limit 8
 """
 import argparse
 from pathlib import Path
 
-# No JAX behind these: `--help` and input errors stay fast.
-from jaxinpaint import cli, evaluation, inputs, masks as masks_lib, outputs
+import jax
+
+from jaxinpaint import baselines, cli, inputs, masks as masks_lib, outputs
 from jaxinpaint.errors import InputError
+import common  # experiments/common.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = '../shared/data/celeba64/test'  # relative to the repo root
@@ -68,15 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
                  'resolution (sorted, searched recursively), an image file, '
                  'or tfds:NAME:SPLIT. Default: ../shared/data/celeba64/test '
                  'relative to the repo root.')
-  p.add_argument('--masks', default=','.join(evaluation.TABLE_MASKS),
+  p.add_argument('--masks', default=','.join(common.TABLE_MASKS),
                  metavar='LIST',
                  help='comma list of mask kinds (default: center,'
                  'three_squares, the masks of Tables 1 and 2; random and '
                  'free_form also work, drawn from --seed).')
-  p.add_argument('--methods', default=','.join(evaluation.METHODS),
+  p.add_argument('--methods', default=','.join(common.METHODS),
                  metavar='LIST',
                  help=f'comma list of methods (default: all: '
-                 f'{",".join(evaluation.METHODS)}).')
+                 f'{",".join(common.METHODS)}).')
   p.add_argument('--wgan', default=None, metavar='DIR',
                  help='our WGAN model (training workdir or export) for '
                  'paper_wgan, yeh_wgan, yeh_gradient_wgan. Default: the '
@@ -91,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="cv2.inpaint's inpaintRadius for telea (default: 3).")
   p.add_argument('--figure-rows', type=int, default=8, metavar='N',
                  help='images shown in fig_<mask>.png (default: 8).')
-  evaluation.add_search_flags(p)
+  common.add_search_flags(p)
   return p
 
 
@@ -107,24 +111,22 @@ def _output_files(out: Path, mask_kinds):
   return files
 
 
-def prepare(args) -> tuple[evaluation.Plan, Path]:
-  """Checks every flag, input and output; loads the images (no JAX)."""
+def prepare(args) -> tuple[common.Plan, Path]:
+  """Checks every flag, input and output; loads the images."""
   inputs.check_counts(
       args.limit, args.seed, steps=args.steps, restarts=args.restarts,
       batch_size=args.batch_size, telea_radius=args.telea_radius,
       figure_rows=args.figure_rows)
-  wanted = evaluation.split_list(args.methods, '--methods', evaluation.METHODS)
-  mask_kinds = evaluation.split_list(args.masks, '--masks',
-                                     masks_lib.MASK_KINDS)
+  wanted = common.split_list(args.methods, '--methods', common.METHODS)
+  mask_kinds = common.split_list(args.masks, '--masks', masks_lib.MASK_KINDS)
   skipped = {}
   models = {}
   for name, arg in (('wgan', args.wgan), ('dcgan', args.dcgan)):
-    model = evaluation.find_model(name, arg, skipped, wanted)
+    model = common.find_table_model(name, arg, skipped, wanted)
     if model is not None:
       models[name] = model
-  mods = evaluation.baseline_modules(wanted, skipped)
-  methods = [m for m in evaluation.METHODS
-             if m in wanted and m not in skipped]
+  skipped.update(baselines.unavailable(wanted))
+  methods = [m for m in common.METHODS if m in wanted and m not in skipped]
   for m, reason in skipped.items():
     inputs.note(f'note: skipping {m}: {reason}')
   if not methods:
@@ -132,63 +134,56 @@ def prepare(args) -> tuple[evaluation.Plan, Path]:
 
   input_path = _repo_path(args.input, DEFAULT_INPUT)
   input_label = args.input if args.input is not None else DEFAULT_INPUT
-  resolution = evaluation.common_resolution(models.values(), input_path)
+  resolution = common.common_resolution(models.values(), input_path)
   if args.input is None and not input_path.is_dir():
     raise InputError(f'the default --input {input_path} does not exist (the '
                     'test images ship with the development checkout only); '
                     'pass --input DIR')
   images, names = inputs.load_inputs(str(input_path), resolution, args.limit)
-  masks = evaluation.table_masks(mask_kinds, len(images), resolution,
-                                 args.seed)
+  masks = common.table_masks(mask_kinds, len(images), resolution, args.seed)
   out = _repo_path(args.out, DEFAULT_OUT)
   if out.exists() and not out.is_dir():
     raise InputError(f'--out {out}: exists and is not a folder')
   outputs.refuse_existing(_output_files(out, mask_kinds), args.overwrite)
-  return evaluation.Plan(methods, skipped, models, mods, images, names,
-                         mask_kinds, masks, input_label), out
+  return common.Plan(methods, skipped, models, images, names, mask_kinds,
+                     masks, input_label), out
 
 
 def run(args, checked) -> dict:
   """Runs every method, writes the tables, timings, figures and results."""
-  import jax  # pylint: disable=g-import-not-at-top
   plan, out = checked
-  evaluation.load_models(plan.models.values())
-  search = evaluation.Search(
+  common.load_models(plan.models.values())
+  search = common.Search(
       steps=args.steps, restarts=args.restarts, batch_size=args.batch_size,
       seed=args.seed, telea_radius=args.telea_radius,
       progress=not args.no_progress)
-  device = jax.devices()[0]
   settings = dict(
       input=plan.input_label, n_images=len(plan.images), names=plan.names,
       resolution=int(plan.images.shape[1]), masks=plan.mask_kinds,
       methods=plan.methods, steps=args.steps, restarts=args.restarts,
       batch_size=args.batch_size, seed=args.seed,
       telea_radius=args.telea_radius, figure_rows=args.figure_rows,
-      blend=True, device=(device.platform if device.device_kind ==
-                          device.platform else
-                          f'{device.platform} ({device.device_kind})'),
-      jax_version=jax.__version__,
+      blend=True, device=common.device_label(), jax_version=jax.__version__,
       models={m.name: dict(path=m.label, step=m.step,
                            **{k: m.config.model[k] for k in
                               ('arch', 'resolution', 'width', 'z_dim')})
               for m in plan.models.values()})
-  done = evaluation.run_methods(plan, search, args.figure_rows)
+  done = common.run_methods(plan, search, args.figure_rows)
 
   out.mkdir(parents=True, exist_ok=True)
   texts = {}
   for kind in plan.mask_kinds:
-    table = evaluation.table_markdown(kind, plan, settings,
-                                      done['metrics'][kind])
-    timing_md = evaluation.timing_markdown(kind, plan, settings,
-                                           done['timing'][kind])
+    table = common.table_markdown(kind, plan, settings, done['metrics'][kind])
+    timing_md = common.timing_markdown(kind, plan, settings,
+                                       done['timing'][kind])
     outputs.write_text(out / f'table_{kind}.md', table)
     outputs.write_text(out / f'timing_{kind}.md', timing_md)
     texts[kind] = (table, timing_md)
-    evaluation.save_figure(out / f'fig_{kind}.png', done['damaged'][kind],
-                           done['figure'][kind], plan.images, plan.methods)
+    common.save_figure(out / f'fig_{kind}.png', done['damaged'][kind],
+                       done['figure'][kind], plan.images, plan.methods)
   results = dict(
       settings=settings, skipped=plan.skipped,
-      descriptions={m: evaluation.describe(m, args.telea_radius)
+      descriptions={m: common.describe(m, args.telea_radius)
                     for m in plan.methods},
       results=done['metrics'], extra=done['extra'],
       per_image=done['per_image'],

@@ -6,20 +6,22 @@ Each face y1 keeps its pixels where the keep-mask is white; where it is black
 `pipeline.inpaint_batches(..., reference=y2)`), then G(z) is Poisson-blended
 into y1. As in the paper, each result's SSIM is computed against its y1.
 
-  python bench/conditional_figure.py           # the shipped examples and model
-  python bench/conditional_figure.py --model runs/celeba64 --faces my_faces/ \\
-      --reference ref.png --keep-mask keep.png --limit 6 --out figs/
+  python experiments/conditional_figure.py   # the shipped examples and model
+  python experiments/conditional_figure.py --model runs/celeba64 \\
+      --faces my_faces/ --reference ref.png --keep-mask keep.png --limit 6 \\
+      --out figs/
 """
 import argparse
 import dataclasses
 from pathlib import Path
 
+import jax
 import numpy as np
 
-# No JAX behind these: `--help` and input errors stay fast.
-from jaxinpaint import cli, evaluation, inputs as inputs_lib, masks as masks_lib
-from jaxinpaint import outputs
+from jaxinpaint import cli, completion, errors, grids, inputs as inputs_lib
+from jaxinpaint import masks as masks_lib, models, outputs, pipeline
 from jaxinpaint.errors import InputError
+import common  # experiments/common.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
 # The defaults ship in the package (jaxinpaint/assets/examples); the labels
@@ -65,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument('--model', default=None, metavar='DIR',
                  help='WGAN model directory (training workdir or export). '
                  f'Default: the shipped model {inputs_lib.DEFAULT_MODEL}.')
-  evaluation.add_search_flags(p, item='face')
+  common.add_search_flags(p, item='face')
   return p
 
 
@@ -110,8 +112,9 @@ def prepare(args) -> _Inputs:
   faces, names = inputs_lib.load_inputs(str(faces_path), r, args.limit)
   reference, _ = inputs_lib.load_image_files([str(ref_path)], r, 'reference')
 
+  # three_squares keeps (1) all but the eyes and mouth, as a keep-mask must.
   if args.keep_mask == BUILT_MASK:
-    keep, label = evaluation.eyes_mouth_keep_mask(r, r), BUILT_MASK
+    keep, label = masks_lib.three_squares_mask(1, r, r), BUILT_MASK
   elif args.keep_mask is not None:
     if not Path(args.keep_mask).is_file():
       raise InputError(f'--keep-mask {args.keep_mask}: no such file')
@@ -122,7 +125,7 @@ def prepare(args) -> _Inputs:
   else:
     inputs_lib.note(f'note: no {DEFAULT_KEEP_MASK}: replacing the eye and '
                     'mouth squares of masks.three_squares_coordinates')
-    keep, label = evaluation.eyes_mouth_keep_mask(r, r), BUILT_MASK
+    keep, label = masks_lib.three_squares_mask(1, r, r), BUILT_MASK
   if keep.min() > 0.5 or keep.max() < 0.5:
     inputs_lib.note(f'warning: the keep-mask {label} is all '
                     f'{"white" if keep.min() > 0.5 else "black"}')
@@ -134,16 +137,33 @@ def prepare(args) -> _Inputs:
   return _Inputs(model_dir, faces, names, reference, keep, label, out)
 
 
+def conditional_completion(model: models.Model, y1, reference, keep,
+                           search: common.Search):
+  """The paper's Fig. 12 protocol: each face y1 keeps its pixels where
+  `keep` is 1 and takes its structure from `reference` elsewhere (eq.
+  10-15), then G(z) is Poisson-blended into y1; each result's SSIM is taken
+  against its y1.
+
+  Returns (blended (N, R, R, 3), per-image metrics, their summary).
+  """
+  results = pipeline.inpaint_batches(
+      model, y1, keep, np.arange(len(y1)),
+      spec=completion.ConditionalSpec(),
+      options=completion.Options(steps=search.steps, restarts=search.restarts),
+      batch_size=search.batch_size, seed=search.seed,
+      progress=search.progress, reference=reference)
+  if not np.isfinite(results['blended']).all():
+    raise errors.RunError('completion produced non-finite values; is the '
+                          'checkpoint healthy?')
+  per_image, summary = pipeline.evaluate(y1, results, keep)
+  return results['blended'], per_image, summary
+
+
 def run(args, inputs: _Inputs) -> dict:
-  import jax  # pylint: disable=g-import-not-at-top
-  # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import completion, grids
   loaded = inputs_lib.load_model(inputs.model_dir)
-  model = evaluation.Model(loaded.arch, inputs.model_dir,
-                           str(inputs.model_dir), loaded.config, loaded)
   y1, n = inputs.faces, len(inputs.faces)
-  blended, per_image, summary = evaluation.conditional_completion(
-      model, y1, inputs.reference, inputs.keep, evaluation.Search(
+  blended, per_image, summary = conditional_completion(
+      loaded, y1, inputs.reference, inputs.keep, common.Search(
           steps=args.steps, restarts=args.restarts,
           batch_size=args.batch_size, seed=args.seed,
           progress=not args.no_progress))

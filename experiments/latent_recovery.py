@@ -4,23 +4,32 @@ Targets x* = G(z*), with z* drawn from the model's latent distribution and
 projected into the search's constraint set, lose a hole (default: the
 central square); each loss then searches ẑ under each constraint. The
 answer is in G's range, so the errors measure the search alone, apart from
-how well G covers real faces (`evaluation.latent_recovery`). Prints one
+how well G covers real faces (`jaxinpaint.latent_recovery`). Prints one
 table: hole MSE (uint8) of G(ẑ) and of the blend against x*, the harmonic
 fill's as a no-model baseline, |ẑ − z*| and its per-coordinate RMS.
 
-  python bench/latent_recovery.py        # shipped celeba64, 16 samples, 200 steps
-  python bench/latent_recovery.py --model celeba64_cpu --steps 50 \\
+  python experiments/latent_recovery.py  # celeba64, 16 samples, 200 steps
+  python experiments/latent_recovery.py --model celeba64_cpu --steps 50 \\
       --losses paper,yeh,yeh_gradient --constraints box,sphere --z-bound 2
 """
 import argparse
 import time
 
-# No JAX behind these: `--help` and input errors stay fast.
-from jaxinpaint import cli, evaluation, inputs as inputs_lib, masks as masks_lib
+import jax
+
+from jaxinpaint import cli, inputs as inputs_lib, latent_recovery
+from jaxinpaint import masks as masks_lib
 from jaxinpaint.errors import InputError
+import common  # experiments/common.py, beside this script
 
 LOSS_NAMES = ('paper', 'yeh', 'yeh_gradient')  # completion.LOSSES
 CONSTRAINTS = ('box', 'sphere')  # completion.Z_CONSTRAINTS
+# The table's columns: (key of a `latent_recovery.measure` row, header).
+COLUMNS = (
+    ('g_hole_mse', 'G(ẑ) hole MSE'), ('blend_hole_mse', 'blended hole MSE'),
+    ('harmonic_hole_mse', 'harmonic hole MSE'),
+    ('z_l2', 'mean ‖ẑ − z*‖'), ('z_rms', 'RMS(ẑ − z*) per coordinate'),
+    ('final_loss', 'final loss'))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,10 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
   return p
 
 
+def table_markdown(rows, z_bound: float = 1.0) -> str:
+  """The rows of `latent_recovery.measure` as a markdown table."""
+  name = lambda c: f'box ±{z_bound:g}' if c == 'box' else c
+  lines = ['| constraint | loss | ' + ' | '.join(h for _, h in COLUMNS)
+           + ' |',
+           '|---|---|' + '---:|' * len(COLUMNS)]
+  for r in rows:
+    lines.append(f'| {name(r["constraint"])} | {r["loss"]} | ' + ' | '.join(
+        f'{r[k]:.4g}' if k.startswith('z_') or k == 'final_loss'
+        else f'{r[k]:.2f}' for k, _ in COLUMNS) + ' |')
+  return '\n'.join(lines)
+
+
 def prepare(args):
-  losses = evaluation.split_list(args.losses, '--losses', LOSS_NAMES)
-  constraints = evaluation.split_list(args.constraints, '--constraints',
-                                      CONSTRAINTS)
+  losses = common.split_list(args.losses, '--losses', LOSS_NAMES)
+  constraints = common.split_list(args.constraints, '--constraints',
+                                  CONSTRAINTS)
   for flag, value in (('--images', args.images), ('--restarts', args.restarts),
                       ('--batch-size', args.batch_size)):
     if value < 1:
@@ -75,7 +97,6 @@ def prepare(args):
 
 
 def run(args, checked) -> list:
-  import jax  # pylint: disable=g-import-not-at-top
   model_dir, losses, constraints = checked
   model = inputs_lib.load_model(model_dir)
   print(f'{model_dir} ({model.arch}, {model.resolution}x{model.resolution}, '
@@ -84,12 +105,12 @@ def run(args, checked) -> list:
         f'{args.mask} mask, {args.steps} Adam steps x {args.restarts} '
         f'restart(s), seeds {args.seed} (search) / {args.target_seed} (z*)')
   start = time.perf_counter()
-  rows = evaluation.latent_recovery(
+  rows = latent_recovery.measure(
       model, losses=losses, constraints=constraints, z_bound=args.z_bound,
       n=args.images, mask=args.mask, steps=args.steps,
       restarts=args.restarts, seed=args.seed, target_seed=args.target_seed,
       batch_size=args.batch_size, progress=not args.no_progress)
-  print(evaluation.latent_recovery_markdown(rows, args.z_bound))
+  print(table_markdown(rows, args.z_bound))
   print(f'({time.perf_counter() - start:.0f} s; hole MSEs on uint8 values, '
         'against x* = G(z*))')
   return rows
