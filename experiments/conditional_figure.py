@@ -110,6 +110,7 @@ def prepare(args) -> _Inputs:
   ref_path, _ = _given_or_default(args.reference, DEFAULT_REFERENCE,
                                   '--reference', 'reference image')
   faces, names = inputs_lib.load_inputs(str(faces_path), r, args.limit)
+  faces = faces.read_all()
   reference, _ = inputs_lib.load_image_files([str(ref_path)], r, 'reference')
 
   # three_squares keeps (1) all but the eyes and mouth, as a keep-mask must.

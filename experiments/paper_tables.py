@@ -140,6 +140,7 @@ def prepare(args) -> tuple[common.Plan, Path]:
                     'test images ship with the development checkout only); '
                     'pass --input DIR')
   images, names = inputs.load_inputs(str(input_path), resolution, args.limit)
+  images = images.read_all()  # a table's few hundred images
   masks = common.table_masks(mask_kinds, len(images), resolution, args.seed)
   out = _repo_path(args.out, DEFAULT_OUT)
   if out.exists() and not out.is_dir():

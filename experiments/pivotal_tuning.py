@@ -76,7 +76,7 @@ def main(argv=None):
   tune_steps = [int(s) for s in args.tune_steps.split(',')]
   model = inputs_lib.load_model(inputs_lib.find_model(args.model)[0])
   res = model.resolution
-  faces, _ = inputs_lib.load_inputs(args.data, res, args.images)
+  faces = inputs_lib.load_inputs(args.data, res, args.images)[0].read_all()
   n = len(faces)
   spec = completion.LOSSES['paper']
   search = completion.Options(steps=args.steps)

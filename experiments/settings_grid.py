@@ -325,6 +325,7 @@ def prepare(args):
   if not input_path.is_dir():
     raise InputError(f'--input {input_path}: no such folder')
   images, names = inputs.load_inputs(str(input_path), resolution, args.limit)
+  images = images.read_all()  # the grid's few hundred images
   masks = common.table_masks(mask_kinds, len(images), resolution, args.seed)
   out = Path(args.out)
   if out.exists() and not out.is_dir():

@@ -169,10 +169,19 @@ def load_image_files(paths, resolution: int, what: str = 'image'):
   """Decodes a few image files (a reference) that must be resolution x
   resolution already: (float32 (N, R, R, 3) in [-1, 1], stems)."""
   files = check_image_files(paths, resolution, what)
-  return files.read(np.arange(len(files))), files.names
+  return files.read_all(), files.names
 
 
-class ImageFiles:
+class Rows:
+  """Rows of an image set read on demand: `len()` and `read(rows)` (the
+  rows reader of `pipeline.inpaint_batches`)."""
+
+  def read_all(self) -> np.ndarray:
+    """Every row at once: for small sets (memory grows with the count)."""
+    return self.read(np.arange(len(self)))
+
+
+class ImageFiles(Rows):
   """Image files read on demand: `read(rows)` decodes those rows only, so a
   run holds a batch or two of images whatever their number (the rows
   reader of `pipeline.inpaint_batches`)."""
@@ -218,7 +227,7 @@ def check_image_files(paths, resolution: int, what: str = 'image',
   return ImageFiles(paths, resolution)
 
 
-class TfdsImages:
+class TfdsImages(Rows):
   """The first `count` images of a tfds split, read on demand: center-cropped
   and resized to R by the training reader (`data.open_source`)."""
 
@@ -303,7 +312,7 @@ def load_inputs(spec: str, resolution: int, limit=None, out=None):
 # Masks.
 
 
-class MaskFiles:
+class MaskFiles(Rows):
   """Mask files read on demand (`read(rows)`): float32 (K, R, R, 1)."""
 
   def __init__(self, paths, resolution: int):
@@ -318,7 +327,7 @@ class MaskFiles:
                            for i in rows])
 
 
-class GeneratedMasks:
+class GeneratedMasks(Rows):
   """Random masks of a kind, drawn per (seed, image index) on demand."""
 
   def __init__(self, kind: str, count: int, resolution: int, seed: int):

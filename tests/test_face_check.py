@@ -12,7 +12,7 @@ def test_the_haar_face_check_finds_upright_faces_only():
   # The 16 shipped example faces (CelebA crops): the cascade finds 15; on
   # flat and noise images none; turned upside down, far fewer (a frontal
   # detector), so it checks faces, not any texture.
-  faces = inputs.load_inputs(str(inputs.EXAMPLES / 'faces'), 64, None)[0]
+  faces = inputs.load_inputs(str(inputs.EXAMPLES / 'faces'), 64)[0].read_all()
   hits = face_check.haar_face_hits(faces)
   assert hits.shape == (16,) and hits.sum() >= 14
   rng = np.random.default_rng(0)

@@ -16,7 +16,7 @@ def test_the_library_example_runs_as_written():
   # Two example faces and 2 steps instead of 1000: the code is the README's.
   assert 'steps=1000' in code
   code = code.replace('steps=1000', 'steps=2')
-  y = inputs.load_inputs(str(inputs.EXAMPLES / 'faces'), 64, 2)[0]
+  y = inputs.load_inputs(str(inputs.EXAMPLES / 'faces'), 64, 2)[0].read_all()
   scope = {'y': y}
   exec(compile(code, 'README.md', 'exec'), scope)  # pylint: disable=exec-used
   out = scope['out']

@@ -142,7 +142,7 @@ def test_grid_end_to_end_matches_the_tables_path(tmp_path):
 
   # The defaults cell is the paper tables' paper_wgan, loss=yeh its yeh_wgan.
   model = inputs.load_model(model_dir)
-  faces, _ = inputs.load_inputs(str(folder), 32, 2)
+  faces = inputs.load_inputs(str(folder), 32, 2)[0].read_all()
   search = grid_lib.common.Search(steps=2, batch_size=2, progress=False)
   for cell, loss in ((saved['cells'][0], 'paper'), (saved['cells'][1], 'yeh')):
     for kind in ('center', 'three_squares'):
