@@ -115,8 +115,8 @@ def _execute(plan: Plan) -> Outcome:
   # Several processes: this one writes its images only (no grid, no
   # metrics); it leaves its grid rows' G(z) for process 0.
   writer = outputs.BatchWriter(
-      out, plan.names, _grid_inputs(plan), plan.done,
-      plan.grid_rows if share is None else 0)
+      out, plan.names, _grid_inputs(plan) if share is None else
+      (None, None, None), plan.done, plan.grid_rows if share is None else 0)
   if s.evaluate and share is None and plan.done.any():
     _add_written_metrics(writer, plan, np.flatnonzero(plan.done))
   status = None if share is None else processes.Status(out, share)
