@@ -14,18 +14,14 @@ import threading
 
 from absl import flags, logging
 
+from jaxinpaint import errors
+
 USAGE, FAILURE, INTERRUPTED, TERMINATED = 2, 1, 130, 143  # exit codes
-
-
-class Terminated(KeyboardInterrupt):
-  """SIGTERM, raised in the main thread while `sigterm_raises` is entered:
-  a KeyboardInterrupt, so that what handles Ctrl-C (keeping finished work,
-  cleaning up) handles it too; the exit code is TERMINATED."""
 
 
 def _raise_terminated(signum, frame):
   del signum, frame
-  raise Terminated()
+  raise errors.Terminated()
 
 
 @contextlib.contextmanager
@@ -44,8 +40,8 @@ def sigterm_raises():
 
 def interrupt_code(error: BaseException) -> int:
   """TERMINATED for a Terminated (or what it caused), else INTERRUPTED."""
-  terminated = isinstance(error, Terminated) or isinstance(
-      error.__cause__, Terminated)
+  terminated = isinstance(error, errors.Terminated) or isinstance(
+      error.__cause__, errors.Terminated)
   return TERMINATED if terminated else INTERRUPTED
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
 
@@ -73,8 +69,6 @@ def run_checked(prepare_fn, run_fn, args):
 
 
 def _run_checked(prepare_fn, run_fn, args):
-  # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import errors
   try:
     checked = prepare_fn(args)
   except errors.InputError as e:

@@ -8,6 +8,8 @@ flags and exit codes, `cli.run_checked`).
                  CLI can name its own flag instead (`for_flag`)
   RunError       the computation or a write failed during the work (exit 1)
   Interrupted    Ctrl-C during a run, saying what was kept (exit 130)
+  Terminated     SIGTERM, raised where a CLI turns it into an exception
+                 (`cli.sigterm_raises`; exit 143)
 """
 
 
@@ -36,3 +38,8 @@ class RunError(Exception):
 
 class Interrupted(KeyboardInterrupt):
   """Ctrl-C during a run, saying what was kept: exit code 130 in a CLI."""
+
+
+class Terminated(KeyboardInterrupt):
+  """SIGTERM, as an exception (`cli.sigterm_raises`): a run stops as on
+  Ctrl-C, and the CLI exits with 143."""

@@ -211,8 +211,7 @@ def _execute(plan: Plan) -> Outcome:
         device=devices[0].device_kind)
     writer.finish(summary if s.evaluate else None)
   except KeyboardInterrupt as e:
-    from jaxinpaint import cli  # pylint: disable=g-import-not-at-top
-    what = ('terminated by SIGTERM' if isinstance(e, cli.Terminated)
+    what = ('terminated by SIGTERM' if isinstance(e, errors.Terminated)
             else 'interrupted')
     raise errors.Interrupted(
         f'{what}: {writer.complete} of {n} images are complete in '

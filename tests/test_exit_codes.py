@@ -10,7 +10,7 @@ import pytest
 from absl import logging
 
 from helpers import REPO
-from jaxinpaint import cli, errors, inputs, outputs
+from jaxinpaint import cli, errors
 
 
 def _run(args):
@@ -83,9 +83,9 @@ def test_run_checked_maps_errors_to_codes_and_restores_logging(capsys):
         (None, raising(errors.Interrupted('interrupted: 3 of 4 kept')), 130,
          'interrupted: 3 of 4 kept'),
         (None, raising(KeyboardInterrupt()), 130, 'interrupted'),
-        (prepare_raising(cli.Terminated()), None, 143,
+        (prepare_raising(errors.Terminated()), None, 143,
          'terminated; nothing was written'),
-        (None, raising(cli.Terminated()), 143, 'terminated'),
+        (None, raising(errors.Terminated()), 143, 'terminated'),
     ]
     for prepare, run, code, message in cases:
       with pytest.raises(SystemExit) as e:
