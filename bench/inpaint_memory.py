@@ -7,8 +7,9 @@ grows, where decoding every input into one array first (what it did before)
 grows by 4 x R x R x 3 bytes per image (and as much again for per-image
 masks). For each count this runs, each in a fresh process:
   streamed:  `inpaint.py --evaluate` on a folder of `count` PNGs;
-  in memory: the same completion with every image decoded into one array
-             first, then `pipeline.inpaint_batches` on it (the old way);
+  in memory: the same run (same plan, same writes and metrics) with every
+             image decoded into one array before the first batch (the old
+             way);
 and prints their peak resident memory (ru_maxrss) and images per second
 side by side. The model is a random tiny one (`--width`, the speed of the
 reading and writing is what is measured: `--steps 1`, no blending), the
@@ -47,29 +48,33 @@ def _write_model(path: Path, resolution: int, width: int):
   checkpoint.export_inference(path, c, models.random_variables(c.model), 1)
 
 
+class _InMemory:
+  """Rows already decoded into one array (the old way), as a rows reader."""
+
+  def __init__(self, array):
+    self.array = array
+
+  def __len__(self):
+    return len(self.array)
+
+  def read(self, rows):
+    return self.array[np.asarray(rows)]
+
+
 def _child(mode: str, model: str, folder: str, count: int, out: str,
            batch_size: int):
   """One measurement in this (fresh) process: prints a JSON line."""
+  from jaxinpaint import cli, inpaint_cli  # pylint: disable=g-import-not-at-top
+  cli.prepare_host()
   start = time.perf_counter()
-  if mode == 'streamed':
-    from jaxinpaint import inpaint_cli  # pylint: disable=g-import-not-at-top
-    inpaint_cli.main(['--checkpoint', model, '--input', folder, '--limit',
-                      str(count), '--out', out, '--steps', '1', '--no-blend',
-                      '--evaluate', '--batch-size', str(batch_size),
-                      '--grid-max', '16'])
-  else:
-    # pylint: disable-next=g-import-not-at-top
-    from jaxinpaint import cli, completion, inputs, masks, pipeline
-    cli.prepare_host()
-    loaded = inputs.load_model(model)
-    reader, _ = inputs.load_inputs(folder, loaded.resolution, count)
-    images = reader.read_all()  # every input decoded up front
-    r = loaded.resolution
-    pipeline.inpaint_batches(
-        loaded, images, masks.make_masks('center', 1, r, r),
-        np.arange(len(images)), spec=completion.LOSSES['paper'],
-        options=completion.Options(steps=1, blend=False),
-        batch_size=batch_size, seed=0, progress=False)
+  args = inpaint_cli.build_parser().parse_args(
+      ['--checkpoint', model, '--input', folder, '--limit', str(count),
+       '--out', out, '--steps', '1', '--no-blend', '--evaluate',
+       '--batch-size', str(batch_size), '--grid-max', '16'])
+  plan = inpaint_cli.prepare(args)
+  if mode == 'in_memory':  # the same run, every input decoded up front
+    plan.images = _InMemory(plan.images.read_all())
+  inpaint_cli.run(args, plan)
   seconds = time.perf_counter() - start
   peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB
   print(json.dumps(dict(seconds=seconds, peak_mib=peak_kib / 1024)))
