@@ -265,7 +265,7 @@ def prepare(args) -> inpaint_run.Plan:
       steps=args.steps, restarts=args.restarts, tune_steps=args.tune_steps,
       loss=args.loss, seed=args.seed, batch_size=args.batch_size,
       blend=not args.no_blend, dtype=args.dtype, evaluate=args.evaluate,
-      grid_max=args.grid_max, devices=args.devices,
+      resume=args.resume, grid_max=args.grid_max, devices=args.devices,
       process_timeout=args.process_timeout)
   return inpaint_run.Plan(model_dir, images, names, resolution, mask,
                           reference, out, done, settings,

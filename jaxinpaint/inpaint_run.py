@@ -37,6 +37,7 @@ class Settings:
   blend: bool = True
   dtype: str | None = None
   evaluate: bool = False
+  resume: bool = False  # finish an earlier run: its settings must match
   grid_max: int = 64
   devices: int | None = None
   process_timeout: float = 3600
@@ -102,7 +103,7 @@ def _execute(plan: Plan) -> Outcome:
   dtype = s.dtype or str(model.config.model.dtype)
   record = dict(plan.record, **{'model step': int(model.step),
                                 '--steps': steps, '--dtype': dtype})
-  outputs.check_run_settings(out, record, bool(plan.done.any()))
+  outputs.check_run_settings(out, record, s.resume)
   if share is None or share.index == 0:
     try:
       outputs.write_json(out / outputs.RUN_FILE, record)
