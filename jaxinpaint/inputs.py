@@ -295,8 +295,6 @@ def load_inputs(spec: str, resolution: int, limit=None, out=None):
     raise InputError(f'--input {spec}: no such file or folder')
   if limit is not None:
     paths = paths[:limit]
-  if not paths:
-    raise InputError(f'--input {spec}: no image files in it')
   seen = {}
   for p in paths:
     n = Path(p).stem
