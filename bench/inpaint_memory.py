@@ -109,7 +109,8 @@ def main():
         child = subprocess.run(
             [sys.executable, __file__, '--batch-size', str(args.batch_size),
              '--child', mode.replace(' ', '_'), str(tmp / 'model'),
-             str(tmp / 'images'), str(count), str(tmp / f'out{count}')],
+             str(tmp / 'images'), str(count),
+             str(tmp / f'out{count}_{mode.replace(" ", "_")}')],
             capture_output=True, text=True, check=False)
         if child.returncode != 0:
           sys.exit(f'{mode} run of {count} images failed:\n'
