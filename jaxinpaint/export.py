@@ -13,7 +13,7 @@ import argparse
 
 import jax.numpy as jnp
 
-from jaxinpaint import checkpoint, cli, models, training
+from jaxinpaint import checkpoint, cli, models
 
 
 def export(workdir, out, dtype='bfloat16', recalibration_batches=None):
@@ -29,7 +29,7 @@ def export(workdir, out, dtype='bfloat16', recalibration_batches=None):
                      'it first')
   raw, step = checkpoint.restore_raw(workdir)
   nets = models.build_models(config.model)
-  g_stats = training.recalibrated_stats(
+  g_stats = models.recalibrated_stats(
       nets['generator'], raw['g_params'], raw['g_stats'], config,
       recalibration_batches)
   variables = checkpoint.inference_variables(dict(raw, g_stats_eval=g_stats))

@@ -469,3 +469,48 @@ def random_variables(model_config, seed: int = 0):
   return {name: jax.tree_util.tree_map_with_path(
       fill, jax.eval_shape(net.init, jax.random.key(0), inputs[name]))
           for name, net in nets.items()}
+
+
+# ----------------------------------------------------------------------------
+# BatchNorm recalibration: G's statistics for inference.
+
+
+def recalibrate_batch_stats(generator, g_params, g_stats, key, num_batches,
+                            batch_size, z_dim, arch):
+  """G's BatchNorm statistics averaged over `num_batches` batches of z.
+
+  The running averages lag behind a GAN generator whose weights keep moving;
+  completion runs G in inference mode, so it needs statistics that match the
+  final weights. With momentum 0 a training-mode pass stores exactly the
+  batch's statistics; their mean over many batches is the estimate.
+  """
+  g = generator.clone(bn_momentum=0.0)
+
+  def one(key):
+    z = sample_latent(key, (batch_size, z_dim), arch)
+    _, updates = g.apply({'params': g_params, 'batch_stats': g_stats}, z,
+                         train=True, mutable=['batch_stats'])
+    return updates['batch_stats']
+
+  stats = jax.lax.map(one, jax.random.split(key, num_batches))
+  return jax.tree.map(lambda s: s.mean(axis=0), stats)
+
+
+def recalibration_key(config):
+  """The fixed key of a run's recalibration batches (from config.seed)."""
+  return jax.random.fold_in(jax.random.key(config.seed), 2**30 + 1)
+
+
+def recalibrated_stats(generator, g_params, g_stats, config,
+                       num_batches=None):
+  """G's BatchNorm statistics for inference from `num_batches` (default: the
+  config's `train.bn_recalibration_batches`) batches of
+  `train.batch_size` z drawn from the run's fixed key: the end of training
+  (`training.finalize`), `export` and `loading.load_model` of an unfinished
+  work dir compute the same ones."""
+  batches = num_batches or config.train.bn_recalibration_batches
+  recalibrate = jax.jit(functools.partial(
+      recalibrate_batch_stats, generator, num_batches=max(1, batches),
+      batch_size=config.train.batch_size, z_dim=config.model.z_dim,
+      arch=config.model.arch))
+  return recalibrate(g_params, g_stats, recalibration_key(config))

@@ -29,7 +29,6 @@ iteration over the devices (a converged system is frozen, so no value
 depends on the split). The per-image maths is unchanged, so results equal
 the one-device ones up to the rounding above (tests/test_devices.py).
 """
-import os
 from typing import Dict, Mapping, Sequence, Tuple, Union
 
 import jax
@@ -37,7 +36,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 import tqdm
 
-from jaxinpaint import completion, metrics, models
+from jaxinpaint import completion, host_memory, metrics, models
 
 # Per-image results that `inpaint_batches` returns (leading axis N).
 RESULT_KEYS = ('generated', 'overlay', 'blended', 'z', 'final_loss',
@@ -161,12 +160,7 @@ def search_memory(model: models.Model, batch_size: int, restarts: int,
   return SEARCH_MEMORY_FACTOR * activation_bytes(model) * per_device + params
 
 
-def free_memory(device) -> int:
-  """Bytes free on `device` (a CPU device: the host's available memory)."""
-  stats = device.memory_stats() or {}
-  if 'bytes_limit' in stats:
-    return stats['bytes_limit'] - stats.get('bytes_in_use', 0)
-  return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
+free_memory = host_memory.free_memory  # a module attribute: tests replace it
 
 
 def check_search_memory(model: models.Model, batch_size: int, restarts: int,

@@ -25,7 +25,7 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import tqdm
 
-from jaxinpaint import checkpoint, data, losses, models, pipeline
+from jaxinpaint import checkpoint, data, host_memory, losses, models
 from jaxinpaint import config as config_lib
 from jaxinpaint import workdir as workdir_lib
 # Raised by train_and_evaluate (callers catch training.StoppedBySignal);
@@ -306,27 +306,6 @@ def build_train_functions(config, nets, mesh, on_device=False):
       input_sharding=input_sharding)
 
 
-def recalibrate_batch_stats(generator, g_params, g_stats, key, num_batches,
-                            batch_size, z_dim, arch):
-  """G's BatchNorm statistics averaged over `num_batches` batches of z.
-
-  The running averages lag behind a GAN generator whose weights keep moving;
-  completion runs G in inference mode, so it needs statistics that match the
-  final weights. With momentum 0 a training-mode pass stores exactly the
-  batch's statistics; their mean over many batches is the estimate.
-  """
-  g = generator.clone(bn_momentum=0.0)
-
-  def one(key):
-    z = models.sample_latent(key, (batch_size, z_dim), arch)
-    _, updates = g.apply({'params': g_params, 'batch_stats': g_stats}, z,
-                         train=True, mutable=['batch_stats'])
-    return updates['batch_stats']
-
-  stats = jax.lax.map(one, jax.random.split(key, num_batches))
-  return jax.tree.map(lambda s: s.mean(axis=0), stats)
-
-
 def sample_images(generator, g_params, g_stats, z):
   """G(z) in inference mode (running statistics), as completion runs it."""
   return generator.apply({'params': g_params, 'batch_stats': g_stats}, z,
@@ -397,7 +376,7 @@ def warm_start_state(config, nets, init_from):
 
 
 # Bytes free on a device (a module attribute: tests replace it).
-free_memory = pipeline.free_memory
+free_memory = host_memory.free_memory
 
 
 def check_data_size(config, num_images):
@@ -682,23 +661,6 @@ def train_and_evaluate(config, workdir, clock=None):
   return state
 
 
-def _recalibration_key(config):
-  return jax.random.fold_in(jax.random.key(config.seed), 2**30 + 1)
-
-
-def recalibrated_stats(generator, g_params, g_stats, config,
-                       num_batches=None):
-  """G's BatchNorm statistics for inference from `num_batches` (default: the
-  config's `bn_recalibration_batches`) batches of z drawn from the run's
-  fixed key: `finalize` and `export` compute the same ones."""
-  batches = num_batches or config.train.bn_recalibration_batches
-  recalibrate = jax.jit(functools.partial(
-      recalibrate_batch_stats, generator, num_batches=max(1, batches),
-      batch_size=config.train.batch_size, z_dim=config.model.z_dim,
-      arch=config.model.arch))
-  return recalibrate(g_params, g_stats, _recalibration_key(config))
-
-
 def finalize(state, nets, config):
   """Recalibrates G's statistics for inference; reports how much that moved.
 
@@ -707,9 +669,9 @@ def finalize(state, nets, config):
   the running statistics had gone stale.
   """
   generator = nets['generator']
-  g_stats_eval = recalibrated_stats(generator, state.g_params, state.g_stats,
-                                    config)
-  key, batch = _recalibration_key(config), config.train.batch_size
+  g_stats_eval = models.recalibrated_stats(generator, state.g_params,
+                                           state.g_stats, config)
+  key, batch = models.recalibration_key(config), config.train.batch_size
   z = models.sample_latent(jax.random.fold_in(key, 1),
                            (batch, config.model.z_dim), config.model.arch)
   train_mode, _ = _generate(nets, state, z, True)

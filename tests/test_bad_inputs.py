@@ -184,7 +184,7 @@ def test_export_checks_out_before_the_recalibration(tmp_path, capsys,
   occupied = tmp_path / 'occupied'
   occupied.mkdir()
   (occupied / 'mine.txt').write_text('mine')
-  monkeypatch.setattr(training, 'recalibrated_stats', None)  # must not run
+  monkeypatch.setattr(models, 'recalibrated_stats', None)  # must not run
   for out, fragment in [(blocker, 'exists and is not an empty directory'),
                         (blocker / 'sub', f'{blocker} is not a directory'),
                         (occupied, 'exists and is not an empty directory')]:

@@ -108,7 +108,7 @@ def test_an_unfinished_workdir_checkpoint_is_recalibrated(tmp_path, capsys):
   assert 'running averages; recalibrating them over 2 batches' in err
   assert 'jaxinpaint.export' in err
   generator = models.build_models(config.model)['generator']
-  want = training.recalibrated_stats(generator, tree['g_params'],
+  want = models.recalibrated_stats(generator, tree['g_params'],
                                      tree['g_stats'], config)
   got = variables['generator']['batch_stats']
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
