@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 # No JAX behind these: `--help` and input errors stay fast.
-from jaxinpaint import cli, evaluation, inputs as inputs_lib, masks as masks_lib
-from jaxinpaint import outputs
-from jaxinpaint.errors import InputError
+from jaxinpaint import cli, evaluation, inputs as inputs_lib, loading
+from jaxinpaint import masks as masks_lib, outputs
+from jaxinpaint.errors import ArgumentError, InputError
 
 REPO = Path(__file__).resolve().parents[1]
 # The defaults ship in the package (jaxinpaint/assets/examples); the labels
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                  'latter.')
   p.add_argument('--model', default=None, metavar='DIR',
                  help='WGAN model directory (training workdir or export). '
-                 f'Default: the shipped model {inputs_lib.DEFAULT_MODEL}.')
+                 f'Default: the shipped model {loading.DEFAULT_MODEL}.')
   evaluation.add_search_flags(p, item='face')
   return p
 
@@ -98,7 +98,10 @@ def _given_or_default(arg, default, flag, what):
 def prepare(args) -> _Inputs:
   inputs_lib.check_counts(args.limit, args.seed, steps=args.steps,
                           restarts=args.restarts, batch_size=args.batch_size)
-  model_dir, config = inputs_lib.find_model(args.model, flag='--model')
+  try:
+    model_dir, config = loading.find_model(args.model)
+  except ArgumentError as e:
+    raise InputError(e.for_flag('--model')) from e
   if config.model.arch != 'wgan':
     raise InputError(f'--model {model_dir}: conditional completion (paper '
                     f'3.3) needs our WGAN, not a {config.model.arch!r} model')
@@ -138,7 +141,7 @@ def run(args, inputs: _Inputs) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
   from jaxinpaint import completion, grids
-  loaded = inputs_lib.load_model(inputs.model_dir)
+  loaded = loading.load_model(inputs.model_dir)
   model = evaluation.Model(loaded.arch, inputs.model_dir,
                            str(inputs.model_dir), loaded.config, loaded)
   y1, n = inputs.faces, len(inputs.faces)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxinpaint import evaluation, grids, inputs as inputs_lib, masks
+from jaxinpaint import evaluation, grids, inputs as inputs_lib, loading, masks
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,7 +76,7 @@ def main(argv=None):
   # pylint: disable-next=g-import-not-at-top
   from jaxinpaint import completion, pipeline
   tune_steps = [int(s) for s in args.tune_steps.split(',')]
-  model = inputs_lib.load_model(inputs_lib.find_model(args.model)[0])
+  model = loading.load_model(args.model)
   res = model.resolution
   faces, _ = inputs_lib.load_inputs(args.data, res, args.images)
   n = len(faces)

@@ -34,9 +34,9 @@ import time
 from pathlib import Path
 
 # No JAX behind these: `--help` and input errors stay fast.
-from jaxinpaint import cli, errors, evaluation, inputs, masks as masks_lib
-from jaxinpaint import outputs
-from jaxinpaint.errors import InputError
+from jaxinpaint import cli, errors, evaluation, inputs, loading
+from jaxinpaint import masks as masks_lib, outputs
+from jaxinpaint.errors import ArgumentError, InputError
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = '../shared/data/celeba64/test'  # relative to the repo root
@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
       formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--model', default=None, metavar='DIR',
                  help='a model directory or a shipped model\'s name '
-                 f'(default: {inputs.DEFAULT_MODEL.name}).')
+                 f'(default: {loading.DEFAULT_MODEL.name}).')
   p.add_argument('--input', default=None, metavar='DIR',
                  help='folder of complete test images at the model\'s '
                  f'resolution (default: {DEFAULT_INPUT} from the repo root).')
@@ -319,7 +319,10 @@ def prepare(args):
                                      masks_lib.MASK_KINDS)
   names = evaluation.split_list(args.factors, '--factors', FACTOR_NAMES)
   factors = tuple((f, v) for f, v in FACTORS if f in names)
-  model_dir, config = inputs.find_model(args.model, flag='--model')
+  try:
+    model_dir, config = loading.find_model(args.model)
+  except ArgumentError as e:
+    raise InputError(e.for_flag('--model')) from e
   if config.model.arch != 'wgan':
     raise InputError(f'--model {model_dir}: a {config.model.arch!r} model; '
                     'the grid varies the WGAN completion (paper loss)')
@@ -341,7 +344,7 @@ def prepare(args):
 def run(args, checked) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   model_dir, images, names, masks, factors, out, input_label = checked
-  model = inputs.load_model(model_dir)
+  model = loading.load_model(model_dir)
   device = jax.devices()[0]
   settings = dict(
       model=str(model_dir), step=model.step, resolution=model.resolution,

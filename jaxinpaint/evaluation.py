@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxinpaint import data, errors, inputs, masks as masks_lib
-from jaxinpaint.errors import InputError
+from jaxinpaint import data, errors, inputs, loading, masks as masks_lib
+from jaxinpaint.errors import ArgumentError, InputError
 
 METHODS = ('paper_wgan', 'yeh_wgan', 'yeh_gradient_wgan', 'yeh_dcgan',
            'harmonic', 'telea', 'biharmonic')
@@ -38,8 +38,8 @@ GAN_METHODS = {
     'yeh_dcgan': ('dcgan', 'yeh'),
 }
 # The models in the package: the defaults of the GAN methods.
-SHIPPED = {'wgan': inputs.DEFAULT_MODEL,
-           'dcgan': inputs.ASSETS / 'celeba64_dcgan'}
+SHIPPED = {'wgan': loading.DEFAULT_MODEL,
+           'dcgan': loading.ASSETS / 'celeba64_dcgan'}
 TABLE_MASKS = ('center', 'three_squares')
 PAPER_TABLE = {'center': 'Table 1', 'three_squares': 'Table 2'}
 BASELINES_HINT = 'pip install -e .[baselines]'
@@ -124,9 +124,9 @@ def find_model(name: str, arg, skipped: dict, wanted) -> Model | None:
       skipped[m] = reason
     return None
   try:
-    model_dir, config = inputs.find_model(str(path))
-  except InputError as e:
-    raise InputError(f'{flag}: {e}') from e
+    model_dir, config = loading.find_model(path)
+  except ArgumentError as e:
+    raise InputError(e.for_flag(flag)) from e
   if config.model.arch != name:
     raise InputError(f'{flag} {label}: the model is a {config.model.arch!r} '
                     f'model, expected {name!r}')
@@ -173,9 +173,9 @@ def common_resolution(models, input_path) -> int:
 
 
 def load_models(models) -> None:
-  """Loads each Model's handle (`inputs.load_model`)."""
+  """Loads each Model's handle (`loading.load_model`)."""
   for m in models:
-    m.loaded = inputs.load_model(m.path)
+    m.loaded = loading.load_model(m.path)
 
 
 @dataclasses.dataclass

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 # No JAX behind these: `--help` and input errors stay fast.
-from jaxinpaint import cli, errors, inputs as inputs_lib, masks, outputs
-from jaxinpaint import processes
+from jaxinpaint import cli, errors, inputs as inputs_lib, loading, masks
+from jaxinpaint import outputs, processes
 from jaxinpaint.errors import InputError
 
 DEFAULT_INPUT = inputs_lib.EXAMPLES / 'faces'  # in the package: any cwd works
@@ -95,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
       '--checkpoint', metavar='DIR|NAME', default=None,
       help='model directory: a training --workdir or an exported model, or '
       'the name of a model shipped in the package: '
-      f'{", ".join(inputs_lib.shipped_model_names())} (default: '
-      f'{inputs_lib.DEFAULT_MODEL.name}; the README\'s model card says what '
+      f'{", ".join(loading.shipped_model_names())} (default: '
+      f'{loading.DEFAULT_MODEL.name}; the README\'s model card says what '
       'each one is).')
   p.add_argument(
       '--input', default=str(DEFAULT_INPUT), metavar='SRC',
@@ -255,7 +255,10 @@ def prepare(args) -> Inputs:
   `run`).
   """
   _check_flags(args)
-  model_dir, config = inputs_lib.find_model(args.checkpoint)
+  try:
+    model_dir, config = loading.find_model(args.checkpoint)
+  except errors.ArgumentError as e:
+    raise InputError(e.for_flag('--checkpoint')) from e
   resolution = int(config.model.resolution)
   images, names = inputs_lib.load_inputs(args.input, resolution, args.limit,
                                          out=Path(args.out))
@@ -336,7 +339,7 @@ def _complete(args, inputs: Inputs) -> dict:
   n, conditional, share = len(images), reference is not None, args.share
   devices = _completion_devices(args.devices)
   try:
-    model = inputs_lib.load_model(inputs.model_dir)
+    model = loading.load_model(inputs.model_dir)
   except (checkpoint.ChecksumError, checkpoint.DamagedCheckpointError) as e:
     raise InputError(str(e)) from e
   except Exception as e:  # pylint: disable=broad-except

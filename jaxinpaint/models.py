@@ -334,8 +334,7 @@ class Model:
   Everything that depends on the model — the latent's size and distribution,
   the form of a critic prior, which critics exist — is read from here, so a
   DCGAN cannot be searched with the WGAN's latent or prior by mistake. Build
-  it with `Model.from_config` (or load it: `checkpoint.load_model`,
-  `inputs.load_model`).
+  it with `Model.from_config` (or load it: `loading.load_model`).
 
   nets: {'generator', 'critic'?, 'patch_critic'?} Flax modules, exactly the
     networks that `variables` holds (a generator alone has no critic), in

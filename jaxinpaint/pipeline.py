@@ -3,7 +3,7 @@
 The layer between `completion` (one jitted call on one batch) and the
 `inpaint.py` CLI, importable from a notebook:
 
-  model = checkpoint.load_model(model_dir)
+  model = loading.load_model(model_dir)
   results = pipeline.inpaint_batches(
       model, images, masks, np.arange(len(images)),
       spec=completion.LOSSES['paper'], options=completion.Options(),
@@ -198,8 +198,8 @@ def inpaint_batches(model: models.Model, images, masks, indices, *,
   """Completes N images with `completion.complete`, `batch_size` at a time.
 
   Args:
-    model: the `models.Model` handle (`checkpoint.load_model`,
-      `inputs.load_model`); its arch picks the latent distribution and prior.
+    model: the `models.Model` handle (`loading.load_model`); its arch
+      picks the latent distribution and prior.
     images: (N, H, W, 3) float32 in [-1, 1], the damaged images y (hole
       pixels are never read). With `reference`, the images y1 to change.
     masks: (N, H, W, 1) or (1, H, W, 1) float, 1 = known, 0 = hole; one

@@ -39,7 +39,9 @@ class TrainState:
   rng: jax.Array  # raw uint32 key data; step keys are fold_in(rng, step)
   g_params: Any
   g_stats: Any  # G's BatchNorm running statistics (EMA during training)
-  g_stats_eval: Any  # the statistics completion uses (recalibrated at the end)
+  # The statistics completion uses: recalibrated by `finalize` at the end,
+  # the running averages in a checkpoint saved before (not finalized).
+  g_stats_eval: Any
   d_params: Any  # {'critic': ..., 'patch_critic': ...}
   d_stats: Any  # DCGAN discriminator BatchNorm statistics ({} for the WGAN)
   g_opt_state: Any
@@ -452,12 +454,12 @@ def _check_export_to(path, workdir):
   checkpoint.check_new_model_dir(path, label)
 
 
-def _has_running_stats(state):
-  """Whether G's statistics for inference are still the running averages
-  (a checkpoint saved before the end), not recalibrated ones."""
-  return checkpoint.has_running_batch_stats(
-      jax.device_get({'g_stats': state.g_stats,
-                      'g_stats_eval': state.g_stats_eval}))
+def _unfinished(state):
+  """The state as a checkpoint before the end saves it: not finalized, with
+  the running averages as the inference statistics (the best there is
+  without a recalibration; the step's metadata says they are not
+  recalibrated, `checkpoint.is_finalized`)."""
+  return state.replace(g_stats_eval=state.g_stats)
 
 
 class TimeLimitTooShort(ValueError):
@@ -614,10 +616,10 @@ def train_and_evaluate(config, workdir, clock=None):
         if (step % config.train.checkpoint_every == 0 and step < total
             and not timed_out and stop.signum is None):
           flush()
-          files.save(state.replace(g_stats_eval=state.g_stats), step)
+          files.save(_unfinished(state), step, finalized=False)
       flush()
       if stop.signum is not None:
-        files.save(state.replace(g_stats_eval=state.g_stats), step)
+        files.save(_unfinished(state), step, finalized=False)
         raise StoppedBySignal(
             f'stopped by {signal.Signals(stop.signum).name} at step {step}; '
             f'checkpoint saved in {workdir}; rerun the same command to '
@@ -637,12 +639,14 @@ def train_and_evaluate(config, workdir, clock=None):
     if step != files.last_saved or missing_export:
       # Trained in this run, or a finished run whose export is missing (an
       # export stopped by a signal leaves none, see export_inference). A
-      # checkpoint saved by a signal holds the running averages: finalized
-      # here for the export; loading the work dir recalibrates it the same.
-      if step != files.last_saved or _has_running_stats(state):
+      # checkpoint saved by a signal is not finalized: finalized here for
+      # the export (the work dir's checkpoint stays as it is; loading it
+      # recalibrates the same).
+      if (step != files.last_saved
+          or not checkpoint.is_finalized(workdir, files.last_saved)):
         state, record = finalize(state, nets, config)
         files.log([record])
-      files.save(state, step)
+      files.save(state, step, finalized=True)
       if missing_export:
         checkpoint.export_inference(
             export_to, config,

@@ -9,8 +9,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 from helpers import REPO, load_config, run, write_npz
-from jaxinpaint import checkpoint, config as config_lib, export, inputs
-from jaxinpaint import models, training
+from jaxinpaint import checkpoint, config as config_lib, export
+from jaxinpaint import loading, models, training
 
 TRAIN = ['train.py', '--config', 'configs/tiny.py']
 
@@ -296,9 +296,9 @@ def test_an_interrupted_export_leaves_no_model(tmp_path, monkeypatch):
 
 
 def test_the_shipped_models_carry_checksums_that_match():
-  names = inputs.shipped_model_names()
+  names = loading.shipped_model_names()
   assert names
   for name in names:
-    model = inputs.ASSETS / name
+    model = loading.ASSETS / name
     assert (model / checkpoint.CHECKSUM_FILE).is_file(), name
     checkpoint.check_checksums(model, checkpoint.restore_raw(model)[0])

@@ -13,7 +13,7 @@ from PIL import Image
 
 from helpers import REPO, write_npz
 from jaxinpaint import checkpoint, completion, config as config_lib
-from jaxinpaint import evaluation, inputs, masks as masks_lib, models
+from jaxinpaint import evaluation, inputs, loading, masks as masks_lib, models
 
 DEFAULTS = dict(loss='paper', eta=0.5, z_constraint='box',
                 learning_rate=0.03, restarts=1)
@@ -150,8 +150,8 @@ def test_grid_end_to_end_matches_the_tables_path(tmp_path):
   assert result['cells'][0]['results'] == saved['cells'][0]['results']
 
   # The defaults cell is the paper tables' paper_wgan, loss=yeh its yeh_wgan.
-  loaded = inputs.load_model(model_dir)
-  _, config = inputs.find_model(str(model_dir))
+  loaded = loading.load_model(model_dir)
+  _, config = loading.find_model(model_dir)
   model = evaluation.Model('wgan', model_dir, 'm', config, loaded)
   faces, _ = inputs.load_inputs(str(folder), 32, 2)
   search = evaluation.Search(steps=2, batch_size=2, progress=False)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxinpaint import completion, inpaint_cli, inputs, masks, pipeline
+from jaxinpaint import completion, inpaint_cli, inputs, loading, masks, pipeline
 
 from test_inpaint_cli import FAST, RES, ckpt, cli, files_under, read_png, write_image  # pylint: disable=unused-import
 
@@ -132,7 +132,7 @@ def test_a_search_too_large_for_the_device_is_refused_before_compiling(
     ckpt, tmp_path, capsys, monkeypatch):
   for i in range(8):
     write_image(tmp_path / 'in' / f'{i}.png', seed=i)
-  model = inputs.load_model(ckpt)
+  model = loading.load_model(ckpt)
   per_latent = pipeline.SEARCH_MEMORY_FACTOR * pipeline.activation_bytes(model)
   params = pipeline.search_memory(model, 1, 1) - per_latent
   assert pipeline.search_memory(model, 8, 10) == 80 * per_latent + params
