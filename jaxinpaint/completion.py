@@ -65,7 +65,7 @@ LOSSES = {
 
 def get_loss(name: str) -> LossSpec:
   if name not in LOSSES:
-    raise ValueError(f'--loss {name!r}: expected one of {sorted(LOSSES)}')
+    raise ValueError(f'loss {name!r}: expected one of {sorted(LOSSES)}')
   return LOSSES[name]
 
 

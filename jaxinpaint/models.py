@@ -22,7 +22,7 @@ def _num_doublings(resolution: int, base: int) -> int:
   n = math.log2(resolution / base)
   if resolution < 2 * base or n != int(n):
     raise ValueError(
-        f'--config.model.resolution={resolution}: expected a power of two '
+        f'config.model.resolution={resolution}: expected a power of two '
         f'>= {2 * base} (32, 64, 128, ...)')
   return int(n)
 
@@ -310,7 +310,7 @@ def build_models(model_config, *, fused_resampling=False) -> FrozenDict:
   if model_config.arch == 'dcgan':
     return FrozenDict(generator=DCGANGenerator(**kw),
                       critic=DCGANDiscriminator(**kw))
-  raise ValueError(f"--config.model.arch={model_config.arch!r}: expected "
+  raise ValueError(f"config.model.arch={model_config.arch!r}: expected "
                    "'wgan' or 'dcgan'")
 
 

@@ -326,7 +326,7 @@ def check_batch_size(batch_size):
   n = jax.device_count()
   if batch_size % n:
     raise ValueError(
-        f'--config.train.batch_size={batch_size} is not divisible by the '
+        f'config.train.batch_size={batch_size} is not divisible by the '
         f'{n} devices; use a multiple of {n}')
 
 
@@ -354,7 +354,7 @@ def warm_start_state(config, nets, init_from):
                                              'z_dim')}
   ours = {k: config.model[k] for k in theirs}
   if theirs != ours:
-    raise ValueError(f'--config.train.init_from={init_from}: a model of other '
+    raise ValueError(f'config.train.init_from={init_from}: a model of other '
                      f'networks ({theirs}; this run: {ours})')
   _, variables, step = checkpoint.load_inference_variables(init_from)
   fresh = init_state(config, nets)
@@ -389,12 +389,12 @@ def check_data_size(config, num_images):
     needed = config.train.n_critic * batch
     if num_images < needed:
       raise ValueError(
-          f'--config.data.on_device: the data set has {num_images} images, '
+          f'config.data.on_device: the data set has {num_images} images, '
           f'but one step draws n_critic x batch_size = {needed}; use fewer '
           'or smaller batches, or more images')
   elif num_images < batch:
     raise ValueError(
-        f'--config.train.batch_size={batch}: the data set has {num_images} '
+        f'config.train.batch_size={batch}: the data set has {num_images} '
         f'images, but one batch draws {batch}; use a smaller batch or more '
         'images')
 
@@ -409,10 +409,10 @@ def _device_images(config, source, sharding):
   # activations need the rest.
   if images.nbytes > free / 2:
     raise ValueError(
-        f'--config.data.on_device: the decoded set is '
+        f'config.data.on_device: the decoded set is '
         f'{images.nbytes / 2**30:.2f} GiB, {device.device_kind} has '
         f'{free / 2**30:.2f} GiB free (at most half of it is used for data); '
-        'set --config.data.on_device=False or use fewer images')
+        'set config.data.on_device=False or use fewer images')
   return jax.make_array_from_callback(images.shape, sharding,
                                       lambda index: np.asarray(images[index]))
 
@@ -434,7 +434,7 @@ def _restore_for_resume(workdir, files, abstract_state):
         f'{e}; ' + (f'the checkpoint of step {intact} is intact: delete '
                     f'{folder} to resume from step {intact}' if intact is not
                     None else 'no earlier checkpoint is intact: use a new '
-                    '--workdir')) from e
+                    'workdir')) from e
 
 
 def _check_export_to(path, workdir):
@@ -443,13 +443,13 @@ def _check_export_to(path, workdir):
   (or the work dir in the export), found only at the end of training."""
   if not path:
     return
-  label = f'--config.train.export_to={path}'
+  label = f'config.train.export_to={path}'
   export, work = Path(path).resolve(), Path(workdir).resolve()
   if export == work or work in export.parents:
-    raise ValueError(f'{label}: is the --workdir {workdir} or inside it; '
+    raise ValueError(f'{label}: is the workdir {workdir} or inside it; '
                      'export to a folder of its own')
   if export in work.parents:
-    raise ValueError(f'{label}: holds the --workdir {workdir}; export to a '
+    raise ValueError(f'{label}: holds the workdir {workdir}; export to a '
                      'folder of its own')
   checkpoint.check_new_model_dir(path, label)
 
@@ -627,7 +627,7 @@ def train_and_evaluate(config, workdir, clock=None):
     if step < total:
       if step == start:
         raise TimeLimitTooShort(
-            f'--config.train.time_limit={config.train.time_limit:g}: shorter '
+            f'config.train.time_limit={config.train.time_limit:g}: shorter '
             f'than the start-up ({clock() - origin:.0f} s from the start to '
             'load the data and compile): no step was trained and nothing was '
             'saved; raise the limit')

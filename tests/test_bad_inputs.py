@@ -60,7 +60,7 @@ def test_bad_config_values_are_refused_before_anything_is_written(
   workdir = tmp_path / 'w'
   with pytest.raises(ValueError) as e:
     training.train_and_evaluate(tiny_config(npz, **{key: value}), workdir)
-  assert str(e.value).startswith(f'--config.{key}={value!r}: {message}')
+  assert str(e.value).startswith(f'config.{key}={value!r}: {message}')
   assert '\n' not in str(e.value)
   assert not workdir.exists()
 
@@ -74,11 +74,11 @@ def test_config_types_and_keys_are_checked(npz):
   config = tiny_config(npz)
   config.train.unlock()
   config.train.stepz = 3
-  with pytest.raises(ValueError, match=r'^--config\.train\.stepz: not a key'):
+  with pytest.raises(ValueError, match=r'^config\.train\.stepz: not a key'):
     config_lib.validate(config)
   del config.train['stepz']
   del config.train['n_critic']
-  with pytest.raises(ValueError, match=r'^--config\.train\.n_critic: missing'):
+  with pytest.raises(ValueError, match=r'^config\.train\.n_critic: missing'):
     config_lib.validate(config)
   config = tiny_config(npz)
   config.data.unlock()
@@ -94,7 +94,7 @@ def test_a_bad_value_on_the_command_line_is_one_line(npz, tmp_path):
                 f'--config.data.npz={npz}', '--config.train.log_every=0'])
   assert result.returncode == 2  # a usage error (docs/design.md)
   assert result.stderr.strip().splitlines()[-1] == (
-      'error: --config.train.log_every=0: must be >= 1')
+      'error: config.train.log_every=0: must be >= 1')
   assert not workdir.exists()
 
 
@@ -108,7 +108,7 @@ def test_a_batch_larger_than_the_data_set_is_refused(npz, tmp_path):
     training.train_and_evaluate(
         tiny_config(npz, **{'train.batch_size': 64}), workdir)
   assert str(e.value) == (
-      '--config.train.batch_size=64: the data set has 10 images, but one '
+      'config.train.batch_size=64: the data set has 10 images, but one '
       'batch draws 64; use a smaller batch or more images')
   # On the device one step draws n_critic batches at once.
   with pytest.raises(ValueError) as e:
@@ -116,7 +116,7 @@ def test_a_batch_larger_than_the_data_set_is_refused(npz, tmp_path):
         tiny_config(npz, **{'train.batch_size': 8, 'data.on_device': True}),
         workdir)
   assert str(e.value).startswith(
-      '--config.data.on_device: the data set has 10 images, but one step '
+      'config.data.on_device: the data set has 10 images, but one step '
       'draws n_critic x batch_size = 16;')
   assert not workdir.exists()
 

@@ -236,7 +236,7 @@ def test_export_to_the_workdir_or_inside_it_is_refused_before_training(
   workdir = tmp_path / 'run' / 'w'
   export_to = workdir / inside
   with pytest.raises(ValueError, match=r'export_to=.*(is the|holds the) '
-                     r'--workdir'):
+                     r'workdir'):
     training.train_and_evaluate(
         tiny_config(npz, 1, **{'train.export_to': str(export_to)}), workdir)
   assert not (tmp_path / 'run').exists()

@@ -178,7 +178,7 @@ def test_a_truncated_cache_is_named(npz, tmp_path):
     with pytest.raises(ValueError) as e:
       data.load_all(config.data, 32)
     assert str(e.value).startswith(
-        f'--config.data.cache={cache}: cannot read it (')
+        f'config.data.cache={cache}: cannot read it (')
     assert str(e.value).endswith('delete it to decode the images again')
     assert '\n' not in str(e.value)
 
