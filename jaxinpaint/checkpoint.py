@@ -284,8 +284,9 @@ def is_finalized(model_dir, step) -> bool:
 
 def load_inference_variables(model_dir):
   """(config, variables, step) of a model directory's newest checkpoint,
-  as saved: the lower-level reader under `loading.load_model`, which also
-  recalibrates an unfinished work dir's statistics (`is_finalized`).
+  as saved. The lower-level reader (warm starts use it); for completion use
+  `loading.load_model`, which also recalibrates the statistics of a work
+  dir whose checkpoint is not finalized (`is_finalized`).
 
   variables = {'generator': {'params', 'batch_stats'}, 'critic': {'params',
   ...}, 'patch_critic': ...}, float32, with G's batch statistics taken from

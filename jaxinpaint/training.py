@@ -361,8 +361,9 @@ def warm_start_state(config, nets, init_from):
   d_params = {k: variables[k]['params'] for k in fresh.d_params}
   d_stats = {k: variables[k]['batch_stats'] for k in fresh.d_stats}
   g_params = variables['generator']['params']
-  # Training continues from the statistics completion used (the source's
-  # recalibrated ones); the EMA takes over from there.
+  # Training continues from the source's saved inference statistics (the
+  # recalibrated ones; a checkpoint not finalized saved its running
+  # averages there); the EMA takes over from there.
   cast = lambda new, like: jax.tree.map(
       lambda a, b: jnp.asarray(a, b.dtype), new, like)
   g_stats = cast(variables['generator']['batch_stats'], fresh.g_stats)
