@@ -25,8 +25,8 @@ import numpy as np
 import tqdm
 
 from jaxinpaint import baselines, completion, data, errors, grids, inputs
-from jaxinpaint import masks as masks_lib, models, pipeline
-from jaxinpaint.errors import InputError
+from jaxinpaint import loading, masks as masks_lib, models, pipeline
+from jaxinpaint.errors import ArgumentError, InputError
 
 # GAN methods: (model, completion.LOSSES key).
 GAN_METHODS = {
@@ -37,8 +37,8 @@ GAN_METHODS = {
 }
 METHODS = tuple(GAN_METHODS) + baselines.FILLS  # the tables' row order
 # The models in the package: the defaults of the GAN methods.
-SHIPPED = {'wgan': inputs.DEFAULT_MODEL,
-           'dcgan': inputs.ASSETS / 'celeba64_dcgan'}
+SHIPPED = {'wgan': loading.DEFAULT_MODEL,
+           'dcgan': loading.ASSETS / 'celeba64_dcgan'}
 TABLE_MASKS = ('center', 'three_squares')
 PAPER_TABLE = {'center': 'Table 1', 'three_squares': 'Table 2'}
 
@@ -139,9 +139,9 @@ def find_table_model(name: str, arg, skipped: dict,
       skipped[m] = reason
     return None
   try:
-    model_dir, config = inputs.find_model(str(path))
-  except InputError as e:
-    raise InputError(f'{flag}: {e}') from e
+    model_dir, config = loading.find_model(path)
+  except ArgumentError as e:
+    raise InputError(e.for_flag(flag)) from e
   if config.model.arch != name:
     raise InputError(f'{flag} {label}: the model is a {config.model.arch!r} '
                      f'model, expected {name!r}')
@@ -168,9 +168,9 @@ def common_resolution(table_models, input_path) -> int:
 
 
 def load_models(table_models) -> None:
-  """Loads each TableModel's handle (`inputs.load_model`)."""
+  """Loads each TableModel's handle (`loading.load_model`)."""
   for m in table_models:
-    m.loaded = inputs.load_model(m.path)
+    m.loaded = loading.load_model(m.path)
 
 
 def table_masks(mask_kinds, n: int, resolution: int, seed: int) -> dict:

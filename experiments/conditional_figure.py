@@ -19,8 +19,8 @@ import jax
 import numpy as np
 
 from jaxinpaint import cli, completion, errors, grids, inputs as inputs_lib
-from jaxinpaint import masks as masks_lib, models, outputs, pipeline
-from jaxinpaint.errors import InputError
+from jaxinpaint import loading, masks as masks_lib, models, outputs, pipeline
+from jaxinpaint.errors import ArgumentError, InputError
 import common  # experiments/common.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                  'latter.')
   p.add_argument('--model', default=None, metavar='DIR',
                  help='WGAN model directory (training workdir or export). '
-                 f'Default: the shipped model {inputs_lib.DEFAULT_MODEL}.')
+                 f'Default: the shipped model {loading.DEFAULT_MODEL}.')
   common.add_search_flags(p, item='face')
   return p
 
@@ -100,7 +100,10 @@ def _given_or_default(arg, default, flag, what):
 def prepare(args) -> _Inputs:
   inputs_lib.check_counts(args.limit, args.seed, steps=args.steps,
                           restarts=args.restarts, batch_size=args.batch_size)
-  model_dir, config = inputs_lib.find_model(args.model, flag='--model')
+  try:
+    model_dir, config = loading.find_model(args.model)
+  except ArgumentError as e:
+    raise InputError(e.for_flag('--model')) from e
   if config.model.arch != 'wgan':
     raise InputError(f'--model {model_dir}: conditional completion (paper '
                     f'3.3) needs our WGAN, not a {config.model.arch!r} model')
@@ -161,7 +164,7 @@ def conditional_completion(model: models.Model, y1, reference, keep,
 
 
 def run(args, inputs: _Inputs) -> dict:
-  loaded = inputs_lib.load_model(inputs.model_dir)
+  loaded = loading.load_model(inputs.model_dir)
   y1, n = inputs.faces, len(inputs.faces)
   blended, per_image, summary = conditional_completion(
       loaded, y1, inputs.reference, inputs.keep, common.Search(

@@ -17,9 +17,9 @@ import time
 
 import jax
 
-from jaxinpaint import cli, inputs as inputs_lib, latent_recovery
+from jaxinpaint import cli, latent_recovery, loading
 from jaxinpaint import masks as masks_lib
-from jaxinpaint.errors import InputError
+from jaxinpaint.errors import ArgumentError, InputError
 import common  # experiments/common.py, beside this script
 
 LOSS_NAMES = ('paper', 'yeh', 'yeh_gradient')  # completion.LOSSES
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
       formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--model', default=None, metavar='DIR',
                  help='a model directory or a shipped model\'s name '
-                 f'(default: {inputs_lib.DEFAULT_MODEL.name}).')
+                 f'(default: {loading.DEFAULT_MODEL.name}).')
   p.add_argument('--losses', default='paper,yeh',
                  help=f'comma list of {", ".join(LOSS_NAMES)} '
                  '(default: paper,yeh).')
@@ -92,13 +92,16 @@ def prepare(args):
     raise InputError(f'--steps {args.steps}: expected 0 or more')
   if not args.z_bound > 0:
     raise InputError(f'--z-bound {args.z_bound}: expected a positive number')
-  model_dir, _ = inputs_lib.find_model(args.model, flag='--model')
+  try:
+    model_dir, _ = loading.find_model(args.model)
+  except ArgumentError as e:
+    raise InputError(e.for_flag('--model')) from e
   return model_dir, losses, constraints
 
 
 def run(args, checked) -> list:
   model_dir, losses, constraints = checked
-  model = inputs_lib.load_model(model_dir)
+  model = loading.load_model(model_dir)
   print(f'{model_dir} ({model.arch}, {model.resolution}x{model.resolution}, '
         f'z {model.z_dim} ~ {model.latent_distribution}, step {model.step}) '
         f'on {jax.devices()[0].device_kind}: {args.images} samples, '

@@ -31,7 +31,7 @@ import jax
 import numpy as np
 
 from jaxinpaint import completion, face_check, grids, inputs as inputs_lib
-from jaxinpaint import latent_recovery, masks, pipeline
+from jaxinpaint import latent_recovery, loading, masks, pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,7 @@ def timed(fn):
 def main(argv=None):
   args = build_parser().parse_args(argv)
   tune_steps = [int(s) for s in args.tune_steps.split(',')]
-  model = inputs_lib.load_model(inputs_lib.find_model(args.model)[0])
+  model = loading.load_model(args.model)
   res = model.resolution
   faces = inputs_lib.load_inputs(args.data, res, args.images)[0].read_all()
   n = len(faces)

@@ -37,9 +37,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxinpaint import cli, completion, errors, inputs, masks as masks_lib
-from jaxinpaint import outputs, pipeline
-from jaxinpaint.errors import InputError
+from jaxinpaint import cli, completion, errors, inputs, loading
+from jaxinpaint import masks as masks_lib, outputs, pipeline
+from jaxinpaint.errors import ArgumentError, InputError
 import common  # experiments/common.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
       formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--model', default=None, metavar='DIR',
                  help='a model directory or a shipped model\'s name '
-                 f'(default: {inputs.DEFAULT_MODEL.name}).')
+                 f'(default: {loading.DEFAULT_MODEL.name}).')
   p.add_argument('--input', default=None, metavar='DIR',
                  help='folder of complete test images at the model\'s '
                  f'resolution (default: {DEFAULT_INPUT} from the repo root).')
@@ -316,7 +316,10 @@ def prepare(args):
   mask_kinds = common.split_list(args.masks, '--masks', masks_lib.MASK_KINDS)
   names = common.split_list(args.factors, '--factors', FACTOR_NAMES)
   factors = tuple((f, v) for f, v in FACTORS if f in names)
-  model_dir, config = inputs.find_model(args.model, flag='--model')
+  try:
+    model_dir, config = loading.find_model(args.model)
+  except ArgumentError as e:
+    raise InputError(e.for_flag('--model')) from e
   if config.model.arch != 'wgan':
     raise InputError(f'--model {model_dir}: a {config.model.arch!r} model; '
                     'the grid varies the WGAN completion (paper loss)')
@@ -337,7 +340,7 @@ def prepare(args):
 
 def run(args, checked) -> dict:
   model_dir, images, names, masks, factors, out, input_label = checked
-  model = inputs.load_model(model_dir)
+  model = loading.load_model(model_dir)
   settings = dict(
       model=str(model_dir), step=model.step, resolution=model.resolution,
       width=int(model.config.model.width), input=input_label,

@@ -18,9 +18,9 @@ _EXPORTS = {
     'make_masks': 'masks', 'load_mask': 'masks',
     'masked_gradients': 'image_ops', 'window_weights': 'image_ops',
     'mse': 'metrics', 'psnr': 'metrics', 'ssim': 'metrics',
-    # models, checkpoints, training, many images at once
+    # models, finding and loading them, training, many images at once
     'build_models': 'models', 'Model': 'models',
-    'load_model': 'checkpoint', 'load_inference_variables': 'checkpoint',
+    'load_model': 'loading', 'find_model': 'loading',
     'train_and_evaluate': 'training', 'inpaint_batches': 'pipeline',
     'evaluate': 'pipeline',
 }

@@ -4,9 +4,18 @@ Layout of a model directory (a training work dir or an exported model):
   DIR/config.json           the ConfigDict that built the networks
   DIR/checkpoints/<step>/   orbax StandardSave of a pytree whose fields include
                             g_params, g_stats_eval, d_params (and, in a
-                            training work dir, everything needed to resume)
+                            training work dir, everything needed to resume),
+                            with the step's custom metadata {"finalized": bool}
   DIR/checksums.json        exported models only: the SHA-256 of every array
                             of that pytree, checked when the model is loaded
+
+"Finalized" says whether a step's `g_stats_eval` (G's BatchNorm statistics
+for inference) were recalibrated for that step's weights: true for the
+checkpoint written at the end of training (`training.finalize`) and for an
+exported model, false for a periodic or a signal's checkpoint, whose
+`g_stats_eval` are the running averages. A checkpoint written before the
+flag existed counts as not finalized. `loading.load_model` recalibrates
+what is not finalized.
 """
 import contextlib
 import gc
@@ -27,7 +36,6 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxinpaint import models
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
@@ -39,6 +47,10 @@ MODEL_KEYS = ('arch', 'resolution', 'width', 'z_dim')
 class ChecksumError(ValueError):
   """An array of an exported model differs from the checksum it was saved
   with: the files were damaged after export."""
+
+
+# The key of a step's custom metadata (orbax) that says it is finalized.
+FINALIZED = 'finalized'
 
 
 def manager(workdir, keep: int = 2, create: bool = True):
@@ -57,7 +69,7 @@ def load_config(workdir) -> ml_collections.ConfigDict:
   if not path.is_file():
     raise FileNotFoundError(
         f'{workdir}: not a jaxinpaint model directory (no {CONFIG_FILE}); '
-        'expected a training --workdir or an exported model')
+        'expected a training work dir or an exported model')
   try:
     saved = json.loads(path.read_text(encoding='utf-8'))
   except ValueError as e:  # bad JSON or bad UTF-8
@@ -242,31 +254,49 @@ def intact_step_before(workdir, step):
   return None
 
 
-def load_inference_variables(model_dir, prepare=None):
-  """(config, variables, step) for completion from a model directory.
+def step_metadata(finalized: bool) -> dict:
+  """The custom metadata to save a step with (`CheckpointManager.save`)."""
+  return {FINALIZED: bool(finalized)}
+
+
+def is_finalized(model_dir, step) -> bool:
+  """Whether G's inference statistics of `step` are recalibrated for its
+  weights: always for an exported model; for a work dir, what the step's
+  metadata says (a checkpoint without the flag, from an older version, or
+  one that cannot be read: not finalized, the safe answer)."""
+  if is_exported_model(model_dir):
+    return True
+  # A manager that knows the item's handler reads the metadata without
+  # warning that it could not restore the item.
+  mgr = ocp.CheckpointManager(
+      os.path.abspath(os.path.join(model_dir, CHECKPOINT_DIR)),
+      options=ocp.CheckpointManagerOptions(create=False),
+      item_handlers=ocp.StandardCheckpointHandler())
+  try:
+    metadata = mgr.metadata(step).custom_metadata or {}
+  except Exception:  # pylint: disable=broad-except
+    # orbax raises many types for a step deleted or damaged meanwhile.
+    return False
+  finally:
+    mgr.close()
+  return metadata.get(FINALIZED) is True
+
+
+def load_inference_variables(model_dir):
+  """(config, variables, step) of a model directory's newest checkpoint,
+  as saved. The lower-level reader (warm starts use it); for completion use
+  `loading.load_model`, which also recalibrates the statistics of a work
+  dir whose checkpoint is not finalized (`is_finalized`).
 
   variables = {'generator': {'params', 'batch_stats'}, 'critic': {'params',
   ...}, 'patch_critic': ...}, float32, with G's batch statistics taken from
-  the recalibrated `g_stats_eval` (see training.recalibrate_batch_stats).
-  `prepare(config, raw, step) -> raw`, if given, may replace the checked
-  saved pytree first (`inputs.load_model` recalibrates with it).
+  `g_stats_eval` (the running averages in a checkpoint not finalized).
+  An exported model's checksums are checked.
   """
   config = load_config(model_dir)
   raw, step = restore_raw(model_dir)
   check_checksums(model_dir, raw)
-  if prepare is not None:
-    raw = prepare(config, raw, step)
   return config, to_float32(inference_variables(raw)), step
-
-
-def load_model(model_dir, prepare=None):
-  """The `models.Model` handle of an exported model or a finished training
-  dir: nets, float32 variables, arch, z_dim, resolution, step, config
-  (`prepare` as in `load_inference_variables`; `inputs.load_model` also
-  recalibrates an unfinished dir's statistics)."""
-  config, variables, step = load_inference_variables(model_dir, prepare)
-  return models.Model.from_config(config.model, variables, step=step,
-                                  config=config)
 
 
 def to_float32(tree):
@@ -275,23 +305,10 @@ def to_float32(tree):
   return jax.tree.map(lambda x: jnp.asarray(np.asarray(x, np.float32)), tree)
 
 
-def has_running_batch_stats(tree) -> bool:
-  """Whether a saved pytree is a training checkpoint whose G statistics
-  for inference are still the running averages: training saves them as
-  `g_stats_eval` until its end, where they are recalibrated (exported
-  models keep only the recalibrated ones, no `g_stats`)."""
-  if not isinstance(tree, dict) or tree.get('g_stats') is None:
-    return False
-  same = jax.tree.leaves(jax.tree.map(
-      lambda a, b: bool(np.array_equal(a, b)), tree['g_stats'],
-      tree['g_stats_eval']))
-  return bool(same) and all(same)  # a G without BatchNorm has nothing stale
-
-
 def inference_variables(tree):
   """{'generator': {'params', 'batch_stats'}, 'critic': {'params'}, ...} of
   a saved pytree or TrainState (anything with g_params, g_stats_eval,
-  d_params, d_stats), G's statistics being the recalibrated ones."""
+  d_params, d_stats), G's statistics being `g_stats_eval`."""
   get = (tree.get if isinstance(tree, dict)
          else lambda k, default=None: getattr(tree, k, default))
   variables = {'generator': {'params': get('g_params'),
@@ -395,8 +412,9 @@ def export_inference(model_dir, config, variables, step, dtype=jnp.bfloat16):
 
   Everything is written to a temporary folder beside `model_dir` that is
   renamed into place at the end: an export interrupted (a signal, a full
-  disk) leaves no `model_dir`, never a partial one. The result loads with
-  `load_inference_variables`, like a training dir.
+  disk) leaves no `model_dir`, never a partial one. `variables` must hold
+  G's recalibrated statistics: an exported model is finalized by
+  definition. It loads with `loading.load_model`, like a training dir.
   """
   check_new_model_dir(model_dir)
   final = Path(model_dir).absolute()
@@ -414,7 +432,8 @@ def export_inference(model_dir, config, variables, step, dtype=jnp.bfloat16):
     tmp.mkdir(parents=True)
     save_config(tmp, config)
     mgr = manager(tmp, keep=1)
-    mgr.save(step, args=ocp.args.StandardSave(tree))
+    mgr.save(step, args=ocp.args.StandardSave(tree),
+             custom_metadata=step_metadata(finalized=True))
     mgr.wait_until_finished()
     mgr.close()
     write_checksums(tmp, tree)

@@ -19,9 +19,9 @@ own copy of G's parameters is tuned around its ẑ, vmapped over the batch
 in the same way, and the hole is filled from the tuned G_θ(ẑ).
 
 Conventions: images float32 (N, H, W, C) in [-1, 1]; masks (N, H, W, 1),
-1 = known; the model is a `models.Model` handle (`checkpoint.load_model`,
-`inputs.load_model`): its arch fixes the latent distribution and the form of
-the critic prior, its z_dim the latent's size. Inside, `variables` =
+1 = known; the model is a `models.Model` handle (`loading.load_model`): its
+arch fixes the latent distribution and the form of the critic prior, its
+z_dim the latent's size. Inside, `variables` =
 {'generator': {'params', 'batch_stats'}, 'critic': {'params', ...},
 'patch_critic': {'params'}} travel as jit arguments and the nets as static
 ones.
@@ -65,7 +65,7 @@ LOSSES = {
 
 def get_loss(name: str) -> LossSpec:
   if name not in LOSSES:
-    raise ValueError(f'--loss {name!r}: expected one of {sorted(LOSSES)}')
+    raise ValueError(f'loss {name!r}: expected one of {sorted(LOSSES)}')
   return LOSSES[name]
 
 

@@ -136,21 +136,22 @@ def _range_problem(key, value):
 def validate(config) -> None:
   """Checks every key of a run's config against the schema of base_config.
 
-  Raises ValueError with one line naming the first bad key as its command
-  line flag, e.g. `--config.train.log_every=0: must be >= 1`: a bad value
+  Raises ValueError with one line naming the first bad key, e.g.
+  `config.train.log_every=0: must be >= 1` (train.py's flag is the same
+  with `--` in front): a bad value
   fails before a run writes anything, not steps later (a ZeroDivisionError,
   an empty critic loop, a run that is 'done' at step 0).
   """
   schema, given = _flatten(base_config()), _flatten(config)
   unknown = sorted(given.keys() - schema.keys())
   if unknown:
-    raise ValueError(f'--config.{unknown[0]}: not a key of '
+    raise ValueError(f'config.{unknown[0]}: not a key of '
                      'jaxinpaint/config.py')
   for key, default in schema.items():
     if key not in given:
-      raise ValueError(f'--config.{key}: missing (every key of '
+      raise ValueError(f'config.{key}: missing (every key of '
                        'jaxinpaint/config.py must be set)')
     value = given[key]
     problem = _type_problem(value, default) or _range_problem(key, value)
     if problem:
-      raise ValueError(f'--config.{key}={value!r}: {problem}')
+      raise ValueError(f'config.{key}={value!r}: {problem}')

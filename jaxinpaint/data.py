@@ -313,7 +313,7 @@ class _TfdsSource:
               f'{builder.data_dir}); run `tfds build {name} '
               '--file_format=array_record` first, or point to the folder '
               'where it is prepared (TFDS_DATA_DIR, or '
-              '--config.data.tfds_data_dir in training)')
+              'config.data.tfds_data_dir in training)')
     first = (str(error).strip().splitlines() or [type(error).__name__])[0]
     return f'tfds {self.label}: cannot open it: {first}'
 
@@ -331,7 +331,7 @@ class _TfdsSource:
     return f'tfds {self.label} ({len(self)} images)'
 
 
-_SOURCE_FLAGS = ('folder', 'npz', 'tfds_name')
+_SOURCE_KEYS = ('folder', 'npz', 'tfds_name')
 
 
 def open_source(data_config: Any):
@@ -340,12 +340,12 @@ def open_source(data_config: Any):
   It has len() (its number of images), `describe()` and `read(index,
   resolution)`.
   """
-  chosen = [k for k in _SOURCE_FLAGS if getattr(data_config, k, '')]
+  chosen = [k for k in _SOURCE_KEYS if getattr(data_config, k, '')]
   if len(chosen) != 1:
-    flags = ', '.join(f'--config.data.{k}' for k in _SOURCE_FLAGS)
+    keys = ', '.join(f'config.data.{k}' for k in _SOURCE_KEYS)
     got = ('none is set' if not chosen else 'got ' + ' and '.join(
-        f'--config.data.{k}={getattr(data_config, k)!r}' for k in chosen))
-    raise ValueError(f'set exactly one data source of {flags}; {got}')
+        f'config.data.{k}={getattr(data_config, k)!r}' for k in chosen))
+    raise ValueError(f'set exactly one data source of {keys}; {got}')
   if chosen[0] == 'folder':
     return _FolderSource(os.fspath(data_config.folder))
   if chosen[0] == 'npz':
@@ -664,7 +664,7 @@ def cache_record(source, resolution: int) -> dict:
 
 def _check_cache_record(cache: str, record: dict):
   """Refuses a cache whose record (beside it) is not `record`."""
-  label = f'--config.data.cache={cache}'
+  label = f'config.data.cache={cache}'
   try:
     with open(f'{cache}.json', encoding='utf-8') as f:
       saved = json.load(f)
@@ -711,12 +711,12 @@ def load_all(data_config: Any, resolution: int, source=None) -> np.ndarray:
       images = np.load(cache, mmap_mode='r')
     except (OSError, ValueError, EOFError) as e:  # truncated, not an .npy
       raise ValueError(
-          f'--config.data.cache={cache}: cannot read it ({type(e).__name__}: '
+          f'config.data.cache={cache}: cannot read it ({type(e).__name__}: '
           f'{str(e).strip().splitlines()[0] if str(e).strip() else "-"}); '
           'delete it to decode the images again') from e
     if images.shape != shape or images.dtype != np.uint8:
       raise ValueError(
-          f'--config.data.cache={cache}: holds uint8{images.shape}, the '
+          f'config.data.cache={cache}: holds uint8{images.shape}, the '
           f'source ({source.describe()}) gives uint8{shape}; delete it or '
           'point to another file')
     return images

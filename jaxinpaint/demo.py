@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from jaxinpaint import data, errors, inputs, masks
+from jaxinpaint import data, errors, inputs, loading, masks
 
 # The shipped model a bare `jaxinpaint-demo` serves: the default model on an
 # accelerator; on a CPU its 16x cheaper preview, so that the page's default
@@ -211,10 +211,9 @@ class Models:
     with self._lock:
       if name not in self._models:
         try:
-          model_dir, _ = inputs.find_model(name)
-          self._models[name] = inputs.load_model(model_dir)
-        except errors.InputError as e:
-          raise PageError(str(e)) from None
+          self._models[name] = loading.load_model(name)
+        except errors.ArgumentError as e:
+          raise PageError(e.detail) from None
       return self._models[name]
 
 
@@ -344,7 +343,7 @@ def build_app(default_model: str, max_steps: int = MAX_STEPS):
   import tempfile  # pylint: disable=g-import-not-at-top
 
   models = Models()
-  names = inputs.shipped_model_names()
+  names = loading.shipped_model_names()
   if default_model not in names:
     names = [default_model] + names
   faces = [n for n in names if n.startswith('celeba')] or [default_model]
@@ -356,10 +355,9 @@ def build_app(default_model: str, max_steps: int = MAX_STEPS):
 
   def resolution_of(name):
     try:
-      model_dir, config = inputs.find_model(name)
-    except errors.InputError as e:
-      fail(e)
-    del model_dir
+      _, config = loading.find_model(name)
+    except errors.ArgumentError as e:
+      fail(e.detail)
     return int(config.model.resolution)
 
   def prepare(path, model_name):
@@ -580,8 +578,7 @@ def default_checkpoint() -> str:
 def warm_up(models_name: str):
   """Compiles the default settings' programs (the search, its previews, the
   blend) before the first visitor."""
-  model_dir, _ = inputs.find_model(models_name)
-  model = inputs.load_model(model_dir)
+  model = loading.load_model(models_name)
   r = model.resolution
   image = np.zeros((r, r, 3), np.float32)
   for _ in watch_completion(model, image, masks.center_mask(1, r, r)[0],
@@ -624,9 +621,9 @@ def main(argv=None):
   host_memory.reuse_freed_memory()  # as every CLI on a CPU
   checkpoint = args.checkpoint or default_checkpoint()
   try:
-    inputs.find_model(checkpoint)
-  except errors.InputError as e:
-    cli.fail(str(e))
+    loading.find_model(checkpoint)
+  except errors.ArgumentError as e:
+    cli.fail(e.for_flag('--checkpoint'))
   if not args.no_warm_up:
     print(f'compiling {checkpoint} for the default settings...', flush=True)
     warm_up(checkpoint)

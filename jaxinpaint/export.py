@@ -4,24 +4,27 @@
       --out jaxinpaint/assets/celeba64 --dtype bfloat16
 
 Keeps G, D and Dp (no optimizer state), recalibrates G's BatchNorm
-statistics for the final weights (a run stopped by a signal saved only the
-running averages), and stores the arrays in `--dtype` with their SHA-256
-(checksums.json). The result loads with `checkpoint.load_inference_variables`,
-like the work dir itself.
+statistics for the final weights (`models.recalibrated_stats`: a run stopped
+by a signal saved only the running averages), and stores the arrays in
+`--dtype` with their SHA-256 (checksums.json). The result is finalized by
+definition and loads with `loading.load_model`, like the work dir itself.
 """
 import argparse
 
 import jax.numpy as jnp
 
-from jaxinpaint import checkpoint, cli, models, training
+from jaxinpaint import checkpoint, cli, models
 
 
 def export(workdir, out, dtype='bfloat16', recalibration_batches=None):
+  """Exports the newest checkpoint of `workdir` to the new (or empty)
+  directory `out`; returns its step. Raises ValueError (one line, naming
+  `out` or `recalibration_batches`) before any work for a bad argument."""
   # Before the recalibration, which compiles and runs G for a while.
   if recalibration_batches is not None and recalibration_batches < 1:
     raise ValueError(f'recalibration_batches must be >= 1, got '
                      f'{recalibration_batches}')
-  checkpoint.check_new_model_dir(out, f'--out {out}')
+  checkpoint.check_new_model_dir(out, f'out {out}')
   config = checkpoint.load_config(workdir)
   if checkpoint.latest_step(workdir) == 0:
     raise ValueError(f'{workdir}: its checkpoint is from step 0, a model that '
@@ -29,7 +32,7 @@ def export(workdir, out, dtype='bfloat16', recalibration_batches=None):
                      'it first')
   raw, step = checkpoint.restore_raw(workdir)
   nets = models.build_models(config.model)
-  g_stats = training.recalibrated_stats(
+  g_stats = models.recalibrated_stats(
       nets['generator'], raw['g_params'], raw['g_stats'], config,
       recalibration_batches)
   variables = checkpoint.inference_variables(dict(raw, g_stats_eval=g_stats))
@@ -54,6 +57,8 @@ def main(argv=None):
              f'{args.recalibration_batches}')
   try:
     with cli.sigterm_raises():
+      # As export() checks it, but naming the flag.
+      checkpoint.check_new_model_dir(args.out, f'--out {args.out}')
       step = export(args.workdir, args.out, args.dtype,
                     args.recalibration_batches)
   except (FileNotFoundError, ValueError) as e:  # checked before any work

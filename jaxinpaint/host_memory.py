@@ -1,4 +1,5 @@
-"""Host memory: let a CPU run reuse freed memory instead of re-faulting it.
+"""Host memory: let a CPU run reuse freed memory instead of re-faulting it,
+and how much memory a device has free.
 
 XLA:CPU allocates each execution's temporaries as one block (~60 MB for
 one completion step of 8 images at width 16, more for larger models and
@@ -14,9 +15,14 @@ It changes the whole process's allocator, so the library never calls it on
 its own: the command-line tools do, and a notebook or program that runs
 completion or training on the CPU can. Freed memory up to `limit_bytes`
 then stays with the process instead of going back to the system.
+
+`free_memory(device)` is what training and batch completion size their
+work against (a device's free bytes, the host's for a CPU device). Nothing
+here imports JAX: it takes the device it is asked about.
 """
 import ctypes
 import ctypes.util
+import os
 
 # mallopt parameters (glibc malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -54,3 +60,12 @@ def reuse_freed_memory(limit_bytes: int = DEFAULT_LIMIT_BYTES) -> bool:
     return False
   return all(libc.mallopt(param, int(limit_bytes)) == 1
              for param in (_M_MMAP_THRESHOLD, _M_TRIM_THRESHOLD))
+
+
+def free_memory(device) -> int:
+  """Bytes free on the JAX `device` (a CPU device: the host's available
+  memory)."""
+  stats = device.memory_stats() or {}
+  if 'bytes_limit' in stats:
+    return stats['bytes_limit'] - stats.get('bytes_in_use', 0)
+  return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')

@@ -14,8 +14,8 @@ import argparse
 from pathlib import Path
 
 # No JAX behind these: `--help` and input errors stay fast.
-from jaxinpaint import cli, errors, inputs, inpaint_run, masks, outputs
-from jaxinpaint import processes
+from jaxinpaint import cli, errors, inputs, inpaint_run, loading, masks
+from jaxinpaint import outputs, processes
 from jaxinpaint.errors import InputError
 
 DEFAULT_INPUT = inputs.EXAMPLES / 'faces'  # in the package: any cwd works
@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
       '--checkpoint', metavar='DIR|NAME', default=None,
       help='model directory: a training --workdir or an exported model, or '
       'the name of a model shipped in the package: '
-      f'{", ".join(inputs.shipped_model_names())} (default: '
-      f'{inputs.DEFAULT_MODEL.name}; the README\'s model card says what '
+      f'{", ".join(loading.shipped_model_names())} (default: '
+      f'{loading.DEFAULT_MODEL.name}; the README\'s model card says what '
       'each one is).')
   p.add_argument(
       '--input', default=str(DEFAULT_INPUT), metavar='SRC',
@@ -230,7 +230,10 @@ def prepare(args) -> inpaint_run.Plan:
   writes nothing but the lock on --out (`outputs.OutLock`; released on an
   error, else by `inpaint_run.execute`)."""
   _check_flags(args)
-  model_dir, config = inputs.find_model(args.checkpoint)
+  try:
+    model_dir, config = loading.find_model(args.checkpoint)
+  except errors.ArgumentError as e:
+    raise InputError(e.for_flag('--checkpoint')) from e
   resolution = int(config.model.resolution)
   out, share = Path(args.out), args.share
   images, names = inputs.load_inputs(args.input, resolution, args.limit,

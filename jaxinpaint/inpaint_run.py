@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxinpaint import errors, inputs, outputs, processes
+from jaxinpaint import errors, inputs, loading, outputs, processes
 
 PAPER_STEPS = 1000
 CPU_DEFAULT_STEPS = 200
@@ -242,7 +242,7 @@ def load_model(model_dir):
   """The model, or one InputError line for one that does not load."""
   from jaxinpaint import checkpoint  # pylint: disable=g-import-not-at-top
   try:
-    return inputs.load_model(model_dir)
+    return loading.load_model(model_dir)
   except (checkpoint.ChecksumError, checkpoint.DamagedCheckpointError) as e:
     raise errors.InputError(str(e)) from e
   except Exception as e:  # pylint: disable=broad-except

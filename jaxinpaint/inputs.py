@@ -1,10 +1,10 @@
 """Inputs of a completion run, read and checked before any computation.
 
-Images (files, folders, tfds splits), masks, the shipped models and example
-images in the package, and the bounds of the numeric flags. Every check
-raises `InputError` with one line naming the file or flag and what was
-expected. Nothing here starts JAX (`--help` and input errors stay fast)
-except `load_model`, which loads the arrays.
+Images (files, folders, tfds splits), masks, the example images in the
+package, and the bounds of the numeric flags. Every check raises
+`InputError` with one line naming the file or flag and what was expected.
+Nothing here starts JAX (`--help` and input errors stay fast). Models are
+found and loaded by `loading`.
 """
 import os
 import re
@@ -17,9 +17,8 @@ from PIL import Image
 
 from jaxinpaint import data, masks
 from jaxinpaint.errors import InputError
+from jaxinpaint.loading import ASSETS
 
-ASSETS = Path(__file__).parent / 'assets'  # the package's shipped files
-DEFAULT_MODEL = ASSETS / 'celeba64'
 EXAMPLES = ASSETS / 'examples'  # example faces, digits, masks, a reference
 # Bounds of --steps (the paper uses 1000: a larger count is a typo that would
 # run for days) and --seed (jax.random.key takes 32-bit seeds).
@@ -58,87 +57,6 @@ def check_counts(limit=None, seed=0, **positive):
     raise InputError(f'--limit must be >= 1, got {limit}')
   if not 0 <= seed < SEED_LIMIT:
     raise InputError(f'--seed must be >= 0 and < 2**32, got {seed}')
-
-
-# ----------------------------------------------------------------------------
-# Models.
-
-
-def shipped_model_names() -> list:
-  """The models in the package (folders of assets/ with a config)."""
-  from jaxinpaint import checkpoint  # pylint: disable=g-import-not-at-top
-  if not ASSETS.is_dir():
-    return []
-  return sorted(p.name for p in ASSETS.iterdir()
-                if (p / checkpoint.CONFIG_FILE).is_file())
-
-
-def find_model(arg=None, flag: str = '--checkpoint'):
-  """(model directory, its config) of a path, a shipped model's name, or
-  None for the default model. Cheap: no arrays are loaded.
-
-  Refuses directories that are not models and models that never trained.
-  """
-  from jaxinpaint import checkpoint  # pylint: disable=g-import-not-at-top
-  if arg is None:
-    model_dir = DEFAULT_MODEL
-    if not model_dir.is_dir():
-      raise InputError(f'no shipped model is installed (nothing at '
-                      f'{model_dir}); pass {flag} DIR (a training workdir or '
-                      'an exported model)')
-  else:
-    model_dir = Path(arg)
-    if not model_dir.is_dir() and Path(arg).name == arg:
-      model_dir = ASSETS / arg  # a shipped model's name
-    if not model_dir.is_dir():
-      raise InputError(f'{flag} {arg}: no such directory (nor a shipped '
-                      f'model: {", ".join(shipped_model_names())})')
-  try:
-    config = checkpoint.load_config(model_dir)
-  except (FileNotFoundError, ValueError) as e:  # ValueError: bad JSON
-    raise InputError(str(e)) from e
-  step = checkpoint.latest_step(model_dir)
-  if step is None:
-    writing = checkpoint.steps_being_written(model_dir)
-    if writing:
-      raise InputError(f'{model_dir}: its first checkpoint (step {writing[-1]}'
-                      ') is being written (is training running there?); '
-                      'retry when it is saved')
-    raise InputError(f'{model_dir}: not a jaxinpaint model directory (no '
-                    f'checkpoint under {checkpoint.CHECKPOINT_DIR}/)')
-  if step == 0:
-    raise InputError(f'{model_dir}: its checkpoint is from step 0, a model '
-                    'that never trained (its completions would be noise); '
-                    f'train it, or pass another {flag}')
-  return model_dir, config
-
-
-def load_model(model_dir):
-  """The `models.Model` handle of a model directory: nets, float32
-  inference variables, arch, z_dim, resolution, step and `config`.
-
-  A training work dir's checkpoint saved before the end of training (a
-  periodic or interrupted one) holds G's running BatchNorm averages, which
-  lag behind a GAN's weights: they are recalibrated here exactly as
-  `export` and the end of training do (`training.recalibrated_stats`), with
-  a note saying so and how to export the model to skip it next time.
-  """
-  # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import checkpoint, models, training
-
-  def recalibrate_running_stats(config, raw, step):
-    if not checkpoint.has_running_batch_stats(raw):
-      return raw
-    batches = config.train.bn_recalibration_batches
-    note(f'note: {model_dir}: the checkpoint of step {step} was saved before '
-         "the end of training, so G's BatchNorm statistics are running "
-         f'averages; recalibrating them over {batches} batches of z (`python '
-         f'-m jaxinpaint.export --workdir {model_dir} --out DIR` does it once)')
-    generator = models.build_models(config.model)['generator']
-    return dict(raw, g_stats_eval=training.recalibrated_stats(
-        generator, raw['g_params'], raw['g_stats'], config))
-
-  return checkpoint.load_model(model_dir, prepare=recalibrate_running_stats)
 
 
 # ----------------------------------------------------------------------------

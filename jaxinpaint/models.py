@@ -22,7 +22,7 @@ def _num_doublings(resolution: int, base: int) -> int:
   n = math.log2(resolution / base)
   if resolution < 2 * base or n != int(n):
     raise ValueError(
-        f'--config.model.resolution={resolution}: expected a power of two '
+        f'config.model.resolution={resolution}: expected a power of two '
         f'>= {2 * base} (32, 64, 128, ...)')
   return int(n)
 
@@ -310,7 +310,7 @@ def build_models(model_config, *, fused_resampling=False) -> FrozenDict:
   if model_config.arch == 'dcgan':
     return FrozenDict(generator=DCGANGenerator(**kw),
                       critic=DCGANDiscriminator(**kw))
-  raise ValueError(f"--config.model.arch={model_config.arch!r}: expected "
+  raise ValueError(f"config.model.arch={model_config.arch!r}: expected "
                    "'wgan' or 'dcgan'")
 
 
@@ -334,8 +334,7 @@ class Model:
   Everything that depends on the model — the latent's size and distribution,
   the form of a critic prior, which critics exist — is read from here, so a
   DCGAN cannot be searched with the WGAN's latent or prior by mistake. Build
-  it with `Model.from_config` (or load it: `checkpoint.load_model`,
-  `inputs.load_model`).
+  it with `Model.from_config` (or load it: `loading.load_model`).
 
   nets: {'generator', 'critic'?, 'patch_critic'?} Flax modules, exactly the
     networks that `variables` holds (a generator alone has no critic), in
@@ -469,3 +468,48 @@ def random_variables(model_config, seed: int = 0):
   return {name: jax.tree_util.tree_map_with_path(
       fill, jax.eval_shape(net.init, jax.random.key(0), inputs[name]))
           for name, net in nets.items()}
+
+
+# ----------------------------------------------------------------------------
+# BatchNorm recalibration: G's statistics for inference.
+
+
+def recalibrate_batch_stats(generator, g_params, g_stats, key, num_batches,
+                            batch_size, z_dim, arch):
+  """G's BatchNorm statistics averaged over `num_batches` batches of z.
+
+  The running averages lag behind a GAN generator whose weights keep moving;
+  completion runs G in inference mode, so it needs statistics that match the
+  final weights. With momentum 0 a training-mode pass stores exactly the
+  batch's statistics; their mean over many batches is the estimate.
+  """
+  g = generator.clone(bn_momentum=0.0)
+
+  def one(key):
+    z = sample_latent(key, (batch_size, z_dim), arch)
+    _, updates = g.apply({'params': g_params, 'batch_stats': g_stats}, z,
+                         train=True, mutable=['batch_stats'])
+    return updates['batch_stats']
+
+  stats = jax.lax.map(one, jax.random.split(key, num_batches))
+  return jax.tree.map(lambda s: s.mean(axis=0), stats)
+
+
+def recalibration_key(config):
+  """The fixed key of a run's recalibration batches (from config.seed)."""
+  return jax.random.fold_in(jax.random.key(config.seed), 2**30 + 1)
+
+
+def recalibrated_stats(generator, g_params, g_stats, config,
+                       num_batches=None):
+  """G's BatchNorm statistics for inference from `num_batches` (default: the
+  config's `train.bn_recalibration_batches`) batches of
+  `train.batch_size` z drawn from the run's fixed key: the end of training
+  (`training.finalize`), `export` and `loading.load_model` of an unfinished
+  work dir compute the same ones."""
+  batches = num_batches or config.train.bn_recalibration_batches
+  recalibrate = jax.jit(functools.partial(
+      recalibrate_batch_stats, generator, num_batches=max(1, batches),
+      batch_size=config.train.batch_size, z_dim=config.model.z_dim,
+      arch=config.model.arch))
+  return recalibrate(g_params, g_stats, recalibration_key(config))

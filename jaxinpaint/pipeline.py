@@ -3,7 +3,7 @@
 The layer between `completion` (one jitted call on one batch) and the
 `inpaint.py` CLI, importable from a notebook:
 
-  model = checkpoint.load_model(model_dir)
+  model = loading.load_model(model_dir)
   results = pipeline.inpaint_batches(
       model, images, masks, np.arange(len(images)),
       spec=completion.LOSSES['paper'], options=completion.Options(),
@@ -30,7 +30,6 @@ depends on the split). The per-image maths is unchanged, so results equal
 the one-device ones up to the rounding above (tests/test_devices.py).
 """
 import concurrent.futures
-import os
 from typing import Dict, Mapping, Sequence, Tuple, Union
 
 import jax
@@ -38,7 +37,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 import tqdm
 
-from jaxinpaint import completion, errors, metrics, models
+from jaxinpaint import completion, errors, host_memory, metrics, models
 
 # Per-image results that `inpaint_batches` returns (leading axis N).
 RESULT_KEYS = ('generated', 'overlay', 'blended', 'z', 'final_loss',
@@ -162,14 +161,6 @@ def search_memory(model: models.Model, batch_size: int, restarts: int,
   return SEARCH_MEMORY_FACTOR * activation_bytes(model) * per_device + params
 
 
-def free_memory(device) -> int:
-  """Bytes free on `device` (a CPU device: the host's available memory)."""
-  stats = device.memory_stats() or {}
-  if 'bytes_limit' in stats:
-    return stats['bytes_limit'] - stats.get('bytes_in_use', 0)
-  return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
-
-
 def check_search_memory(model: models.Model, batch_size: int, restarts: int,
                         devices: Sequence[jax.Device]):
   """Raises errors.ArgumentError ('restarts' or 'batch_size') when
@@ -177,7 +168,7 @@ def check_search_memory(model: models.Model, batch_size: int, restarts: int,
   the restarts alone are too many (then no batch size fits) or the batch
   size to use at most."""
   need = search_memory(model, batch_size, restarts, len(devices))
-  free = free_memory(devices[0])
+  free = host_memory.free_memory(devices[0])
   if need <= free:
     return
   gib = lambda b: f'{b / 2**30:.1f} GiB'
@@ -223,8 +214,8 @@ def inpaint_batches(model: models.Model, images, masks, indices, *,
   """Completes N images with `completion.complete`, `batch_size` at a time.
 
   Args:
-    model: the `models.Model` handle (`checkpoint.load_model`,
-      `inputs.load_model`); its arch picks the latent distribution and prior.
+    model: the `models.Model` handle (`loading.load_model`); its arch
+      picks the latent distribution and prior.
     images: (N, H, W, 3) float32 in [-1, 1], the damaged images y (hole
       pixels are never read), or a rows reader (`rows_reader`): then each
       batch is read when it is due, the next one on a thread while the

@@ -25,7 +25,7 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import tqdm
 
-from jaxinpaint import checkpoint, data, losses, models, pipeline
+from jaxinpaint import checkpoint, data, host_memory, losses, models
 from jaxinpaint import config as config_lib
 from jaxinpaint import workdir as workdir_lib
 # Raised by train_and_evaluate (callers catch training.StoppedBySignal);
@@ -39,7 +39,9 @@ class TrainState:
   rng: jax.Array  # raw uint32 key data; step keys are fold_in(rng, step)
   g_params: Any
   g_stats: Any  # G's BatchNorm running statistics (EMA during training)
-  g_stats_eval: Any  # the statistics completion uses (recalibrated at the end)
+  # The statistics completion uses: recalibrated by `finalize` at the end,
+  # the running averages in a checkpoint saved before (not finalized).
+  g_stats_eval: Any
   d_params: Any  # {'critic': ..., 'patch_critic': ...}
   d_stats: Any  # DCGAN discriminator BatchNorm statistics ({} for the WGAN)
   g_opt_state: Any
@@ -306,27 +308,6 @@ def build_train_functions(config, nets, mesh, on_device=False):
       input_sharding=input_sharding)
 
 
-def recalibrate_batch_stats(generator, g_params, g_stats, key, num_batches,
-                            batch_size, z_dim, arch):
-  """G's BatchNorm statistics averaged over `num_batches` batches of z.
-
-  The running averages lag behind a GAN generator whose weights keep moving;
-  completion runs G in inference mode, so it needs statistics that match the
-  final weights. With momentum 0 a training-mode pass stores exactly the
-  batch's statistics; their mean over many batches is the estimate.
-  """
-  g = generator.clone(bn_momentum=0.0)
-
-  def one(key):
-    z = models.sample_latent(key, (batch_size, z_dim), arch)
-    _, updates = g.apply({'params': g_params, 'batch_stats': g_stats}, z,
-                         train=True, mutable=['batch_stats'])
-    return updates['batch_stats']
-
-  stats = jax.lax.map(one, jax.random.split(key, num_batches))
-  return jax.tree.map(lambda s: s.mean(axis=0), stats)
-
-
 def sample_images(generator, g_params, g_stats, z):
   """G(z) in inference mode (running statistics), as completion runs it."""
   return generator.apply({'params': g_params, 'batch_stats': g_stats}, z,
@@ -345,7 +326,7 @@ def check_batch_size(batch_size):
   n = jax.device_count()
   if batch_size % n:
     raise ValueError(
-        f'--config.train.batch_size={batch_size} is not divisible by the '
+        f'config.train.batch_size={batch_size} is not divisible by the '
         f'{n} devices; use a multiple of {n}')
 
 
@@ -373,15 +354,16 @@ def warm_start_state(config, nets, init_from):
                                              'z_dim')}
   ours = {k: config.model[k] for k in theirs}
   if theirs != ours:
-    raise ValueError(f'--config.train.init_from={init_from}: a model of other '
+    raise ValueError(f'config.train.init_from={init_from}: a model of other '
                      f'networks ({theirs}; this run: {ours})')
   _, variables, step = checkpoint.load_inference_variables(init_from)
   fresh = init_state(config, nets)
   d_params = {k: variables[k]['params'] for k in fresh.d_params}
   d_stats = {k: variables[k]['batch_stats'] for k in fresh.d_stats}
   g_params = variables['generator']['params']
-  # Training continues from the statistics completion used (the source's
-  # recalibrated ones); the EMA takes over from there.
+  # Training continues from the source's saved inference statistics (the
+  # recalibrated ones; a checkpoint not finalized saved its running
+  # averages there); the EMA takes over from there.
   cast = lambda new, like: jax.tree.map(
       lambda a, b: jnp.asarray(a, b.dtype), new, like)
   g_stats = cast(variables['generator']['batch_stats'], fresh.g_stats)
@@ -397,7 +379,7 @@ def warm_start_state(config, nets, init_from):
 
 
 # Bytes free on a device (a module attribute: tests replace it).
-free_memory = pipeline.free_memory
+free_memory = host_memory.free_memory
 
 
 def check_data_size(config, num_images):
@@ -408,12 +390,12 @@ def check_data_size(config, num_images):
     needed = config.train.n_critic * batch
     if num_images < needed:
       raise ValueError(
-          f'--config.data.on_device: the data set has {num_images} images, '
+          f'config.data.on_device: the data set has {num_images} images, '
           f'but one step draws n_critic x batch_size = {needed}; use fewer '
           'or smaller batches, or more images')
   elif num_images < batch:
     raise ValueError(
-        f'--config.train.batch_size={batch}: the data set has {num_images} '
+        f'config.train.batch_size={batch}: the data set has {num_images} '
         f'images, but one batch draws {batch}; use a smaller batch or more '
         'images')
 
@@ -428,10 +410,10 @@ def _device_images(config, source, sharding):
   # activations need the rest.
   if images.nbytes > free / 2:
     raise ValueError(
-        f'--config.data.on_device: the decoded set is '
+        f'config.data.on_device: the decoded set is '
         f'{images.nbytes / 2**30:.2f} GiB, {device.device_kind} has '
         f'{free / 2**30:.2f} GiB free (at most half of it is used for data); '
-        'set --config.data.on_device=False or use fewer images')
+        'set config.data.on_device=False or use fewer images')
   return jax.make_array_from_callback(images.shape, sharding,
                                       lambda index: np.asarray(images[index]))
 
@@ -453,7 +435,7 @@ def _restore_for_resume(workdir, files, abstract_state):
         f'{e}; ' + (f'the checkpoint of step {intact} is intact: delete '
                     f'{folder} to resume from step {intact}' if intact is not
                     None else 'no earlier checkpoint is intact: use a new '
-                    '--workdir')) from e
+                    'workdir')) from e
 
 
 def _check_export_to(path, workdir):
@@ -462,23 +444,23 @@ def _check_export_to(path, workdir):
   (or the work dir in the export), found only at the end of training."""
   if not path:
     return
-  label = f'--config.train.export_to={path}'
+  label = f'config.train.export_to={path}'
   export, work = Path(path).resolve(), Path(workdir).resolve()
   if export == work or work in export.parents:
-    raise ValueError(f'{label}: is the --workdir {workdir} or inside it; '
+    raise ValueError(f'{label}: is the workdir {workdir} or inside it; '
                      'export to a folder of its own')
   if export in work.parents:
-    raise ValueError(f'{label}: holds the --workdir {workdir}; export to a '
+    raise ValueError(f'{label}: holds the workdir {workdir}; export to a '
                      'folder of its own')
   checkpoint.check_new_model_dir(path, label)
 
 
-def _has_running_stats(state):
-  """Whether G's statistics for inference are still the running averages
-  (a checkpoint saved before the end), not recalibrated ones."""
-  return checkpoint.has_running_batch_stats(
-      jax.device_get({'g_stats': state.g_stats,
-                      'g_stats_eval': state.g_stats_eval}))
+def _unfinished(state):
+  """The state as a checkpoint before the end saves it: not finalized, with
+  the running averages as the inference statistics (the best there is
+  without a recalibration; the step's metadata says they are not
+  recalibrated, `checkpoint.is_finalized`)."""
+  return state.replace(g_stats_eval=state.g_stats)
 
 
 class TimeLimitTooShort(ValueError):
@@ -635,10 +617,10 @@ def train_and_evaluate(config, workdir, clock=None):
         if (step % config.train.checkpoint_every == 0 and step < total
             and not timed_out and stop.signum is None):
           flush()
-          files.save(state.replace(g_stats_eval=state.g_stats), step)
+          files.save(_unfinished(state), step, finalized=False)
       flush()
       if stop.signum is not None:
-        files.save(state.replace(g_stats_eval=state.g_stats), step)
+        files.save(_unfinished(state), step, finalized=False)
         raise StoppedBySignal(
             f'stopped by {signal.Signals(stop.signum).name} at step {step}; '
             f'checkpoint saved in {workdir}; rerun the same command to '
@@ -646,7 +628,7 @@ def train_and_evaluate(config, workdir, clock=None):
     if step < total:
       if step == start:
         raise TimeLimitTooShort(
-            f'--config.train.time_limit={config.train.time_limit:g}: shorter '
+            f'config.train.time_limit={config.train.time_limit:g}: shorter '
             f'than the start-up ({clock() - origin:.0f} s from the start to '
             'load the data and compile): no step was trained and nothing was '
             'saved; raise the limit')
@@ -658,12 +640,14 @@ def train_and_evaluate(config, workdir, clock=None):
     if step != files.last_saved or missing_export:
       # Trained in this run, or a finished run whose export is missing (an
       # export stopped by a signal leaves none, see export_inference). A
-      # checkpoint saved by a signal holds the running averages: finalized
-      # here for the export; loading the work dir recalibrates it the same.
-      if step != files.last_saved or _has_running_stats(state):
+      # checkpoint saved by a signal is not finalized: finalized here for
+      # the export (the work dir's checkpoint stays as it is; loading it
+      # recalibrates the same).
+      if (step != files.last_saved
+          or not checkpoint.is_finalized(workdir, files.last_saved)):
         state, record = finalize(state, nets, config)
         files.log([record])
-      files.save(state, step)
+      files.save(state, step, finalized=True)
       if missing_export:
         checkpoint.export_inference(
             export_to, config,
@@ -682,23 +666,6 @@ def train_and_evaluate(config, workdir, clock=None):
   return state
 
 
-def _recalibration_key(config):
-  return jax.random.fold_in(jax.random.key(config.seed), 2**30 + 1)
-
-
-def recalibrated_stats(generator, g_params, g_stats, config,
-                       num_batches=None):
-  """G's BatchNorm statistics for inference from `num_batches` (default: the
-  config's `bn_recalibration_batches`) batches of z drawn from the run's
-  fixed key: `finalize` and `export` compute the same ones."""
-  batches = num_batches or config.train.bn_recalibration_batches
-  recalibrate = jax.jit(functools.partial(
-      recalibrate_batch_stats, generator, num_batches=max(1, batches),
-      batch_size=config.train.batch_size, z_dim=config.model.z_dim,
-      arch=config.model.arch))
-  return recalibrate(g_params, g_stats, _recalibration_key(config))
-
-
 def finalize(state, nets, config):
   """Recalibrates G's statistics for inference; reports how much that moved.
 
@@ -707,9 +674,9 @@ def finalize(state, nets, config):
   the running statistics had gone stale.
   """
   generator = nets['generator']
-  g_stats_eval = recalibrated_stats(generator, state.g_params, state.g_stats,
-                                    config)
-  key, batch = _recalibration_key(config), config.train.batch_size
+  g_stats_eval = models.recalibrated_stats(generator, state.g_params,
+                                           state.g_stats, config)
+  key, batch = models.recalibration_key(config), config.train.batch_size
   z = models.sample_latent(jax.random.fold_in(key, 1),
                            (batch, config.model.z_dim), config.model.arch)
   train_mode, _ = _generate(nets, state, z, True)

@@ -166,8 +166,13 @@ class RunFiles:
           self.workdir, keep=self.config.train.keep_checkpoints)
     return self._manager
 
-  def save(self, state, step):
-    """Saves a checkpoint; raises WriteError (one line) if it cannot."""
+  def save(self, state, step, *, finalized: bool = False):
+    """Saves a checkpoint; raises WriteError (one line) if it cannot.
+
+    `finalized`: whether the state's `g_stats_eval` are recalibrated for its
+    weights (`training.finalize`), recorded in the step's metadata
+    (`checkpoint.is_finalized`).
+    """
     if step == self.last_saved:
       return
     try:
@@ -175,7 +180,9 @@ class RunFiles:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._keep_old_config()
         checkpoint.save_config(self.workdir, self.config)
-      self.manager().save(step, args=ocp.args.StandardSave(state), force=True)
+      self.manager().save(
+          step, args=ocp.args.StandardSave(state), force=True,
+          custom_metadata=checkpoint.step_metadata(finalized))
       # Saving is asynchronous: its errors come out here.
       self.manager().wait_until_finished()
     except OSError as e:

@@ -9,8 +9,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 from helpers import REPO, load_config, run, write_npz
-from jaxinpaint import checkpoint, config as config_lib, export, inputs
-from jaxinpaint import models, training
+from jaxinpaint import checkpoint, config as config_lib, export
+from jaxinpaint import loading, models, training
 
 TRAIN = ['train.py', '--config', 'configs/tiny.py']
 
@@ -60,7 +60,7 @@ def test_bad_config_values_are_refused_before_anything_is_written(
   workdir = tmp_path / 'w'
   with pytest.raises(ValueError) as e:
     training.train_and_evaluate(tiny_config(npz, **{key: value}), workdir)
-  assert str(e.value).startswith(f'--config.{key}={value!r}: {message}')
+  assert str(e.value).startswith(f'config.{key}={value!r}: {message}')
   assert '\n' not in str(e.value)
   assert not workdir.exists()
 
@@ -74,11 +74,11 @@ def test_config_types_and_keys_are_checked(npz):
   config = tiny_config(npz)
   config.train.unlock()
   config.train.stepz = 3
-  with pytest.raises(ValueError, match=r'^--config\.train\.stepz: not a key'):
+  with pytest.raises(ValueError, match=r'^config\.train\.stepz: not a key'):
     config_lib.validate(config)
   del config.train['stepz']
   del config.train['n_critic']
-  with pytest.raises(ValueError, match=r'^--config\.train\.n_critic: missing'):
+  with pytest.raises(ValueError, match=r'^config\.train\.n_critic: missing'):
     config_lib.validate(config)
   config = tiny_config(npz)
   config.data.unlock()
@@ -94,7 +94,7 @@ def test_a_bad_value_on_the_command_line_is_one_line(npz, tmp_path):
                 f'--config.data.npz={npz}', '--config.train.log_every=0'])
   assert result.returncode == 2  # a usage error (docs/design.md)
   assert result.stderr.strip().splitlines()[-1] == (
-      'error: --config.train.log_every=0: must be >= 1')
+      'error: config.train.log_every=0: must be >= 1')
   assert not workdir.exists()
 
 
@@ -108,7 +108,7 @@ def test_a_batch_larger_than_the_data_set_is_refused(npz, tmp_path):
     training.train_and_evaluate(
         tiny_config(npz, **{'train.batch_size': 64}), workdir)
   assert str(e.value) == (
-      '--config.train.batch_size=64: the data set has 10 images, but one '
+      'config.train.batch_size=64: the data set has 10 images, but one '
       'batch draws 64; use a smaller batch or more images')
   # On the device one step draws n_critic batches at once.
   with pytest.raises(ValueError) as e:
@@ -116,7 +116,7 @@ def test_a_batch_larger_than_the_data_set_is_refused(npz, tmp_path):
         tiny_config(npz, **{'train.batch_size': 8, 'data.on_device': True}),
         workdir)
   assert str(e.value).startswith(
-      '--config.data.on_device: the data set has 10 images, but one step '
+      'config.data.on_device: the data set has 10 images, but one step '
       'draws n_critic x batch_size = 16;')
   assert not workdir.exists()
 
@@ -184,7 +184,7 @@ def test_export_checks_out_before_the_recalibration(tmp_path, capsys,
   occupied = tmp_path / 'occupied'
   occupied.mkdir()
   (occupied / 'mine.txt').write_text('mine')
-  monkeypatch.setattr(training, 'recalibrated_stats', None)  # must not run
+  monkeypatch.setattr(models, 'recalibrated_stats', None)  # must not run
   for out, fragment in [(blocker, 'exists and is not an empty directory'),
                         (blocker / 'sub', f'{blocker} is not a directory'),
                         (occupied, 'exists and is not an empty directory')]:
@@ -296,9 +296,9 @@ def test_an_interrupted_export_leaves_no_model(tmp_path, monkeypatch):
 
 
 def test_the_shipped_models_carry_checksums_that_match():
-  names = inputs.shipped_model_names()
+  names = loading.shipped_model_names()
   assert names
   for name in names:
-    model = inputs.ASSETS / name
+    model = loading.ASSETS / name
     assert (model / checkpoint.CHECKSUM_FILE).is_file(), name
     checkpoint.check_checksums(model, checkpoint.restore_raw(model)[0])

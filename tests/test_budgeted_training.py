@@ -209,7 +209,7 @@ def test_a_time_limit_on_a_checkpoint_step_still_finalizes_and_exports(
              (workdir / 'metrics.jsonl').read_text().splitlines()]
   assert records[-1]['step'] == 4 and 'bn_eval_gap_recalibrated' in records[-1]
   final = restore(workdir)
-  assert not checkpoint.has_running_batch_stats(final)  # recalibrated
+  assert checkpoint.is_finalized(workdir, 4)  # recalibrated
   _, variables, exported_step = checkpoint.load_inference_variables(model)
   assert exported_step == 4
   np.testing.assert_array_equal(
@@ -236,7 +236,7 @@ def test_export_to_the_workdir_or_inside_it_is_refused_before_training(
   workdir = tmp_path / 'run' / 'w'
   export_to = workdir / inside
   with pytest.raises(ValueError, match=r'export_to=.*(is the|holds the) '
-                     r'--workdir'):
+                     r'workdir'):
     training.train_and_evaluate(
         tiny_config(npz, 1, **{'train.export_to': str(export_to)}), workdir)
   assert not (tmp_path / 'run').exists()

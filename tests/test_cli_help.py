@@ -1,7 +1,7 @@
 """The CLIs' --help and flag spellings (train.py and inpaint.py alike)."""
 import pytest
 
-from jaxinpaint import inpaint_cli, inputs
+from jaxinpaint import inpaint_cli, loading
 from tests.helpers import run
 
 
@@ -45,7 +45,7 @@ def test_inpaint_help_names_every_shipped_model_and_real_metavars(capsys):
   with pytest.raises(SystemExit):
     inpaint_cli.main(['--help'])
   text = ' '.join(capsys.readouterr().out.split())
-  shipped = inputs.shipped_model_names()
+  shipped = loading.shipped_model_names()
   assert len(shipped) >= 6
   for name in shipped:
     assert name in text, name

@@ -372,10 +372,10 @@ def test_tfds_source_on_mock_data(name, resolution):
 
 
 def test_source_selection_errors(tmp_path):
-  with pytest.raises(ValueError, match=r'--config\.data\.folder.*none is set'):
+  with pytest.raises(ValueError, match=r'config\.data\.folder.*none is set'):
     data.make_batch_iterator(_data_config(), 8, 4, seed=0)
-  with pytest.raises(ValueError, match=r'got --config\.data\.folder=.* and '
-                     r'--config\.data\.npz='):
+  with pytest.raises(ValueError, match=r'got config\.data\.folder=.* and '
+                     r'config\.data\.npz='):
     data.describe_source(_data_config(folder=str(tmp_path), npz='x.npz'))
 
 

@@ -141,7 +141,7 @@ def test_parts_mask_and_numbers():
 def test_command_line_errors_are_one_line(capsys):
   pytest.importorskip('gradio')
   for argv, message in (
-      (['--checkpoint', 'nope'], 'error: --checkpoint nope: no such '
+      (['--checkpoint', 'nope'], 'error: --checkpoint: nope: no such '
        'directory (nor a shipped model: '),
       (['--max-steps', '0'], 'error: --max-steps must be from 1 to '),
       (['--port', '70000'], 'error: --port must be from 0 to 65535')):

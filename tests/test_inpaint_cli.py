@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 
 from jaxinpaint import checkpoint, completion, config as config_lib, data
-from jaxinpaint import errors, inpaint_cli, inpaint_run, inputs, models
-from jaxinpaint import outputs
+from jaxinpaint import errors, inpaint_cli, inpaint_run, inputs, loading
+from jaxinpaint import models, outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 CELEBA_TEST = ROOT.parent / 'shared' / 'data' / 'celeba64' / 'test'
@@ -198,7 +198,7 @@ def test_bad_inputs_write_nothing(ckpt, tmp_path, capsys, monkeypatch):
     assert not out.exists(), extra
 
   # No --checkpoint and no shipped model.
-  monkeypatch.setattr(inputs, 'DEFAULT_MODEL', tmp_path / 'none')
+  monkeypatch.setattr(loading, 'DEFAULT_MODEL', tmp_path / 'none')
   code, _, _, err = cli(['--input', good, '--out', out], capsys)
   assert code == 2 and 'no shipped model is installed' in err
   assert '--checkpoint' in err and len(err.strip().splitlines()) == 1
@@ -358,7 +358,7 @@ def test_an_unwritable_out_is_refused_before_any_work(ckpt, tmp_path, capsys,
   raw_blocked.mkdir()
   (raw_blocked / 'raw').write_text('a file where raw/ goes')
   # Nothing may be computed: the check comes before loading the model.
-  monkeypatch.setattr(checkpoint, 'load_inference_variables', None)
+  monkeypatch.setattr(checkpoint, 'restore_raw', None)
   cases = [(blocker / 'sub', [f'--out {blocker / "sub"}', str(blocker),
                               'not a folder']),
            (read_only / 'out', [str(read_only), 'not writable']),
@@ -673,7 +673,7 @@ def test_dtype_and_devices_flags(ckpt, tmp_path, capsys):
   assert summary['dtype'] == 'bfloat16'
   # The library with Options(dtype='bfloat16') on the same inputs.
   from jaxinpaint import metrics, pipeline  # pylint: disable=g-import-not-at-top
-  model = checkpoint.load_model(ckpt)
+  model = loading.load_model(ckpt)
   images, names = inputs.load_inputs(str(tmp_path / 'in'), RES)
   mask = inputs.load_masks('center', names, RES, 0)
   expected = pipeline.inpaint_batches(
@@ -709,7 +709,7 @@ def test_tune_steps_flag(ckpt, tmp_path, capsys):
   assert summary['tune_steps'] == 2 and 'then 2 steps tuning G' in err
   # The library with Options(tune_steps=2) on the same inputs.
   from jaxinpaint import metrics, pipeline  # pylint: disable=g-import-not-at-top
-  model = checkpoint.load_model(ckpt)
+  model = loading.load_model(ckpt)
   images, names = inputs.load_inputs(str(tmp_path / 'in'), RES)
   mask = inputs.load_masks('center', names, RES, 0)
   expected = pipeline.inpaint_batches(

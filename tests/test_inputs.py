@@ -1,4 +1,5 @@
-"""jaxinpaint.inputs and the public surface that scripts use.
+"""jaxinpaint.inputs, jaxinpaint.loading and the public surface that scripts
+use.
 
 No script in bench/ or experiments/, nor inpaint.py or train.py, reaches
 into a private name of the library; a work dir's unfinished checkpoint gets
@@ -11,10 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from helpers import REPO
 from jaxinpaint import checkpoint, config as config_lib, inputs
-from jaxinpaint import errors, models, training
+from jaxinpaint import errors, loading, models
 
 SCRIPTS = (sorted(REPO.glob('bench/*.py'))
            + sorted(REPO.glob('experiments/*.py'))
@@ -77,9 +79,11 @@ def test_scripts_use_public_names_only():
 # Loading a model: a work dir's unfinished checkpoint.
 
 
-def _workdir(path, recalibrated: bool):
+def _workdir(path, recalibrated: bool, flagged: bool = True):
   """A training work dir whose checkpoint holds G's running averages as the
-  inference statistics (as training saves before its end), or other ones."""
+  inference statistics, not finalized (as training saves before its end),
+  or other ones, finalized. `flagged=False`: without the flag, as saved
+  before it existed."""
   c = config_lib.base_config()
   c.model.resolution, c.model.width, c.model.z_dim = 32, 4, 16
   c.train.batch_size, c.train.bn_recalibration_batches = 4, 2
@@ -94,14 +98,16 @@ def _workdir(path, recalibrated: bool):
   path.mkdir()
   checkpoint.save_config(path, c)
   mgr = checkpoint.manager(path)
-  mgr.save(3, args=ocp.args.StandardSave(tree))
+  mgr.save(3, args=ocp.args.StandardSave(tree), custom_metadata=(
+      checkpoint.step_metadata(recalibrated) if flagged else None))
   mgr.wait_until_finished()
   return c, tree
 
 
 def test_an_unfinished_workdir_checkpoint_is_recalibrated(tmp_path, capsys):
   config, tree = _workdir(tmp_path / 'w', recalibrated=False)
-  model = inputs.load_model(tmp_path / 'w')
+  assert not checkpoint.is_finalized(tmp_path / 'w', 3)
+  model = loading.load_model(tmp_path / 'w')
   variables = model.variables
   assert model.step == 3
   err = capsys.readouterr().err
@@ -109,7 +115,7 @@ def test_an_unfinished_workdir_checkpoint_is_recalibrated(tmp_path, capsys):
   assert 'running averages; recalibrating them over 2 batches' in err
   assert 'jaxinpaint.export' in err
   generator = models.build_models(config.model)['generator']
-  want = training.recalibrated_stats(generator, tree['g_params'],
+  want = models.recalibrated_stats(generator, tree['g_params'],
                                      tree['g_stats'], config)
   got = variables['generator']['batch_stats']
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
@@ -119,15 +125,44 @@ def test_an_unfinished_workdir_checkpoint_is_recalibrated(tmp_path, capsys):
       jax.tree.leaves(got), jax.tree.leaves(tree['g_stats'])))
 
 
+def test_a_workdir_saved_without_the_finalized_flag_is_recalibrated(
+    tmp_path, capsys):
+  # Saved before the flag existed: unfinished, whatever its statistics.
+  config, tree = _workdir(tmp_path / 'w', recalibrated=True, flagged=False)
+  assert not checkpoint.is_finalized(tmp_path / 'w', 3)
+  got = loading.load_model(tmp_path / 'w').variables['generator']
+  assert 'recalibrating them over 2 batches' in capsys.readouterr().err
+  generator = models.build_models(config.model)['generator']
+  want = models.recalibrated_stats(generator, tree['g_params'],
+                                   tree['g_stats'], config)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
+               got['batch_stats'], want)
+
+
+def test_find_model_names_the_argument_not_a_flag(tmp_path):
+  (tmp_path / 'empty').mkdir()
+  for model, says in ((tmp_path / 'nope', 'no such directory (nor a shipped '
+                       'model: celeba64'),
+                      (tmp_path / 'empty', 'not a jaxinpaint model directory')):
+    with pytest.raises(errors.ArgumentError) as e:
+      loading.find_model(model)
+    assert e.value.argument == 'model' and '--' not in str(e.value)
+    assert str(e.value).startswith(f'model: {model}: {says}'), str(e.value)
+    assert e.value.for_flag('--checkpoint').startswith(
+        f'--checkpoint: {model}: {says}')
+
+
 def test_finished_and_exported_models_load_as_saved(tmp_path, capsys):
   _, tree = _workdir(tmp_path / 'w', recalibrated=True)
-  variables = inputs.load_model(tmp_path / 'w').variables
+  assert checkpoint.is_finalized(tmp_path / 'w', 3)
+  variables = loading.load_model(tmp_path / 'w').variables
   assert capsys.readouterr().err == ''
   jax.tree.map(np.testing.assert_array_equal,
                variables['generator']['batch_stats'], tree['g_stats_eval'])
-  exported = inputs.load_model(inputs.ASSETS / 'svhn32_dcgan')
+  exported = loading.load_model('svhn32_dcgan')  # a shipped name
+  assert checkpoint.is_finalized(loading.ASSETS / 'svhn32_dcgan', 0)
   config, direct, step = checkpoint.load_inference_variables(
-      inputs.ASSETS / 'svhn32_dcgan')
+      loading.ASSETS / 'svhn32_dcgan')
   assert capsys.readouterr().err == ''
   jax.tree.map(np.testing.assert_array_equal, exported.variables, direct)
   # The handle's identity is the config's: a DCGAN's uniform latent.
@@ -159,5 +194,5 @@ def test_shipped_examples_are_package_data():
   assert len(list((inputs.EXAMPLES / 'faces').glob('*.jpg'))) == 16
   assert len(list((inputs.EXAMPLES / 'digits').glob('*.png'))) == 8
   assert not (REPO / 'examples').exists()
-  assert 'examples' not in inputs.shipped_model_names()
-  assert Path(inputs.__file__).parent / 'assets' == inputs.ASSETS
+  assert 'examples' not in loading.shipped_model_names()
+  assert Path(inputs.__file__).parent / 'assets' == loading.ASSETS

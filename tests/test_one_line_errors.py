@@ -12,8 +12,8 @@ from PIL import Image
 
 from helpers import load_config, run, write_npz
 from test_bad_inputs import tiny_workdir
-from jaxinpaint import checkpoint, export, inpaint_cli, inputs, models
-from jaxinpaint import data, errors, training
+from jaxinpaint import checkpoint, export, inpaint_cli, models
+from jaxinpaint import data, errors, loading, training
 from jaxinpaint import workdir as workdir_lib
 
 TRAIN = ['train.py', '--config', 'configs/tiny.py', '--config.data.folder=']
@@ -111,7 +111,7 @@ def test_a_work_dir_being_written_is_said_so(saved_run, tmp_path):
   checkpoint.save_config(first, config)
   with pytest.raises(errors.InputError, match=r'its first checkpoint \(step '
                      r'2\) is being written'):
-    inputs.find_model(str(first))
+    loading.find_model(first)
   with pytest.raises(FileNotFoundError, match='the checkpoint of step 2 is '
                      'being written; retry when training has saved it'):
     checkpoint.restore_raw(first, wait=0)
@@ -178,7 +178,7 @@ def test_a_truncated_cache_is_named(npz, tmp_path):
     with pytest.raises(ValueError) as e:
       data.load_all(config.data, 32)
     assert str(e.value).startswith(
-        f'--config.data.cache={cache}: cannot read it (')
+        f'config.data.cache={cache}: cannot read it (')
     assert str(e.value).endswith('delete it to decode the images again')
     assert '\n' not in str(e.value)
 

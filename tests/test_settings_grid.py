@@ -12,7 +12,7 @@ from PIL import Image
 
 from helpers import load_experiment, write_npz
 from jaxinpaint import checkpoint, completion, config as config_lib
-from jaxinpaint import inputs, masks as masks_lib, models
+from jaxinpaint import inputs, loading, masks as masks_lib, models
 
 DEFAULTS = dict(loss='paper', eta=0.5, z_constraint='box',
                 learning_rate=0.03, restarts=1)
@@ -141,7 +141,7 @@ def test_grid_end_to_end_matches_the_tables_path(tmp_path):
   assert result['cells'][0]['results'] == saved['cells'][0]['results']
 
   # The defaults cell is the paper tables' paper_wgan, loss=yeh its yeh_wgan.
-  model = inputs.load_model(model_dir)
+  model = loading.load_model(model_dir)
   faces = inputs.load_inputs(str(folder), 32, 2)[0].read_all()
   search = grid_lib.common.Search(steps=2, batch_size=2, progress=False)
   for cell, loss in ((saved['cells'][0], 'paper'), (saved['cells'][1], 'yeh')):

@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from helpers import REPO, run
-from jaxinpaint import checkpoint, data, inputs, models
+from jaxinpaint import checkpoint, data, inputs, loading, models
 
 
-ASSETS = inputs.ASSETS
+ASSETS = loading.ASSETS
 EXAMPLES = inputs.EXAMPLES
 # name -> (arch, resolution, the folder of real images its samples resemble)
 SHIPPED = {
@@ -28,9 +28,9 @@ SHIPPED = {
 
 
 def test_every_shipped_model_is_tested_and_named_by_the_cli():
-  assert inputs.shipped_model_names() == sorted(SHIPPED)
+  assert loading.shipped_model_names() == sorted(SHIPPED)
   for name in SHIPPED:  # --checkpoint NAME finds it
-    assert inputs.find_model(name)[0] == ASSETS / name
+    assert loading.find_model(name)[0] == ASSETS / name
 
 
 @pytest.mark.parametrize('name', sorted(SHIPPED))

@@ -2,6 +2,7 @@
 import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from PIL import Image
 
 from helpers import (REPO, event_values, load_config, metrics_scalars, run,
                      shared_folder, write_npz)
-from jaxinpaint import checkpoint, data, models, training
+from jaxinpaint import checkpoint, data, loading, models, training
 from jaxinpaint import workdir as workdir_lib
 
 TRAIN = ['train.py', '--config', 'configs/tiny.py']
@@ -111,6 +112,39 @@ def test_resume_is_bit_exact(npz, tmp_path):
     assert sorted(images) == [2, 4]
     np.testing.assert_array_equal(images[4], np.asarray(
         Image.open(workdir / 'samples' / 'step_000004.png')))
+
+
+def test_checkpoints_say_whether_finalized_and_load_accordingly(
+    npz, tmp_path, capsys):
+  workdir = tmp_path / 'run'
+  config = tiny_config(npz, 3)  # a periodic checkpoint at 2, the end at 3
+  training.train_and_evaluate(config, workdir)
+  assert not checkpoint.is_finalized(workdir, 2)
+  assert checkpoint.is_finalized(workdir, 3)
+  finished = restore(workdir)
+  capsys.readouterr()
+  model = loading.load_model(workdir)  # as saved, quietly
+  assert model.step == 3 and capsys.readouterr().err == ''
+  jax.tree.map(np.testing.assert_array_equal,
+               model.variables['generator']['batch_stats'],
+               finished['g_stats_eval'])
+  # The periodic checkpoint alone: an unfinished work dir, recalibrated on
+  # load as the end of training would have.
+  unfinished = tmp_path / 'unfinished'
+  shutil.copytree(workdir, unfinished)
+  shutil.rmtree(unfinished / checkpoint.CHECKPOINT_DIR / '3')
+  saved = restore(unfinished)
+  model = loading.load_model(unfinished)
+  assert model.step == 2
+  assert 'recalibrating them over 2 batches' in capsys.readouterr().err
+  got = model.variables['generator']['batch_stats']
+  generator = models.build_models(config.model)['generator']
+  want = models.recalibrated_stats(generator, saved['g_params'],
+                                   saved['g_stats'], config)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
+               got, want)
+  assert any(not np.allclose(a, b) for a, b in zip(
+      jax.tree.leaves(got), jax.tree.leaves(saved['g_stats'])))
 
 
 def test_resume_after_sigkill_is_bit_exact(npz, tmp_path):

@@ -1,13 +1,12 @@
 """Unusual but valid inputs to inpaint.py, and runs that were cut short:
 one clear note or error, and the run does the right thing."""
-import csv
-import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from jaxinpaint import completion, inpaint_cli, inputs, masks, pipeline
+from jaxinpaint import completion, host_memory, inpaint_cli, inputs, loading
+from jaxinpaint import masks, pipeline
 
 from test_inpaint_cli import FAST, RES, ckpt, cli, files_under, read_png, write_image  # pylint: disable=unused-import
 
@@ -132,12 +131,12 @@ def test_a_search_too_large_for_the_device_is_refused_before_compiling(
     ckpt, tmp_path, capsys, monkeypatch):
   for i in range(8):
     write_image(tmp_path / 'in' / f'{i}.png', seed=i)
-  model = inputs.load_model(ckpt)
+  model = loading.load_model(ckpt)
   per_latent = pipeline.SEARCH_MEMORY_FACTOR * pipeline.activation_bytes(model)
   params = pipeline.search_memory(model, 1, 1) - per_latent
   assert pipeline.search_memory(model, 8, 10) == 80 * per_latent + params
   # A device with room for 50 latents.
-  monkeypatch.setattr(pipeline, 'free_memory',
+  monkeypatch.setattr(host_memory, 'free_memory',
                       lambda device: 50 * per_latent + params)
   monkeypatch.setattr(completion, 'complete', None)  # must not be reached
   argv = ['--checkpoint', ckpt, '--input', tmp_path / 'in', '--out',
