@@ -18,8 +18,6 @@ from jaxinpaint import cli, errors, inputs, inpaint_run, loading, masks
 from jaxinpaint import outputs, processes
 from jaxinpaint.errors import InputError
 
-DEFAULT_INPUT = inputs.EXAMPLES / 'faces'  # in the package: any cwd works
-
 _DESCRIPTION = """\
 Fills the holes of images with a trained jaxinpaint model (semantic image
 completion, Vitoria et al., paper section 3.2): for each image a latent z is
@@ -89,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
       f'{loading.DEFAULT_MODEL.name}; the README\'s model card says what '
       'each one is).')
   p.add_argument(
-      '--input', default=str(DEFAULT_INPUT), metavar='SRC',
+      # The example faces in the package: the default works from any cwd.
+      '--input', default=str(inputs.EXAMPLES / 'faces'), metavar='SRC',
       help='an image file, a folder of images (.png/.jpg/.jpeg/.gif/.webp/'
       '.tif/.tiff/.bmp, searched recursively, sorted; --out inside it is '
       'skipped), or tfds:NAME:SPLIT (a tensorflow-datasets split; '
@@ -280,7 +279,6 @@ def _record(args, model_dir) -> dict:
   --devices: float rounding only) for OUT/run.json, which --resume checks;
   the model's step, --steps and --dtype are added once it is loaded."""
   path = lambda p: p and outputs.text(Path(p).absolute())
-  conditional = args.reference is not None
   return {
       '--checkpoint': path(model_dir),
       '--input': (args.input if args.input.startswith('tfds:')
@@ -288,7 +286,7 @@ def _record(args, model_dir) -> dict:
       '--mask': (args.mask if args.mask in masks.MASK_KINDS
                  else path(args.mask)),
       '--reference': path(args.reference),
-      '--loss': 'conditional' if conditional else (args.loss or 'paper'),
+      '--loss': 'conditional' if args.reference else (args.loss or 'paper'),
       '--restarts': args.restarts, '--seed': args.seed,
       '--no-blend': args.no_blend, '--tune-steps': args.tune_steps}
 
@@ -296,13 +294,12 @@ def _record(args, model_dir) -> dict:
 def run(args, plan: inpaint_run.Plan) -> dict:
   """Executes the plan and reports it; returns the run's summary."""
   outcome = inpaint_run.execute(plan)
-  out, share = outputs.text(plan.out), plan.share
+  out, share, summary = outputs.text(plan.out), plan.share, outcome.summary
+  completed, resumed = outcome.completed, outcome.resumed
   if share is not None and share.index != 0:
-    print(f'process {share.index}: wrote {outcome.completed} completed '
-          f'image{"s" * (outcome.completed != 1)} to {out}/')
-    return outcome.summary
-  completed, resumed, summary = (outcome.completed, outcome.resumed,
-                                 outcome.summary)
+    print(f'process {share.index}: wrote {completed} completed '
+          f'image{"s" * (completed != 1)} to {out}/')
+    return summary
   print(f'wrote {completed} completed image{"s" * (completed != 1)} to '
         f'{out}/ (unblended overlays in '
         f'{outputs.text(plan.out / outputs.RAW_DIR)}/, grid '
