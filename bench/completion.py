@@ -26,7 +26,7 @@ import time
 import jax
 import numpy as np
 
-from jaxinpaint import completion, config as config_lib, host_memory
+from jaxinpaint import completion, config_schema, host_memory
 from jaxinpaint import masks, metrics
 from jaxinpaint import models
 
@@ -60,7 +60,7 @@ def main():
   args = parser.parse_args()
   host_memory.reuse_freed_memory()
 
-  c = config_lib.base_config()
+  c = config_schema.base_config()
   c.model.resolution, c.model.width = args.resolution, args.width
   model = models.Model.from_config(
       c.model, jax.device_put(models.random_variables(c.model)))

@@ -1,6 +1,6 @@
 """Benchmark: completion throughput on 1, 2, 4, ... devices of one host.
 
-Runs `pipeline.inpaint_batches` (central square hole, the paper's loss,
+Runs `batch_completion.inpaint_batches` (central square hole, the paper's loss,
 randomly initialized networks: the speed does not depend on the weights'
 values) with `devices=n` for each n of `--devices`, in one run, each
 device given the same `--images-per-device` images (one batch of
@@ -58,14 +58,16 @@ def main():
       f' --xla_force_host_platform_device_count={counts[-1]}').strip()
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from jaxinpaint import completion, config as config_lib, masks, models  # pylint: disable=g-import-not-at-top
-  from jaxinpaint import pipeline  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from jaxinpaint import completion, config_schema, masks, models
+  # pylint: disable-next=g-import-not-at-top
+  from jaxinpaint import batch_completion
 
   local = jax.local_devices()
   if counts[-1] > len(local):
     raise SystemExit(f'error: --devices {args.devices}: this host has '
                      f'{len(local)} {local[0].device_kind} devices')
-  c = config_lib.base_config()
+  c = config_schema.base_config()
   c.model.resolution, c.model.width, c.model.dtype = (args.resolution,
                                                       args.width, args.dtype)
   model = models.Model.from_config(c.model, models.random_variables(c.model))
@@ -83,7 +85,7 @@ def main():
     images = n * args.images_per_device
     y = np.clip(rng.normal(0, 0.5, (images, s, s, 3)), -1, 1).astype(
         np.float32)
-    run = lambda: pipeline.inpaint_batches(
+    run = lambda: batch_completion.inpaint_batches(
         model, y, masks.center_mask(1, s, s), np.arange(images),
         spec=spec, options=options, batch_size=images, seed=0,
         progress=False, devices=n)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from jaxinpaint import completion, config as config_lib, host_memory
+from jaxinpaint import completion, config_schema, host_memory
 from jaxinpaint import image_ops, masks
 from jaxinpaint import models
 # The port of G, D and Dp, shared with bench/train_step_torch.py.
@@ -125,7 +125,7 @@ def timed(fn):
 
 
 def compare(width, n, args):
-  c = config_lib.base_config()
+  c = config_schema.base_config()
   c.model.resolution, c.model.width = args.resolution, width
   variables = jax.device_put(perturbed(models.random_variables(c.model), 0))
   model = models.Model.from_config(c.model, variables)

@@ -24,7 +24,7 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 # pylint: disable=g-import-not-at-top
-from jaxinpaint import config as config_lib
+from jaxinpaint import config_schema
 from jaxinpaint import data
 
 
@@ -92,7 +92,7 @@ def main():
     print('grain is not installed: timing the library pipeline only')
   print(f'{len(os.sched_getaffinity(0))} cores, load average '
         f'{os.getloadavg()[0]:.2f} (other processes skew images/s)')
-  cfg = config_lib.base_config().data
+  cfg = config_schema.base_config().data
   cfg.folder = str(folder)
   cfg.prefetch_batches = args.prefetch_batches
   images = args.batches * args.batch_size

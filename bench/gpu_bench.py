@@ -75,8 +75,8 @@ def matmul_peak(args):
 
 
 def _train_config(args, width):
-  from jaxinpaint import config as config_lib
-  c = config_lib.base_config()
+  from jaxinpaint import config_schema
+  c = config_schema.base_config()
   c.model.resolution, c.model.width = args.resolution, width
   c.model.dtype = args.dtype
   c.train.batch_size = args.batch
@@ -151,9 +151,9 @@ def jax_train(args):
 def _completion_inputs(args, width):
   import jax
   import jax.numpy as jnp
-  from jaxinpaint import completion, config as config_lib, image_ops, masks
+  from jaxinpaint import completion, config_schema, image_ops, masks
   from jaxinpaint import models
-  c = config_lib.base_config()
+  c = config_schema.base_config()
   c.model.resolution, c.model.width = args.resolution, width
   model = models.Model.from_config(
       c.model, jax.device_put(models.random_variables(c.model)))

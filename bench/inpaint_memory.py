@@ -42,8 +42,8 @@ def _write_images(folder: Path, count: int, size: int):
 
 def _write_model(path: Path, resolution: int, width: int):
   # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import checkpoint, config as config_lib, models
-  c = config_lib.base_config()
+  from jaxinpaint import checkpoint, config_schema, models
+  c = config_schema.base_config()
   c.model.resolution, c.model.width, c.model.z_dim = resolution, width, 16
   checkpoint.export_inference(path, c, models.random_variables(c.model), 1)
 

@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxinpaint import cli, config as config_lib
+from jaxinpaint import cli, config_schema
 from jaxinpaint import models, training
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # a CLI's main: no INFO chatter
   config = flags.FLAGS.config
   try:  # bad flag values: one line and exit code 2, as every CLI here
-    config_lib.validate(config)
+    config_schema.validate(config)
     training.check_batch_size(config.train.batch_size)
     widths = flags.FLAGS.widths or [str(config.model.width)]
     if not all(w.isdigit() and int(w) >= 1 for w in widths):

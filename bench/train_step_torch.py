@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from jaxinpaint import config as config_lib, losses, models, training
+from jaxinpaint import config_schema, losses, models, training
 # The port of G, D and Dp, shared with bench/completion_torch.py.
 import torch_nets
 
@@ -307,7 +307,7 @@ def time_variant(variant, config, steps, device, seed=0):
 
 
 def _config(args, width):
-  c = config_lib.base_config()
+  c = config_schema.base_config()
   c.model.resolution, c.model.width = args.resolution, width
   c.train.batch_size = args.batch
   if args.n_critic:

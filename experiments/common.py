@@ -25,7 +25,7 @@ import numpy as np
 import tqdm
 
 from jaxinpaint import baselines, completion, data, errors, grids, inputs
-from jaxinpaint import loading, masks as masks_lib, models, pipeline
+from jaxinpaint import batch_completion, loading, masks as masks_lib, models
 from jaxinpaint.errors import ArgumentError, InputError
 
 # GAN methods: (model, completion.LOSSES key).
@@ -199,7 +199,7 @@ class Plan:
 
 def run_gan(model: models.Model, loss: str, y, mask, search: Search):
   """Latent search with `completion.LOSSES[loss]` and Poisson blending."""
-  results = pipeline.inpaint_batches(
+  results = batch_completion.inpaint_batches(
       model, y, mask, np.arange(len(y)),
       spec=completion.get_loss(loss),
       options=completion.Options(steps=search.steps, restarts=search.restarts),
@@ -304,7 +304,7 @@ def run_methods(plan: Plan, search: Search, figure_rows: int) -> dict:
         if not np.isfinite(result).all():
           raise errors.RunError(f'{method} produced non-finite values on '
                                 f'mask {kind}; is the checkpoint healthy?')
-        values, summary = pipeline.evaluate(images, result, mask)
+        values, summary = batch_completion.evaluate(images, result, mask)
         out['metrics'][kind][method] = summary
         out['per_image'][kind][method] = {k: v.tolist()
                                           for k, v in values.items()}

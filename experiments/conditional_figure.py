@@ -3,8 +3,9 @@
 Each face y1 keeps its pixels where the keep-mask is white; where it is black
 (eyes, mouth) the result takes its structure from the reference face y2
 (eq. 10-15, `completion.complete_conditional` through
-`pipeline.inpaint_batches(..., reference=y2)`), then G(z) is Poisson-blended
-into y1. As in the paper, each result's SSIM is computed against its y1.
+`batch_completion.inpaint_batches(..., reference=y2)`), then G(z) is
+Poisson-blended into y1. As in the paper, each result's SSIM is computed against
+its y1.
 
   python experiments/conditional_figure.py   # the shipped examples and model
   python experiments/conditional_figure.py --model runs/celeba64 \\
@@ -19,7 +20,8 @@ import jax
 import numpy as np
 
 from jaxinpaint import cli, completion, errors, grids, inputs as inputs_lib
-from jaxinpaint import loading, masks as masks_lib, models, outputs, pipeline
+from jaxinpaint import batch_completion, loading, masks as masks_lib, models
+from jaxinpaint import outputs
 from jaxinpaint.errors import ArgumentError, InputError
 import common  # experiments/common.py, beside this script
 
@@ -150,7 +152,7 @@ def conditional_completion(model: models.Model, y1, reference, keep,
 
   Returns (blended (N, R, R, 3), per-image metrics, their summary).
   """
-  results = pipeline.inpaint_batches(
+  results = batch_completion.inpaint_batches(
       model, y1, keep, np.arange(len(y1)),
       spec=completion.ConditionalSpec(),
       options=completion.Options(steps=search.steps, restarts=search.restarts),
@@ -159,7 +161,7 @@ def conditional_completion(model: models.Model, y1, reference, keep,
   if not np.isfinite(results['blended']).all():
     raise errors.RunError('completion produced non-finite values; is the '
                           'checkpoint healthy?')
-  per_image, summary = pipeline.evaluate(y1, results, keep)
+  per_image, summary = batch_completion.evaluate(y1, results, keep)
   return results['blended'], per_image, summary
 
 

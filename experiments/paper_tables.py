@@ -51,8 +51,8 @@ outputs (under --out, per mask M):
                 non-reproducible numbers are under its "timing" key only.
 Existing outputs are never replaced without --overwrite.
 
-metrics (jaxinpaint.pipeline.evaluate, on the uint8 [0, 255] values, whole
-image, after Poisson blending for the GAN methods): MSE = mean over images
+metrics (jaxinpaint.batch_completion.evaluate, on the uint8 [0, 255] values,
+whole image, after Poisson blending for the GAN methods): MSE = mean over images
 of the per-image MSE; PSNR = 10*log10(255^2 / MSE), the paper's table PSNR;
 mean PSNR = mean of per-image PSNRs; SSIM (Gaussian window 11, sigma 1.5);
 hole MSE = MSE over the hole pixels only.

@@ -21,8 +21,8 @@ _EXPORTS = {
     # models, finding and loading them, training, many images at once
     'build_models': 'models', 'Model': 'models',
     'load_model': 'loading', 'find_model': 'loading',
-    'train_and_evaluate': 'training', 'inpaint_batches': 'pipeline',
-    'evaluate': 'pipeline',
+    'train_and_evaluate': 'training', 'inpaint_batches': 'batch_completion',
+    'evaluate': 'batch_completion',
 }
 
 __all__ = sorted(_EXPORTS)

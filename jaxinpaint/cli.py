@@ -120,7 +120,7 @@ def parse_flags(argv):
     hint = ' '.join(line.strip() for line in hint)
     fail(f'unknown config key {key} in a --config.* override'
           + (f' ({hint})' if hint else '')
-          + '; the keys are those of jaxinpaint/config.py')
+          + '; the keys are those of jaxinpaint/config_schema.py')
   except (flags.Error, ValueError, TypeError) as e:
     fail(str(e).splitlines()[0])
 

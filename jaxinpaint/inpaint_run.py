@@ -1,7 +1,7 @@
 """Executes a checked `inpaint.py` run (`inpaint_cli` parses and plans).
 
-The images stream: `pipeline.inpaint_batches` reads each batch when it is
-due (the next one on a thread), completes it and hands it to
+The images stream: `batch_completion.inpaint_batches` reads each batch when it
+is due (the next one on a thread), completes it and hands it to
 `outputs.BatchWriter`, which writes its PNGs and metrics rows at once; only
 per-image numbers (N floats) and the grid's first rows are kept, so memory
 is bounded by the batch size whatever the number of images. One of several
@@ -90,7 +90,7 @@ def execute(plan: Plan) -> Outcome:
 
 def _execute(plan: Plan) -> Outcome:
   # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import completion, metrics, pipeline
+  from jaxinpaint import batch_completion, completion, metrics
   s, out, share, n = plan.settings, plan.out, plan.share, len(plan.names)
   devices = completion_devices(s.devices)
   model = load_model(plan.model_dir)
@@ -140,9 +140,10 @@ def _execute(plan: Plan) -> Outcome:
                   f'images are finished in {outputs.text(out)}/; skipping '
                   'them')
     if len(todo):
-      batch = pipeline.round_batch_size(s.batch_size, len(todo), len(devices))
+      batch = batch_completion.round_batch_size(s.batch_size, len(todo),
+                                                len(devices))
       try:  # before compiling a search that cannot fit
-        pipeline.check_search_memory(model, batch, s.restarts, devices)
+        batch_completion.check_search_memory(model, batch, s.restarts, devices)
       except errors.ArgumentError as e:
         flag = {'restarts': '--restarts', 'batch_size': '--batch-size'}
         raise errors.InputError(e.for_flag(flag[e.argument])) from e
@@ -152,7 +153,7 @@ def _execute(plan: Plan) -> Outcome:
         rows = todo[start:stop]
         per_image = None
         if s.evaluate and share is None:
-          per_image, _ = pipeline.evaluate(results['images'], results,
+          per_image, _ = batch_completion.evaluate(results['images'], results,
                                            results['masks'])
         writer.batch(rows, results, per_image)
         if share is not None:
@@ -168,7 +169,7 @@ def _execute(plan: Plan) -> Outcome:
                                    tune_steps=s.tune_steps)
       # With --evaluate the inputs are whole images: completion never reads
       # their hole pixels (the grid shows them damaged, `_damaged`).
-      results = pipeline.inpaint_batches(
+      results = batch_completion.inpaint_batches(
           model, _BlockReader(plan.images, todo),
           _BlockReader(plan.mask, todo) if hasattr(plan.mask, 'read')
           else plan.mask, todo, spec=spec, options=options,
@@ -226,9 +227,10 @@ def _execute(plan: Plan) -> Outcome:
 
 def completion_devices(count):
   """--devices as a list of local devices, or an InputError naming it."""
-  from jaxinpaint import pipeline  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from jaxinpaint import batch_completion
   try:
-    return pipeline.completion_devices(count)
+    return batch_completion.completion_devices(count)
   except ValueError:
     import jax  # pylint: disable=g-import-not-at-top
     local = jax.local_devices()
@@ -297,12 +299,13 @@ def _add_written_metrics(writer, plan: Plan, rows):
   """--evaluate: the metrics of images already written in OUT (of an
   earlier run, or of other processes), from their PNGs, against the
   originals; `METRICS_CHUNK` images at a time."""
-  from jaxinpaint import pipeline  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from jaxinpaint import batch_completion
   for start in range(0, len(rows), METRICS_CHUNK):
     chunk = rows[start:start + METRICS_CHUNK]
     written = outputs.read_finished(plan.out, plan.names, chunk,
                                    plan.resolution)
-    per_image, _ = pipeline.evaluate(
+    per_image, _ = batch_completion.evaluate(
         plan.images.read(chunk), written.astype(np.float32) / 127.5 - 1,
         plan.read_masks(chunk))
     writer.add_metrics(chunk, per_image)

@@ -92,7 +92,7 @@ def load_image_files(paths, resolution: int, what: str = 'image'):
 
 class Rows:
   """Rows of an image set read on demand: `len()` and `read(rows)` (the
-  rows reader of `pipeline.inpaint_batches`)."""
+  rows reader of `batch_completion.inpaint_batches`)."""
 
   def read_all(self) -> np.ndarray:
     """Every row at once: for small sets (memory grows with the count)."""
@@ -102,7 +102,7 @@ class Rows:
 class ImageFiles(Rows):
   """Image files read on demand: `read(rows)` decodes those rows only, so a
   run holds a batch or two of images whatever their number (the rows
-  reader of `pipeline.inpaint_batches`)."""
+  reader of `batch_completion.inpaint_batches`)."""
 
   def __init__(self, paths, resolution: int):
     self.paths, self.resolution = [str(p) for p in paths], resolution

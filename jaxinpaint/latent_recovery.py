@@ -10,7 +10,8 @@ images.
 import jax
 import numpy as np
 
-from jaxinpaint import completion, masks, metrics, models, pipeline, poisson
+from jaxinpaint import batch_completion, completion, masks, metrics, models
+from jaxinpaint import poisson
 
 
 def targets(model: models.Model, n: int, seed: int, options):
@@ -78,7 +79,7 @@ def measure(model: models.Model, *, losses=('paper', 'yeh'),
     harmonic_fill, _ = poisson.harmonic_fill(y, holes_mask)
     harmonic_mse = hole_mse(harmonic_fill, x_star)
     for name, spec in specs.items():
-      out = pipeline.inpaint_batches(
+      out = batch_completion.inpaint_batches(
           model, y, holes_mask, np.arange(n), spec=spec, options=options,
           batch_size=batch_size, seed=seed, progress=progress)
       dz = out['z'] - z_star

@@ -21,7 +21,7 @@ TRAIN_USAGE = r"""Trains a WGAN-GP (or the DCGAN baseline) for image completion.
 
 Rerunning the same command resumes from the latest checkpoint. Any config
 value can be overridden with --config.<key>=<value> (the keys are those of
-jaxinpaint/config.py); --helpfull lists every flag of the libraries too.
+jaxinpaint/config_schema.py); --helpfull lists every flag of the libraries too.
 """
 
 # The multi-process flags, spelled as inpaint.py spells them; the
@@ -82,7 +82,7 @@ def _train(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # only a CLI's main does this
   import jax  # after flag parsing: --help must not initialize a backend
-  from jaxinpaint import data, models, training, workdir
+  from jaxinpaint import data, models, training, training_dir
   FLAGS = flags.FLAGS
   config = _load_config_flag()
   if (FLAGS.coordinator_address or FLAGS.multiprocess
@@ -114,7 +114,7 @@ def _train(argv):
     fail(f'{"terminated by SIGTERM" if code == TERMINATED else "interrupted"}'
          f' outside the training loop; rerun the same command to resume '
          f'from the latest checkpoint in {FLAGS.workdir}', code)
-  except (training.NonFiniteLossError, workdir.WriteError) as e:
+  except (training.NonFiniteLossError, training_dir.WriteError) as e:
     fail(str(e), FAILURE)
   except (*cli.USER_ERRORS, data.CorruptImageError) as e:
     # Bad config values, data or work dir: usage errors.

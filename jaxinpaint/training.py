@@ -5,7 +5,7 @@ One `train_step` is one generator iteration: `n_critic` critic updates (a
 It is a pure function of (state, real batches); the loop jits it over a
 device mesh with the batch sharded on 'data' and the state replicated
 (`build_train_functions`). The work dir's files and stopping on SIGTERM or
-SIGINT are in `workdir.py`.
+SIGINT are in `training_dir.py`.
 """
 import functools
 import os
@@ -26,11 +26,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import tqdm
 
 from jaxinpaint import checkpoint, data, host_memory, losses, models
-from jaxinpaint import config as config_lib
-from jaxinpaint import workdir as workdir_lib
+from jaxinpaint import config_schema
+from jaxinpaint import training_dir
 # Raised by train_and_evaluate (callers catch training.StoppedBySignal);
 # defined with the signal handling.
-from jaxinpaint.workdir import StoppedBySignal
+from jaxinpaint.training_dir import StoppedBySignal
 
 
 @struct.dataclass
@@ -245,7 +245,7 @@ def resolve_critic_loop(train_config):
   """'auto' -> 'unroll' on CPU (XLA:CPU runs convolutions inside a while loop
   on a slow path, ~14x slower here), 'scan' elsewhere (one compiled critic
   update instead of n_critic: minutes less compilation on a GPU). The value
-  is checked by config.validate."""
+  is checked by config_schema.validate."""
   loop = train_config.critic_loop
   if loop == 'auto':
     return 'unroll' if jax.default_backend() == 'cpu' else 'scan'
@@ -488,7 +488,7 @@ def train_and_evaluate(config, workdir, clock=None):
   machine's speed; the limit then counts from the call.
   """
   # Bad input fails here, before anything is written.
-  config_lib.validate(config)
+  config_schema.validate(config)
   if clock is None:
     clock, origin = time.time, process_start_time()
   else:
@@ -500,14 +500,14 @@ def train_and_evaluate(config, workdir, clock=None):
   source = data.open_source(config.data)
   check_data_size(config, len(source))
   check_batch_size(config.train.batch_size)
-  workdir_lib.check_workdir(workdir)
-  workdir_lib.check_resumable(workdir, config)
+  training_dir.check_workdir(workdir)
+  training_dir.check_resumable(workdir, config)
   _check_export_to(config.train.export_to, workdir)
 
   nets = models.build_models(config.model)
   on_device = config.data.on_device
   functions = build_train_functions(config, nets, make_mesh(), on_device)
-  files = workdir_lib.RunFiles(workdir, config)
+  files = training_dir.RunFiles(workdir, config)
   if files.last_saved is not None:
     state = _restore_for_resume(workdir, files, functions.abstract_state)
   elif config.train.init_from:
@@ -597,7 +597,7 @@ def train_and_evaluate(config, workdir, clock=None):
   step = start
   out_of_time = lambda: deadline is not None and clock() >= deadline
   try:
-    with workdir_lib.StopRequest() as stop:
+    with training_dir.StopRequest() as stop:
       timed_out = out_of_time()
       while step < total and stop.signum is None and not timed_out:
         state, metrics = step_fn(state, next_input())

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from jaxinpaint import config as config_lib
+from jaxinpaint import config_schema
 from jaxinpaint import data
 
 
@@ -104,7 +104,7 @@ def _png(image):
 
 def _decoded(folder, resolution):
   """The training loader's decoded uint8 set of `folder` (data.load_all)."""
-  source = config_lib.base_config().data
+  source = config_schema.base_config().data
   source.folder = str(folder)
   return data.load_all(source, resolution)
 

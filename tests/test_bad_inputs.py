@@ -9,7 +9,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from helpers import REPO, load_config, run, write_npz
-from jaxinpaint import checkpoint, config as config_lib, export
+from jaxinpaint import checkpoint, config_schema, export
 from jaxinpaint import loading, models, training
 
 TRAIN = ['train.py', '--config', 'configs/tiny.py']
@@ -26,7 +26,7 @@ def tiny_config(npz, **overrides):
 
 
 def tiny_model_config():
-  c = config_lib.base_config()
+  c = config_schema.base_config()
   c.model.resolution, c.model.width, c.model.z_dim = 32, 4, 16
   c.train.batch_size = 4
   return c
@@ -67,7 +67,7 @@ def test_bad_config_values_are_refused_before_anything_is_written(
 
 def test_every_shipped_config_is_valid():
   for path in sorted((REPO / 'configs').glob('*.py')):
-    config_lib.validate(load_config(path.stem))
+    config_schema.validate(load_config(path.stem))
 
 
 def test_config_types_and_keys_are_checked(npz):
@@ -75,17 +75,17 @@ def test_config_types_and_keys_are_checked(npz):
   config.train.unlock()
   config.train.stepz = 3
   with pytest.raises(ValueError, match=r'^config\.train\.stepz: not a key'):
-    config_lib.validate(config)
+    config_schema.validate(config)
   del config.train['stepz']
   del config.train['n_critic']
   with pytest.raises(ValueError, match=r'^config\.train\.n_critic: missing'):
-    config_lib.validate(config)
+    config_schema.validate(config)
   config = tiny_config(npz)
   config.data.unlock()
   del config.data['skip_corrupt']
   config.data.skip_corrupt = 1  # an int where a boolean belongs
   with pytest.raises(ValueError, match=r'skip_corrupt=1: must be a boolean'):
-    config_lib.validate(config)
+    config_schema.validate(config)
 
 
 def test_a_bad_value_on_the_command_line_is_one_line(npz, tmp_path):

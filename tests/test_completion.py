@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxinpaint import completion, config, metrics, models
+from jaxinpaint import completion, config_schema, metrics, models
 
 RES, WIDTH, Z_DIM = 32, 4, 16
 SEED = 3
@@ -132,7 +132,7 @@ def np_adam_clip(grad_fn, z0, steps, lr=0.03, b1=0.9, b2=0.999, eps=1e-8,
 # ---------------------------------------------------------------------------
 
 def model_config(arch):
-  c = config.base_config().model
+  c = config_schema.base_config().model
   c.arch, c.resolution, c.width, c.z_dim = arch, RES, WIDTH, Z_DIM
   return c
 

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from jaxinpaint import config as config_lib
+from jaxinpaint import config_schema
 from jaxinpaint import data
 
 SHARED_DATA = (pathlib.Path(__file__).resolve().parents[1].parent / 'shared' /
@@ -17,7 +17,7 @@ SHARED_DATA = (pathlib.Path(__file__).resolve().parents[1].parent / 'shared' /
 
 
 def _data_config(**overrides):
-  c = config_lib.base_config().data
+  c = config_schema.base_config().data
   c.num_threads = 2
   c.prefetch_batches = 2
   c.update(overrides)

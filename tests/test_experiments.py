@@ -11,7 +11,7 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from helpers import load_experiment
-from jaxinpaint import config as config_lib, masks, metrics, models, pipeline
+from jaxinpaint import batch_completion, config_schema, masks, metrics, models
 from jaxinpaint.errors import InputError
 from test_baselines import R, damage, ramp
 
@@ -30,7 +30,7 @@ def test_run_methods_without_a_model():
                             figure_rows=2)
   for kind, mask in plan.masks.items():
     filled, _ = common.baselines.harmonic(damage(images, mask), mask)
-    _, want = pipeline.evaluate(images, filled, mask)
+    _, want = batch_completion.evaluate(images, filled, mask)
     assert done['metrics'][kind]['harmonic'] == want
     assert done['figure'][kind]['harmonic'].shape == (2, R, R, 3)
     t = done['timing'][kind]['harmonic']
@@ -96,7 +96,7 @@ def test_compile_timer_counts_compilation_and_then_unregisters():
 
 
 def test_conditional_completion_keeps_y1_and_scores_ssim_against_it():
-  c = config_lib.base_config()
+  c = config_schema.base_config()
   c.model.resolution, c.model.width, c.model.z_dim = 32, 4, 16
   model = models.Model.from_config(c.model, models.random_variables(c.model),
                                    step=1)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxinpaint import checkpoint, completion, config as config_lib, data
+from jaxinpaint import checkpoint, completion, config_schema, data
 from jaxinpaint import errors, inpaint_cli, inpaint_run, inputs, loading
 from jaxinpaint import models, outputs
 
@@ -31,7 +31,7 @@ FAST = ['--steps', '2', '--batch-size', '2']  # same for every run: one compile
 
 @pytest.fixture(scope='module')
 def ckpt(tmp_path_factory):
-  c = config_lib.base_config()
+  c = config_schema.base_config()
   c.model.resolution, c.model.width, c.model.z_dim = RES, 4, 16
   model_dir = tmp_path_factory.mktemp('model') / 'tiny64'
   checkpoint.export_inference(model_dir, c, models.random_variables(c.model), 7)
@@ -591,7 +591,7 @@ def test_out_of_range_flags_and_unusable_models(ckpt, tmp_path, capsys):
   good = tmp_path / 'good'
   write_image(good / 'face.png')
   untrained = tmp_path / 'untrained'
-  c = config_lib.base_config()
+  c = config_schema.base_config()
   c.model.resolution, c.model.width, c.model.z_dim = RES, 4, 16
   checkpoint.export_inference(untrained, c, models.random_variables(c.model),
                               0)
@@ -672,11 +672,12 @@ def test_dtype_and_devices_flags(ckpt, tmp_path, capsys):
   assert code == 0, err
   assert summary['dtype'] == 'bfloat16'
   # The library with Options(dtype='bfloat16') on the same inputs.
-  from jaxinpaint import metrics, pipeline  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from jaxinpaint import batch_completion, metrics
   model = loading.load_model(ckpt)
   images, names = inputs.load_inputs(str(tmp_path / 'in'), RES)
   mask = inputs.load_masks('center', names, RES, 0)
-  expected = pipeline.inpaint_batches(
+  expected = batch_completion.inpaint_batches(
       model, images, mask, np.arange(2),
       spec=completion.get_loss('paper'), batch_size=2, seed=0,
       options=completion.Options(steps=2, dtype='bfloat16'), progress=False)
@@ -708,11 +709,12 @@ def test_tune_steps_flag(ckpt, tmp_path, capsys):
   assert code == 0, err
   assert summary['tune_steps'] == 2 and 'then 2 steps tuning G' in err
   # The library with Options(tune_steps=2) on the same inputs.
-  from jaxinpaint import metrics, pipeline  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from jaxinpaint import batch_completion, metrics
   model = loading.load_model(ckpt)
   images, names = inputs.load_inputs(str(tmp_path / 'in'), RES)
   mask = inputs.load_masks('center', names, RES, 0)
-  expected = pipeline.inpaint_batches(
+  expected = batch_completion.inpaint_batches(
       model, images, mask, np.arange(2),
       spec=completion.get_loss('paper'), batch_size=2, seed=0,
       options=completion.Options(steps=2, tune_steps=2), progress=False)
@@ -736,4 +738,5 @@ def test_help_explains_devices_dtype_and_processes(capsys):
   for flag in ('--coordinator_address', '--num_processes', '--process_id',
                '--multiprocess', '--process-timeout'):
     assert flag in text
-  assert 'process 0 then writes grid.png, metrics.csv and summary.json for all' in text
+  assert ('process 0 then writes grid.png, metrics.csv and summary.json for '
+          'all') in text

@@ -15,7 +15,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from helpers import REPO
-from jaxinpaint import checkpoint, config as config_lib, inputs
+from jaxinpaint import checkpoint, config_schema, inputs
 from jaxinpaint import errors, loading, models
 
 SCRIPTS = (sorted(REPO.glob('bench/*.py'))
@@ -84,7 +84,7 @@ def _workdir(path, recalibrated: bool, flagged: bool = True):
   inference statistics, not finalized (as training saves before its end),
   or other ones, finalized. `flagged=False`: without the flag, as saved
   before it existed."""
-  c = config_lib.base_config()
+  c = config_schema.base_config()
   c.model.resolution, c.model.width, c.model.z_dim = 32, 4, 16
   c.train.batch_size, c.train.bn_recalibration_batches = 4, 2
   variables = models.random_variables(c.model)

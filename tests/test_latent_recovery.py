@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from helpers import load_experiment
-from jaxinpaint import completion, config as config_lib, latent_recovery
+from jaxinpaint import completion, config_schema, latent_recovery
 from jaxinpaint import masks, models, poisson
 
 RES, N = 16, 2
@@ -12,7 +12,7 @@ RES, N = 16, 2
 
 @pytest.fixture(scope='module')
 def model():
-  c = config_lib.base_config()
+  c = config_schema.base_config()
   c.model.resolution, c.model.width, c.model.z_dim = RES, 8, 16
   return models.Model.from_config(c.model, models.random_variables(c.model))
 

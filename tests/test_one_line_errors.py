@@ -14,7 +14,7 @@ from helpers import load_config, run, write_npz
 from test_bad_inputs import tiny_workdir
 from jaxinpaint import checkpoint, export, inpaint_cli, models
 from jaxinpaint import data, errors, loading, training
-from jaxinpaint import workdir as workdir_lib
+from jaxinpaint import training_dir
 
 TRAIN = ['train.py', '--config', 'configs/tiny.py', '--config.data.folder=']
 
@@ -38,7 +38,7 @@ def saved_run(npz, tmp_path_factory):
   nets = models.build_models(config.model)
   functions = training.build_train_functions(config, nets, training.make_mesh())
   state = functions.init()
-  files = workdir_lib.RunFiles(workdir, config)
+  files = training_dir.RunFiles(workdir, config)
   for step in (2, 4):
     files.save(state.replace(step=state.step + step), step)
   files.close()
@@ -218,7 +218,7 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_resumes_cleanly(
   # The rerun starts again from step 0: its first write drops the records
   # of the lost steps, so none appears twice.
   config = tiny_config(npz)
-  files = workdir_lib.RunFiles(workdir, config)
+  files = training_dir.RunFiles(workdir, config)
   files.log([{'step': 1, 'g_loss': 0.5}])
   files.close()
   assert [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text()
@@ -232,7 +232,7 @@ def test_a_resumed_run_drops_the_records_past_its_checkpoint(saved_run,
   shutil.copytree(original, workdir)
   lines = [json.dumps({'step': s, 'g_loss': s / 10}) for s in range(1, 7)]
   (workdir / 'metrics.jsonl').write_text('\n'.join(lines) + '\n{"step": 7,')
-  files = workdir_lib.RunFiles(workdir, config)  # resumes at step 4
+  files = training_dir.RunFiles(workdir, config)  # resumes at step 4
   assert files.last_saved == 4
   files.log([{'step': 5, 'g_loss': 1.0}])
   files.close()

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from helpers import load_experiment
-from jaxinpaint import baselines, checkpoint, config as config_lib, data
-from jaxinpaint import masks, models, pipeline, poisson
+from jaxinpaint import baselines, checkpoint, config_schema, data
+from jaxinpaint import batch_completion, masks, models, poisson
 
 ROOT = Path(__file__).resolve().parents[1]
 CELEBA_TEST = ROOT.parent / 'shared' / 'data' / 'celeba64' / 'test'
@@ -23,7 +23,7 @@ N_IMAGES = 4
 
 
 def _export(path, arch):
-  c = config_lib.base_config()
+  c = config_schema.base_config()
   c.model.arch = arch
   c.model.resolution, c.model.width, c.model.z_dim = 64, 4, 16
   checkpoint.export_inference(path, c, models.random_variables(c.model), 5)
@@ -89,7 +89,7 @@ def test_paper_tables_end_to_end(tmp_path, capsys):
     mask = masks.make_masks(kind, 1, 64, 64)
     y = np.where(mask > 0.5, originals, np.float32(0))
     filled, _ = poisson.harmonic_fill(y, mask)
-    _, direct = pipeline.evaluate(originals, np.asarray(filled), mask)
+    _, direct = batch_completion.evaluate(originals, np.asarray(filled), mask)
     assert on_disk['results'][kind]['harmonic'] == direct
     assert rows['harmonic'] == [f'{direct[k]:.4f}' for k in keys]
 

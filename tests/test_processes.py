@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from helpers import REPO, run
-from jaxinpaint import checkpoint, config as config_lib, inpaint_cli, models
+from jaxinpaint import checkpoint, config_schema, inpaint_cli, models
 from jaxinpaint import errors, outputs, processes
 
 RES, N = 32, 5
@@ -26,7 +26,7 @@ NAMES = [f'face{i}' for i in range(N)]
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
   root = tmp_path_factory.mktemp('processes')
-  c = config_lib.base_config()
+  c = config_schema.base_config()
   c.model.resolution, c.model.width, c.model.z_dim = RES, 8, 16
   model = root / 'model'
   checkpoint.export_inference(model, c, models.random_variables(c.model), 3)

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from helpers import load_experiment, write_npz
-from jaxinpaint import checkpoint, completion, config as config_lib
+from jaxinpaint import checkpoint, completion, config_schema
 from jaxinpaint import inputs, loading, masks as masks_lib, models
 
 DEFAULTS = dict(loss='paper', eta=0.5, z_constraint='box',
@@ -113,7 +113,7 @@ def test_time_limit_stops_before_a_cell_that_would_not_fit(monkeypatch):
 
 
 def _export(path):
-  c = config_lib.base_config()
+  c = config_schema.base_config()
   c.model.resolution, c.model.width, c.model.z_dim = 32, 4, 16
   checkpoint.export_inference(path, c, models.random_variables(c.model), 7)
   return path

@@ -11,8 +11,8 @@ import threading
 import numpy as np
 import pytest
 
-from jaxinpaint import completion, config as config_lib, data, inpaint_cli
-from jaxinpaint import inputs, masks, models, pipeline, processes
+from jaxinpaint import completion, config_schema, data, inpaint_cli
+from jaxinpaint import batch_completion, inputs, masks, models, processes
 from test_inpaint_cli import FAST, RES, ckpt, write_image  # noqa: F401
 
 SPEC = completion.LOSSES['paper']
@@ -42,13 +42,13 @@ class CountingRows(inputs.Rows):
 
 
 def test_a_rows_reader_gives_the_arrays_results_reading_a_batch_at_a_time():
-  c = config_lib.base_config()
+  c = config_schema.base_config()
   c.model.resolution, c.model.width, c.model.z_dim = 16, 4, 8
   model = models.Model.from_config(c.model, models.random_variables(c.model))
   rng = np.random.default_rng(0)
   images = rng.uniform(-1, 1, (5, 16, 16, 3)).astype(np.float32)
   mask = masks.make_masks('random', 5, 16, 16, seed=3)
-  run = lambda y, m, **kw: pipeline.inpaint_batches(
+  run = lambda y, m, **kw: batch_completion.inpaint_batches(
       model, y, m, np.arange(5), spec=SPEC,
       options=completion.Options(steps=2), batch_size=2, seed=0,
       progress=False, **kw)

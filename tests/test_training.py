@@ -19,7 +19,7 @@ from PIL import Image
 from helpers import (REPO, event_values, load_config, metrics_scalars, run,
                      shared_folder, write_npz)
 from jaxinpaint import checkpoint, data, loading, models, training
-from jaxinpaint import workdir as workdir_lib
+from jaxinpaint import training_dir
 
 TRAIN = ['train.py', '--config', 'configs/tiny.py']
 
@@ -198,7 +198,7 @@ def test_stop_request_catches_signals_in_the_main_thread_then_restores():
   previous = signal.signal(signal.SIGTERM, lambda *_: calls.append('old'))
   sentinel = signal.getsignal(signal.SIGTERM)
   try:
-    with workdir_lib.StopRequest() as stop:
+    with training_dir.StopRequest() as stop:
       assert stop.installed
       os.kill(os.getpid(), signal.SIGTERM)
       deadline = time.time() + 10
@@ -213,11 +213,11 @@ def test_stop_request_catches_signals_in_the_main_thread_then_restores():
 
 
 def test_stop_request_installs_nothing_outside_the_main_thread():
-  before = {s: signal.getsignal(s) for s in workdir_lib.StopRequest.SIGNALS}
+  before = {s: signal.getsignal(s) for s in training_dir.StopRequest.SIGNALS}
   seen = {}
 
   def enter():
-    with workdir_lib.StopRequest() as stop:
+    with training_dir.StopRequest() as stop:
       seen['installed'] = stop.installed
       seen['during'] = {s: signal.getsignal(s) for s in before}
 
@@ -435,7 +435,7 @@ def test_unknown_config_key(tmp_path):
   assert result.stderr.strip().splitlines()[-1] == (
       "error: unknown config key 'stepz' in a --config.* override (Did you "
       'mean "steps" instead of "stepz"?); the keys are those of '
-      'jaxinpaint/config.py')
+      'jaxinpaint/config_schema.py')
 
 
 def test_batch_not_divisible_by_devices(npz, tmp_path):

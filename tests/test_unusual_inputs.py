@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from jaxinpaint import completion, host_memory, inpaint_cli, inputs, loading
-from jaxinpaint import masks, pipeline
+from jaxinpaint import batch_completion, masks
 
 from test_inpaint_cli import FAST, RES, ckpt, cli, files_under, read_png, write_image  # pylint: disable=unused-import
 
@@ -132,9 +132,11 @@ def test_a_search_too_large_for_the_device_is_refused_before_compiling(
   for i in range(8):
     write_image(tmp_path / 'in' / f'{i}.png', seed=i)
   model = loading.load_model(ckpt)
-  per_latent = pipeline.SEARCH_MEMORY_FACTOR * pipeline.activation_bytes(model)
-  params = pipeline.search_memory(model, 1, 1) - per_latent
-  assert pipeline.search_memory(model, 8, 10) == 80 * per_latent + params
+  per_latent = (batch_completion.SEARCH_MEMORY_FACTOR
+                * batch_completion.activation_bytes(model))
+  params = batch_completion.search_memory(model, 1, 1) - per_latent
+  assert (batch_completion.search_memory(model, 8, 10)
+          == 80 * per_latent + params)
   # A device with room for 50 latents.
   monkeypatch.setattr(host_memory, 'free_memory',
                       lambda device: 50 * per_latent + params)

@@ -4,11 +4,11 @@ The layer between `completion` (one jitted call on one batch) and the
 `inpaint.py` CLI, importable from a notebook:
 
   model = loading.load_model(model_dir)
-  results = pipeline.inpaint_batches(
+  results = batch_completion.inpaint_batches(
       model, images, masks, np.arange(len(images)),
       spec=completion.LOSSES['paper'], options=completion.Options(),
       batch_size=64, seed=0)
-  per_image, summary = pipeline.evaluate(originals, results, masks)
+  per_image, summary = batch_completion.evaluate(originals, results, masks)
 
 Every batch has the same shape (the last one is padded), so `complete` is
 compiled once; each image's key comes from (seed, its index), and completion
@@ -16,7 +16,7 @@ is vmapped per image, so results do not depend on the batch size beyond
 float rounding: within one batch size an image's result is bitwise the same
 whatever its batchmates (tests/test_completion.py), but each batch size is
 its own XLA program, whose convolutions may round differently in the last
-bit (~1e-7; tests/test_pipeline.py). Such differences can grow over many
+bit (~1e-7; tests/test_batch_completion.py). Such differences can grow over many
 Adam steps, because Adam's update is nearly sign(gradient) for small
 gradients.
 

@@ -1,4 +1,4 @@
-"""Tests for jaxinpaint.pipeline: batching, padding, keys, evaluation.
+"""Tests for jaxinpaint.batch_completion: batching, padding, keys, evaluation.
 
 A width-4, 32x32 model with random weights: the outputs are meaningless
 images, but batching must not change them beyond float rounding (a batch
@@ -10,8 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxinpaint import completion, config as config_lib, masks, metrics
-from jaxinpaint import models, pipeline
+from jaxinpaint import completion, config_schema, masks, metrics
+from jaxinpaint import batch_completion, models
 
 RES, Z_DIM = 32, 16
 OPTIONS = completion.Options(steps=3)
@@ -20,7 +20,7 @@ SPEC = completion.LOSSES['paper']
 
 @pytest.fixture(scope='module')
 def model():
-  c = config_lib.base_config()
+  c = config_schema.base_config()
   c.model.resolution, c.model.width, c.model.z_dim = RES, 4, Z_DIM
   return models.Model.from_config(c.model, models.random_variables(c.model))
 
@@ -32,9 +32,10 @@ def images():
 
 
 def test_padded_rows():
-  np.testing.assert_array_equal(pipeline._padded_rows(0, 4, 3), [0, 1, 2])
-  np.testing.assert_array_equal(pipeline._padded_rows(3, 4, 3), [3, 3, 3])
-  np.testing.assert_array_equal(pipeline._padded_rows(4, 7, 4), [4, 5, 6, 4])
+  padded_rows = batch_completion._padded_rows
+  np.testing.assert_array_equal(padded_rows(0, 4, 3), [0, 1, 2])
+  np.testing.assert_array_equal(padded_rows(3, 4, 3), [3, 3, 3])
+  np.testing.assert_array_equal(padded_rows(4, 7, 4), [4, 5, 6, 4])
 
 
 def test_batch_size_independence_and_padding(model, images, monkeypatch):
@@ -48,7 +49,7 @@ def test_batch_size_independence_and_padding(model, images, monkeypatch):
   monkeypatch.setattr(completion, 'complete', spy)
   mask = masks.center_mask(1, RES, RES)
   indices = np.array([10, 11, 12, 13])  # keys follow indices, not positions
-  run = lambda bs: pipeline.inpaint_batches(
+  run = lambda bs: batch_completion.inpaint_batches(
       model, images, mask, indices, spec=SPEC,
       options=OPTIONS, batch_size=bs, seed=0, progress=False)
   by_2, by_3 = run(2), run(3)
@@ -58,7 +59,7 @@ def test_batch_size_independence_and_padding(model, images, monkeypatch):
   assert [c[0][0] for c in calls] == [2, 2, 3, 3]
   want = np.asarray(jax.random.key_data(completion.image_keys(0, [13] * 3)))
   np.testing.assert_array_equal(calls[-1][1], want)
-  for key in pipeline.RESULT_KEYS:
+  for key in batch_completion.RESULT_KEYS:
     assert by_2[key].shape[0] == 4, key
     # Tolerances as test_completion's test_batch_independence: rounding
     # (~1e-7) that 3 Adam steps can grow; a real coupling between images
@@ -77,7 +78,7 @@ def test_batch_size_independence_and_padding(model, images, monkeypatch):
   np.testing.assert_array_equal(by_2['blended'][known], images[known])
 
   # A (1, H, W, 1) mask is the same as one copy per image.
-  tiled = pipeline.inpaint_batches(
+  tiled = batch_completion.inpaint_batches(
       model, images, np.repeat(mask, 4, 0), indices,
       spec=SPEC, options=OPTIONS, batch_size=2, seed=0, progress=False)
   np.testing.assert_array_equal(tiled['blended'], by_2['blended'])
@@ -87,13 +88,13 @@ def test_bad_arguments(model, images):
   kw = dict(spec=SPEC, options=OPTIONS, batch_size=2, seed=0, progress=False)
   mask = masks.center_mask(1, RES, RES)
   with pytest.raises(ValueError, match='masks has 3 rows'):
-    pipeline.inpaint_batches(model, images,
+    batch_completion.inpaint_batches(model, images,
                              np.repeat(mask, 3, 0), np.arange(4), **kw)
   with pytest.raises(ValueError, match='indices'):
-    pipeline.inpaint_batches(model, images, mask,
+    batch_completion.inpaint_batches(model, images, mask,
                              np.arange(3), **kw)
   with pytest.raises(ValueError, match='ConditionalSpec'):
-    pipeline.inpaint_batches(model, images, mask,
+    batch_completion.inpaint_batches(model, images, mask,
                              np.arange(4), reference=images[:1], **kw)
 
 
@@ -105,8 +106,8 @@ def test_evaluate_matches_numpy():
   completed = np.clip(originals + rng.normal(0, 0.1, originals.shape), -1.2,
                       1.2).astype(np.float32)
   mask = masks.center_mask(1, RES, RES)
-  per_image, summary = pipeline.evaluate(originals, {'blended': completed},
-                                         mask)
+  per_image, summary = batch_completion.evaluate(
+      originals, {'blended': completed}, mask)
 
   a = np.round((np.clip(completed, -1, 1) + 1) * 127.5).astype(np.float64)
   b = np.round((originals + 1) * 127.5).astype(np.float64)
@@ -136,6 +137,7 @@ def test_evaluate_matches_numpy():
   np.testing.assert_allclose(summary['hole_mse'], hole_mse.mean(), rtol=1e-6)
   # More images than one metrics chunk, and the bare array form.
   tile = lambda x: np.tile(x, (24, 1, 1, 1))[:70]
-  per_many, _ = pipeline.evaluate(tile(originals), tile(completed), mask)
+  per_many, _ = batch_completion.evaluate(tile(originals), tile(completed),
+                                          mask)
   np.testing.assert_allclose(per_many['mse'][:3], mse, rtol=1e-6)
   assert per_many['mse'].shape == (70,)
