@@ -37,7 +37,8 @@
 # GRID_NEED seconds are left, on GRID_FACES images, GRID_STEPS steps, and
 # stops starting cells at the budget), BENCH=0 to skip the benchmarks,
 # TRAIN_GRACE (seconds past the time limit before training is killed,
-# default 120), PYTHON.
+# default 120), TRAIN_STEPS (stop training there if the time limit has not
+# stopped it first; default no limit: a test's dry run sets a few), PYTHON.
 # Output: at most 8 files in $RESULTS (default $OUT, else gpu_results):
 #   model.tar (the exported bfloat16 model; over 15 MiB: model.tar.part00,
 #   01, ...), tables.tar (tables/ and grid/), samples.png,
@@ -110,6 +111,7 @@ GRID_NEED=${GRID_NEED:-60}
 # of training (BatchNorm recalibration, export) must fit in it; a loaded CPU
 # compiling those programs for a dry run needs more than a GPU.
 TRAIN_GRACE=${TRAIN_GRACE:-120}
+TRAIN_STEPS=${TRAIN_STEPS:-10000000}
 PYTHON=${PYTHON:-python3}
 # The shipped model of this config (assets/celeba64 for configs/celeba64.py).
 INIT_FROM=${INIT_FROM-jaxinpaint/assets/$(basename "$CONFIG" .py)}
@@ -206,7 +208,7 @@ train() {  # train EXTRA_FLAGS...: until the budget minus the reserve
     --workdir "$WORK/run" "${init_flag[@]}" \
     --config.data.folder= --config.data.npz="$npz" \
     --config.model.width="$WIDTH" --config.model.dtype=bfloat16 \
-    --config.train.batch_size="$BATCH" --config.train.steps=10000000 \
+    --config.train.batch_size="$BATCH" --config.train.steps="$TRAIN_STEPS" \
     --config.train.time_limit="$train_s" --config.train.export_to="$WORK/model" \
     --config.train.log_every=100 --config.train.sample_every=1000 \
     --config.train.checkpoint_every=1000 "$@"

@@ -4,6 +4,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -102,11 +103,16 @@ def test_gpu_run_script_dry_run(tmp_path):
   assert '40 training images' in packed.stdout
 
   results = tmp_path / 'results'
+  # TRAIN_STEPS: training stops after 3 steps, not at the time limit (the
+  # budget's), which would make the test wait out the budget whatever the
+  # machine's speed, and fail on one too busy to compile within it; how a
+  # time limit stops, finalizes and exports is test_budgeted_training's.
   env = dict(os.environ, PYTHON=sys.executable, DATA=str(tmp_path / 'data'),
              WHEELS=str(tmp_path / 'no_wheels'), INIT_FROM='',
-             RESULTS=str(results), WORK=str(tmp_path / 'work'), BUDGET='150',
-             RESERVE='55', CONFIG='configs/tiny.py', RES='32', WIDTH='8',
-             BATCH='8', FACES='4', CSTEPS='5', MASKS='center', BENCH='0',
+             RESULTS=str(results), WORK=str(tmp_path / 'work'), BUDGET='550',
+             RESERVE='55', TRAIN_STEPS='3', CONFIG='configs/tiny.py',
+             RES='32', WIDTH='8', BATCH='8', FACES='4', CSTEPS='5',
+             MASKS='center', BENCH='0',
              GRID='0')  # the grid has its own test (test_settings_grid)
   result = subprocess.run(['bash', 'scripts/gpu_run.sh'], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
@@ -115,8 +121,14 @@ def test_gpu_run_script_dry_run(tmp_path):
   assert {'model.tar', 'tables.tar', 'metrics.jsonl', 'figures.json',
           'log.txt'} <= names
   assert len(names) <= 8
+  log = (results / 'log.txt').read_text()
+  # Training's time limit is what the budget leaves after the reserve.
+  started, limit = map(int, re.search(r'\[(\d+)s\] training for (\d+)s',
+                                      log).groups())
+  assert started + limit - (550 - 55) in (0, 1)  # (a clock tick between)
+  assert 'training ended with exit code 0' in log
   figures = json.loads((results / 'figures.json').read_text())
-  assert figures['final_step'] >= 1
+  assert figures['final_step'] == 3
   assert figures['tables']['settings']['n_images'] == 4
   # The training window travels in the data and comes back in the figures.
   assert figures['train_window']['ranges'] == [[0, 40]]
