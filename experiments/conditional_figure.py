@@ -19,7 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxinpaint import cli, completion, errors, grids, inputs as inputs_lib
+from jaxinpaint import cli, completion, errors, grids, inputs
 from jaxinpaint import batch_completion, loading, masks as masks_lib, models
 from jaxinpaint import outputs
 from jaxinpaint.errors import ArgumentError, InputError
@@ -28,7 +28,7 @@ import common  # experiments/common.py, beside this script
 REPO = Path(__file__).resolve().parents[1]
 # The defaults ship in the package (jaxinpaint/assets/examples); the labels
 # are how the results name them.
-EXAMPLES = inputs_lib.EXAMPLES
+EXAMPLES = inputs.EXAMPLES
 DEFAULT_FACES = 'examples/faces'
 DEFAULT_REFERENCE = 'examples/reference.png'
 DEFAULT_KEEP_MASK = 'examples/conditional_mask.png'
@@ -100,7 +100,7 @@ def _given_or_default(arg, default, flag, what):
 
 
 def prepare(args) -> _Inputs:
-  inputs_lib.check_counts(args.limit, args.seed, steps=args.steps,
+  inputs.check_counts(args.limit, args.seed, steps=args.steps,
                           restarts=args.restarts, batch_size=args.batch_size)
   try:
     model_dir, config = loading.find_model(args.model)
@@ -114,9 +114,9 @@ def prepare(args) -> _Inputs:
                                     'faces folder')
   ref_path, _ = _given_or_default(args.reference, DEFAULT_REFERENCE,
                                   '--reference', 'reference image')
-  faces, names = inputs_lib.load_inputs(str(faces_path), r, args.limit)
+  faces, names = inputs.load_inputs(str(faces_path), r, args.limit)
   faces = faces.read_all()
-  reference, _ = inputs_lib.load_image_files([str(ref_path)], r, 'reference')
+  reference, _ = inputs.load_image_files([str(ref_path)], r, 'reference')
 
   # three_squares keeps (1) all but the eyes and mouth, as a keep-mask must.
   if args.keep_mask == BUILT_MASK:
@@ -129,11 +129,11 @@ def prepare(args) -> _Inputs:
     keep = masks_lib.load_mask(str(EXAMPLES.parent / DEFAULT_KEEP_MASK), r, r)
     label = DEFAULT_KEEP_MASK
   else:
-    inputs_lib.note(f'note: no {DEFAULT_KEEP_MASK}: replacing the eye and '
+    inputs.note(f'note: no {DEFAULT_KEEP_MASK}: replacing the eye and '
                     'mouth squares of masks.three_squares_coordinates')
     keep, label = masks_lib.three_squares_mask(1, r, r), BUILT_MASK
   if keep.min() > 0.5 or keep.max() < 0.5:
-    inputs_lib.note(f'warning: the keep-mask {label} is all '
+    inputs.note(f'warning: the keep-mask {label} is all '
                     f'{"white" if keep.min() > 0.5 else "black"}')
 
   out = Path(args.out) if args.out is not None else REPO / DEFAULT_OUT
@@ -165,30 +165,30 @@ def conditional_completion(model: models.Model, y1, reference, keep,
   return results['blended'], per_image, summary
 
 
-def run(args, inputs: _Inputs) -> dict:
-  loaded = loading.load_model(inputs.model_dir)
-  y1, n = inputs.faces, len(inputs.faces)
+def run(args, plan: _Inputs) -> dict:
+  loaded = loading.load_model(plan.model_dir)
+  y1, n = plan.faces, len(plan.faces)
   blended, per_image, summary = conditional_completion(
-      loaded, y1, inputs.reference, inputs.keep, common.Search(
+      loaded, y1, plan.reference, plan.keep, common.Search(
           steps=args.steps, restarts=args.restarts,
           batch_size=args.batch_size, seed=args.seed,
           progress=not args.no_progress))
 
-  out = inputs.out
+  out = plan.out
   out.mkdir(parents=True, exist_ok=True)
   shape = y1.shape
-  mask_image = np.broadcast_to(inputs.keep * 2.0 - 1.0, shape)  # white = keep
-  grids.save_rows(out / FIGURE, [y1, np.broadcast_to(inputs.reference, shape),
+  mask_image = np.broadcast_to(plan.keep * 2.0 - 1.0, shape)  # white = keep
+  grids.save_rows(out / FIGURE, [y1, np.broadcast_to(plan.reference, shape),
                                  mask_image, blended],
                   ['face', 'reference', 'mask', 'result'])
   device = jax.devices()[0]
   report = dict(
-      ssim={name: float(s) for name, s in zip(inputs.names,
+      ssim={name: float(s) for name, s in zip(plan.names,
                                               per_image['ssim'])},
       ssim_mean=summary['ssim'],
       settings=dict(faces=args.faces or DEFAULT_FACES,
                     reference=args.reference or DEFAULT_REFERENCE,
-                    keep_mask=inputs.mask_label, names=inputs.names,
+                    keep_mask=plan.mask_label, names=plan.names,
                     model=args.model or 'jaxinpaint/assets/celeba64 (shipped)',
                     model_step=loaded.step, steps=args.steps,
                     restarts=args.restarts, seed=args.seed,

@@ -31,7 +31,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxinpaint import completion, face_check, grids, inputs as inputs_lib
+from jaxinpaint import completion, face_check, grids, inputs
 from jaxinpaint import batch_completion, latent_recovery, loading, masks
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,7 +77,7 @@ def main(argv=None):
   tune_steps = [int(s) for s in args.tune_steps.split(',')]
   model = loading.load_model(args.model)
   res = model.resolution
-  faces = inputs_lib.load_inputs(args.data, res, args.images)[0].read_all()
+  faces = inputs.load_inputs(args.data, res, args.images)[0].read_all()
   n = len(faces)
   spec = completion.LOSSES['paper']
   search = completion.Options(steps=args.steps)
