@@ -1,12 +1,13 @@
 """Unusual but valid inputs to inpaint.py, and runs that were cut short:
 one clear note or error, and the run does the right thing."""
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
 
-from jaxinpaint import completion, host_memory, inpaint_cli, inputs, loading
-from jaxinpaint import batch_completion, masks
+from jaxinpaint import batch_completion, completion, errors, host_memory
+from jaxinpaint import inpaint_cli, inputs, loading, masks
 
 from test_inpaint_cli import FAST, RES, ckpt, cli, files_under, read_png, write_image  # pylint: disable=unused-import
 
@@ -158,6 +159,11 @@ def test_a_search_too_large_for_the_device_is_refused_before_compiling(
                          'about ')
   assert line.endswith('use at most 4, or fewer restarts')
   assert not any((tmp_path / 'out').glob('*.png'))
+  # From Python the same check names the arguments, not the flags.
+  with pytest.raises(errors.ArgumentError) as e:
+    batch_completion.check_search_memory(model, 8, 10, jax.devices()[:1])
+  assert e.value.argument == 'batch_size'
+  assert str(e.value).startswith('batch_size: 8 images x 10 restarts need')
 
 
 def test_resume_without_evaluate_removes_the_stale_metrics(ckpt, tmp_path,
