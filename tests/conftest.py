@@ -11,15 +11,6 @@ _CACHE = tempfile.mkdtemp(prefix='jaxinpaint-xla-cache-')
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', _CACHE)
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
-# XLA:CPU's LLVM back end at optimization level 0: the tests' programs are
-# tiny and run a few steps, so compiling them is most of the suite's time,
-# and level 0 compiles them in about 40% less CPU time (the tiny training
-# run: 33 s instead of 57 s), to float rounding the same numbers. The HLO
-# passes (fusion, layout) are unchanged. A test that sets XLA_FLAGS for a
-# subprocess replaces this; one already in the environment is kept.
-if 'xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = ' '.join(filter(None, [
-      os.environ.get('XLA_FLAGS'), '--xla_backend_optimization_level=0']))
 
 import jax  # noqa: E402  (after the environment is set)
 
