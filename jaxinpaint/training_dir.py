@@ -27,8 +27,8 @@ def check_workdir(workdir):
   written; the directory itself is made at the first write."""
   path = Path(workdir).absolute()
   if path.exists() and not path.is_dir():
-    raise ValueError(f'--workdir {workdir}: exists and is not a directory')
-  checkpoint.check_creatable_dir(path, f'--workdir {workdir}')
+    raise ValueError(f'workdir {workdir}: exists and is not a directory')
+  checkpoint.check_creatable_dir(path, f'workdir {workdir}')
 
 
 # Keys that may change when a work dir is resumed: when to stop (steps,
@@ -71,19 +71,19 @@ def check_resumable(workdir, config):
   wanted = json.loads(config.to_json())
   if saved.get('model') != wanted['model']:
     raise ValueError(
-        f'--workdir {workdir} holds a run of other networks (config.model '
-        f'{saved.get("model")}, asked {wanted["model"]}); use a new --workdir')
+        f'workdir {workdir} holds a run of other networks (config.model '
+        f'{saved.get("model")}, asked {wanted["model"]}); use a new workdir')
   if config.train.allow_config_change:
     return
   old, new = _flat(saved), _flat(wanted)
-  changed = [f'--config.{k}={new[k]!r} (was {old[k]!r})'
+  changed = [f'config.{k}={new[k]!r} (was {old[k]!r})'
              for k in sorted(old.keys() & new.keys())
              if k not in RUN_KEYS_FREE and old[k] != new[k]]
   if changed:
     raise ValueError(
-        f'--workdir {workdir} holds a run of another config: '
-        f'{", ".join(changed)}; resume with its values, use a new --workdir, '
-        'or pass --config.train.allow_config_change=True to continue with '
+        f'workdir {workdir} holds a run of another config: '
+        f'{", ".join(changed)}; resume with its values, use a new workdir, '
+        'or set config.train.allow_config_change=True to continue with '
         'these (the old config is kept as config.<step>.json)')
 
 

@@ -394,11 +394,11 @@ def test_resume_with_another_config_is_refused_and_the_old_one_kept(
         'train.batch_size': 4, 'train.learning_rate': 2e-4,
         'train.log_every': 3}), workdir)
   assert str(e.value) == (
-      f'--workdir {workdir} holds a run of another config: '
-      '--config.train.batch_size=4 (was 8), '
-      '--config.train.learning_rate=0.0002 (was 0.0001); resume with its '
-      'values, use a new --workdir, or pass '
-      '--config.train.allow_config_change=True to continue with these (the '
+      f'workdir {workdir} holds a run of another config: '
+      'config.train.batch_size=4 (was 8), '
+      'config.train.learning_rate=0.0002 (was 0.0001); resume with its '
+      'values, use a new workdir, or set '
+      'config.train.allow_config_change=True to continue with these (the '
       'old config is kept as config.<step>.json)')
   assert (workdir / 'config.json').read_text() == first
   assert checkpoint.latest_step(workdir) == 2
