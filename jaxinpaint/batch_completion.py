@@ -1,4 +1,4 @@
-"""Completion of many images: fixed-size batches, host arrays, metrics.
+"""Completion of many images: fixed-size batches, streamed inputs, metrics.
 
 The layer between `completion` (one jitted call on one batch) and the
 `inpaint.py` CLI, importable from a notebook:
@@ -16,9 +16,10 @@ is vmapped per image, so results do not depend on the batch size beyond
 float rounding: within one batch size an image's result is bitwise the same
 whatever its batchmates (tests/test_completion.py), but each batch size is
 its own XLA program, whose convolutions may round differently in the last
-bit (~1e-7; tests/test_batch_completion.py). Such differences can grow over many
-Adam steps, because Adam's update is nearly sign(gradient) for small
-gradients.
+bit (~1e-7; tests/test_batch_completion.py). Such differences can grow over
+many Adam steps, because Adam's update is nearly sign(gradient) for small
+gradients. The inputs may be arrays or rows readers (`rows_reader`): then
+each batch is read when it is due, the next one on a thread.
 
 Batches run on every local device by default: each batch is split over a
 one-axis `Mesh` (images on 'images', the networks replicated) and the same

@@ -1,4 +1,5 @@
-"""Inputs of a completion run, read and checked before any computation.
+"""Inputs of a completion run, checked before any computation, then read on
+demand a batch at a time (`Rows` readers: memory bounded by the batch).
 
 Images (files, folders, tfds splits), masks, the example images in the
 package, and the bounds of the numeric flags. Every check raises
