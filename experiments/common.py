@@ -26,7 +26,7 @@ import tqdm
 
 from jaxinpaint import baselines, completion, data, errors, grids, inputs
 from jaxinpaint import batch_completion, loading, masks as masks_lib, models
-from jaxinpaint.errors import ArgumentError, InputError
+from jaxinpaint.errors import InputError
 
 # GAN methods: (model, completion.LOSSES key).
 GAN_METHODS = {
@@ -138,10 +138,8 @@ def find_table_model(name: str, arg, skipped: dict,
     for m in users:
       skipped[m] = reason
     return None
-  try:
+  with errors.naming_flags(model=flag):
     model_dir, config = loading.find_model(path)
-  except ArgumentError as e:
-    raise InputError(e.for_flag(flag)) from e
   if config.model.arch != name:
     raise InputError(f'{flag} {label}: the model is a {config.model.arch!r} '
                      f'model, expected {name!r}')

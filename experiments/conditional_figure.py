@@ -22,7 +22,7 @@ import numpy as np
 from jaxinpaint import cli, completion, errors, grids, inputs
 from jaxinpaint import batch_completion, loading, masks as masks_lib, models
 from jaxinpaint import outputs
-from jaxinpaint.errors import ArgumentError, InputError
+from jaxinpaint.errors import InputError
 import common  # experiments/common.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,10 +102,8 @@ def _given_or_default(arg, default, flag, what):
 def prepare(args) -> _Inputs:
   inputs.check_counts(args.limit, args.seed, steps=args.steps,
                           restarts=args.restarts, batch_size=args.batch_size)
-  try:
+  with errors.naming_flags(model='--model'):
     model_dir, config = loading.find_model(args.model)
-  except ArgumentError as e:
-    raise InputError(e.for_flag('--model')) from e
   if config.model.arch != 'wgan':
     raise InputError(f'--model {model_dir}: conditional completion (paper '
                     f'3.3) needs our WGAN, not a {config.model.arch!r} model')

@@ -17,9 +17,9 @@ import time
 
 import jax
 
-from jaxinpaint import cli, latent_recovery, loading
+from jaxinpaint import cli, errors, latent_recovery, loading
 from jaxinpaint import masks as masks_lib
-from jaxinpaint.errors import ArgumentError, InputError
+from jaxinpaint.errors import InputError
 import common  # experiments/common.py, beside this script
 
 LOSS_NAMES = ('paper', 'yeh', 'yeh_gradient')  # completion.LOSSES
@@ -92,10 +92,8 @@ def prepare(args):
     raise InputError(f'--steps {args.steps}: expected 0 or more')
   if not args.z_bound > 0:
     raise InputError(f'--z-bound {args.z_bound}: expected a positive number')
-  try:
+  with errors.naming_flags(model='--model'):
     model_dir, _ = loading.find_model(args.model)
-  except ArgumentError as e:
-    raise InputError(e.for_flag('--model')) from e
   return model_dir, losses, constraints
 
 

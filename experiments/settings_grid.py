@@ -39,7 +39,7 @@ import numpy as np
 
 from jaxinpaint import cli, completion, errors, inputs, loading
 from jaxinpaint import batch_completion, masks as masks_lib, outputs
-from jaxinpaint.errors import ArgumentError, InputError
+from jaxinpaint.errors import InputError
 import common  # experiments/common.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
@@ -316,10 +316,8 @@ def prepare(args):
   mask_kinds = common.split_list(args.masks, '--masks', masks_lib.MASK_KINDS)
   names = common.split_list(args.factors, '--factors', FACTOR_NAMES)
   factors = tuple((f, v) for f, v in FACTORS if f in names)
-  try:
+  with errors.naming_flags(model='--model'):
     model_dir, config = loading.find_model(args.model)
-  except ArgumentError as e:
-    raise InputError(e.for_flag('--model')) from e
   if config.model.arch != 'wgan':
     raise InputError(f'--model {model_dir}: a {config.model.arch!r} model; '
                     'the grid varies the WGAN completion (paper loss)')

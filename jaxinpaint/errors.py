@@ -5,12 +5,14 @@ flags and exit codes, `cli.run_checked`).
   InputError     a bad argument, input file or config value, found before any
                  work (a CLI exits with 2)
   ArgumentError  an InputError about one named argument (`.argument`), so a
-                 CLI can name its own flag instead (`for_flag`)
+                 CLI can name its own flag instead (`for_flag`,
+                 `naming_flags`)
   RunError       the computation or a write failed during the work (exit 1)
   Interrupted    Ctrl-C during a run, saying what was kept (exit 130)
   Terminated     SIGTERM, raised where a CLI turns it into an exception
                  (`cli.sigterm_raises`; exit 143)
 """
+import contextlib
 
 
 class InputError(Exception):
@@ -30,6 +32,22 @@ class ArgumentError(InputError):
 
   def for_flag(self, flag: str) -> str:
     return f'{flag}: {self.detail}'
+
+
+@contextlib.contextmanager
+def naming_flags(**flags):
+  """Within it, an ArgumentError about one of `flags` (argument name ->
+  a CLI's flag) becomes an InputError naming the flag instead:
+
+    with errors.naming_flags(model='--checkpoint'):
+      model_dir, config = loading.find_model(args.checkpoint)
+  """
+  try:
+    yield
+  except ArgumentError as e:
+    if e.argument not in flags:
+      raise
+    raise InputError(e.for_flag(flags[e.argument])) from e
 
 
 class RunError(Exception):

@@ -229,10 +229,8 @@ def prepare(args) -> inpaint_run.Plan:
   writes nothing but the lock on --out (`outputs.OutLock`; released on an
   error, else by `inpaint_run.execute`)."""
   _check_flags(args)
-  try:
+  with errors.naming_flags(model='--checkpoint'):
     model_dir, config = loading.find_model(args.checkpoint)
-  except errors.ArgumentError as e:
-    raise InputError(e.for_flag('--checkpoint')) from e
   resolution = int(config.model.resolution)
   out, share = Path(args.out), args.share
   images, names = inputs.load_inputs(args.input, resolution, args.limit,

@@ -64,9 +64,11 @@ class Plan:
     return min(len(self.names), self.settings.grid_max)
 
   def read_masks(self, rows) -> np.ndarray:
-    if hasattr(self.mask, 'read'):
-      return self.mask.read(rows)
-    return np.broadcast_to(self.mask, (len(rows),) + self.mask.shape[1:])
+    """The masks of the images `rows` (one shared mask broadcast)."""
+    # pylint: disable-next=g-import-not-at-top
+    from jaxinpaint import batch_completion
+    return batch_completion.rows_reader('masks', self.mask,
+                                        len(self.names))(rows)
 
 
 @dataclasses.dataclass
@@ -142,11 +144,10 @@ def _execute(plan: Plan) -> Outcome:
     if len(todo):
       batch = batch_completion.round_batch_size(s.batch_size, len(todo),
                                                 len(devices))
-      try:  # before compiling a search that cannot fit
+      # Before compiling a search that cannot fit.
+      with errors.naming_flags(restarts='--restarts',
+                               batch_size='--batch-size'):
         batch_completion.check_search_memory(model, batch, s.restarts, devices)
-      except errors.ArgumentError as e:
-        flag = {'restarts': '--restarts', 'batch_size': '--batch-size'}
-        raise errors.InputError(e.for_flag(flag[e.argument])) from e
       _announce(share, len(todo), model.step, steps, s, devices, batch)
 
       def on_batch(start, stop, results):

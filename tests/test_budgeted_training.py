@@ -210,11 +210,17 @@ def test_a_time_limit_on_a_checkpoint_step_still_finalizes_and_exports(
   assert records[-1]['step'] == 4 and 'bn_eval_gap_recalibrated' in records[-1]
   final = restore(workdir)
   assert checkpoint.is_finalized(workdir, 4)  # recalibrated
+  assert_exported(model, 4, 'batch_stats', final['g_stats_eval'])
+
+
+def assert_exported(model, step, collection, saved):
+  """The exported `model` is of `step`, and G's first array of `collection`
+  is the work dir's `saved` one, in the export's bfloat16."""
   _, variables, exported_step = checkpoint.load_inference_variables(model)
-  assert exported_step == 4
+  assert exported_step == step
   np.testing.assert_array_equal(
-      jax.tree.leaves(variables['generator']['batch_stats'])[0],
-      np.asarray(jax.tree.leaves(final['g_stats_eval'])[0],
+      jax.tree.leaves(variables['generator'][collection])[0],
+      np.asarray(jax.tree.leaves(saved)[0],
                  np.float32).astype(jnp.bfloat16).astype(np.float32))
 
 
@@ -252,12 +258,7 @@ def test_a_finished_run_whose_export_is_missing_exports_it(npz, tmp_path):
       tiny_config(npz, 2, **{'train.export_to': str(model)}), workdir)
   assert checkpoint.latest_step(workdir) == 2
   assert_trees_equal(restore(workdir), before, TRAINED + ('g_stats_eval',))
-  _, variables, step = checkpoint.load_inference_variables(model)
-  assert step == 2
-  np.testing.assert_array_equal(
-      jax.tree.leaves(variables['generator']['params'])[0],
-      np.asarray(jax.tree.leaves(before['g_params'])[0],
-                 np.float32).astype(jnp.bfloat16).astype(np.float32))
+  assert_exported(model, 2, 'params', before['g_params'])
 
 
 def test_export_to_an_occupied_folder_is_refused_before_training(npz,
