@@ -6,7 +6,7 @@
 
 Masks: white = known, black = hole. See `python inpaint.py --help`.
 """
-from jaxinpaint.inpaint_cli import main
+from jaxinpaint.cli.inpaint import main
 
 if __name__ == '__main__':
   main()

@@ -1,5 +1,5 @@
-"""Trains a model: `python train.py --help` (jaxinpaint.train_cli.TRAIN_USAGE)."""
-from jaxinpaint.train_cli import main
+"""Trains a model: `python train.py --help` (jaxinpaint.train.TRAIN_USAGE)."""
+from jaxinpaint.cli.train import main
 
 if __name__ == '__main__':
   main()

@@ -26,9 +26,10 @@ import time
 import jax
 import numpy as np
 
-from jaxinpaint import completion, config_schema, host_memory
-from jaxinpaint import masks, metrics
-from jaxinpaint import models
+from jaxinpaint import completion, host_memory, models
+from jaxinpaint.data import masks
+from jaxinpaint.ops import metrics
+from jaxinpaint.training import config_schema
 
 
 def _smooth_images(rng, n, s):

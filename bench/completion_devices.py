@@ -1,6 +1,6 @@
 """Benchmark: completion throughput on 1, 2, 4, ... devices of one host.
 
-Runs `batch_completion.inpaint_batches` (central square hole, the paper's loss,
+Runs `batched.inpaint_batches` (central square hole, the paper's loss,
 randomly initialized networks: the speed does not depend on the weights'
 values) with `devices=n` for each n of `--devices`, in one run, each
 device given the same `--images-per-device` images (one batch of
@@ -59,9 +59,11 @@ def main():
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import completion, config_schema, masks, models
+  from jaxinpaint import completion, models
   # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import batch_completion
+  from jaxinpaint.training import config_schema
+  from jaxinpaint.data import masks
+  from jaxinpaint.completion import batched
 
   local = jax.local_devices()
   if counts[-1] > len(local):
@@ -85,7 +87,7 @@ def main():
     images = n * args.images_per_device
     y = np.clip(rng.normal(0, 0.5, (images, s, s, 3)), -1, 1).astype(
         np.float32)
-    run = lambda: batch_completion.inpaint_batches(
+    run = lambda: batched.inpaint_batches(
         model, y, masks.center_mask(1, s, s), np.arange(images),
         spec=spec, options=options, batch_size=images, seed=0,
         progress=False, devices=n)

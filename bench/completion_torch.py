@@ -29,9 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from jaxinpaint import completion, config_schema, host_memory
-from jaxinpaint import image_ops, masks
-from jaxinpaint import models
+from jaxinpaint import completion, host_memory, models
+from jaxinpaint.data import masks
+from jaxinpaint.ops import image_ops
+from jaxinpaint.training import config_schema
+
 # The port of G, D and Dp, shared with bench/train_step_torch.py.
 from torch_nets import check_port, nchw, perturbed, torch_nets
 

@@ -24,8 +24,8 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 # pylint: disable=g-import-not-at-top
-from jaxinpaint import config_schema
 from jaxinpaint import data
+from jaxinpaint.training import config_schema
 
 
 def grain_batches(data_config, resolution, batch_size, seed, num_threads,

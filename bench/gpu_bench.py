@@ -75,7 +75,7 @@ def matmul_peak(args):
 
 
 def _train_config(args, width):
-  from jaxinpaint import config_schema
+  from jaxinpaint.training import config_schema
   c = config_schema.base_config()
   c.model.resolution, c.model.width = args.resolution, width
   c.model.dtype = args.dtype
@@ -151,7 +151,10 @@ def jax_train(args):
 def _completion_inputs(args, width):
   import jax
   import jax.numpy as jnp
-  from jaxinpaint import completion, config_schema, image_ops, masks
+  from jaxinpaint import completion
+  from jaxinpaint.training import config_schema
+  from jaxinpaint.ops import image_ops
+  from jaxinpaint.data import masks
   from jaxinpaint import models
   c = config_schema.base_config()
   c.model.resolution, c.model.width = args.resolution, width

@@ -42,7 +42,9 @@ def _write_images(folder: Path, count: int, size: int):
 
 def _write_model(path: Path, resolution: int, width: int):
   # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import checkpoint, config_schema, models
+  from jaxinpaint.models import checkpoint
+  from jaxinpaint.training import config_schema
+  from jaxinpaint import models
   c = config_schema.base_config()
   c.model.resolution, c.model.width, c.model.z_dim = resolution, width, 16
   checkpoint.export_inference(path, c, models.random_variables(c.model), 1)
@@ -64,17 +66,18 @@ class _InMemory:
 def _child(mode: str, model: str, folder: str, count: int, out: str,
            batch_size: int):
   """One measurement in this (fresh) process: prints a JSON line."""
-  from jaxinpaint import cli, inpaint_cli  # pylint: disable=g-import-not-at-top
+  from jaxinpaint import cli  # pylint: disable=g-import-not-at-top
+  from jaxinpaint.cli import inpaint
   cli.prepare_host()
   start = time.perf_counter()
-  args = inpaint_cli.build_parser().parse_args(
+  args = inpaint.build_parser().parse_args(
       ['--checkpoint', model, '--input', folder, '--limit', str(count),
        '--out', out, '--steps', '1', '--no-blend', '--evaluate',
        '--batch-size', str(batch_size), '--grid-max', '16'])
-  plan = inpaint_cli.prepare(args)
+  plan = inpaint.prepare(args)
   if mode == 'in_memory':  # the same run, every input decoded up front
     plan.images = _InMemory(plan.images.read_all())
-  inpaint_cli.run(args, plan)
+  inpaint.run(args, plan)
   seconds = time.perf_counter() - start
   peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB
   print(json.dumps(dict(seconds=seconds, peak_mib=peak_kib / 1024)))

@@ -16,8 +16,8 @@ import numpy as np
 import scipy.sparse
 import scipy.sparse.linalg
 
-from jaxinpaint import masks
-from jaxinpaint import poisson
+from jaxinpaint.data import masks
+from jaxinpaint.ops import poisson
 
 
 def _smooth_images(rng, n, h, w, c):

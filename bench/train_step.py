@@ -22,8 +22,8 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxinpaint import cli, config_schema
-from jaxinpaint import models, training
+from jaxinpaint import cli, models, training
+from jaxinpaint.training import config_schema
 
 REPO = Path(__file__).resolve().parents[1]
 config_flags.DEFINE_config_file('config', str(REPO / 'configs/celeba64.py'),

@@ -43,8 +43,8 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from jaxinpaint import config_schema, losses, models, training
-# The port of G, D and Dp, shared with bench/completion_torch.py.
+from jaxinpaint import models, training
+from jaxinpaint.training import config_schema, gan_losses
 import torch_nets
 
 VARIANTS = ('eager', 'bf16_cl', 'compile')
@@ -126,7 +126,7 @@ class TorchTrainStep:
         hat_scores = critic(x_hat).sum()  # differentiated twice: eager
       (grads,) = torch.autograd.grad(hat_scores, x_hat, create_graph=True)
       norm = torch.sqrt(grads.float().square().sum(dim=(1, 2, 3))
-                        + losses.GRAD_NORM_EPS)
+                        + gan_losses.GRAD_NORM_EPS)
       gp = (norm - 1.0).square().mean()
       wasserstein = real_score - fake_score
       loss = -wasserstein + self.gp_weight * gp

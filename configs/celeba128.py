@@ -1,5 +1,5 @@
 """CelebA 128x128: one more residual block in G and in D (paper, 3.1)."""
-from jaxinpaint.config_schema import base_config
+from jaxinpaint.training.config_schema import base_config
 
 
 def get_config():

@@ -1,5 +1,5 @@
 """The paper's model: CelebA 64x64, base width 64, WGAN-GP, batch 64."""
-from jaxinpaint.config_schema import base_config
+from jaxinpaint.training.config_schema import base_config
 
 
 def get_config():

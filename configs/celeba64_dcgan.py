@@ -1,5 +1,5 @@
 """The Yeh et al. baseline: DCGAN, z ~ U(-1, 1) of size 100, GAN loss."""
-from jaxinpaint.config_schema import base_config
+from jaxinpaint.training.config_schema import base_config
 
 
 def get_config():

@@ -1,5 +1,5 @@
 """CIFAR-10 at 32x32: the stand-in for SVHN that this project can train."""
-from jaxinpaint.config_schema import base_config
+from jaxinpaint.training.config_schema import base_config
 
 
 def get_config():

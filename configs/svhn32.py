@@ -1,5 +1,5 @@
 """SVHN cropped digits at their own 32x32 (a quarter of svhn64's compute)."""
-from jaxinpaint.config_schema import base_config
+from jaxinpaint.training.config_schema import base_config
 
 
 def get_config():

@@ -4,7 +4,7 @@ The 32x32 crops of ../shared/data/svhn/train are resized to 64x64 by the
 loader. The tfds split is an option: --config.data.folder=
 --config.data.tfds_name=svhn_cropped (prepared with `tfds build`).
 """
-from jaxinpaint.config_schema import base_config
+from jaxinpaint.training.config_schema import base_config
 
 
 def get_config():

@@ -1,5 +1,5 @@
 """CPU-sized: width 8 at 32x32, batch 8. For tests and quick tries."""
-from jaxinpaint.config_schema import base_config
+from jaxinpaint.training.config_schema import base_config
 
 
 def get_config():

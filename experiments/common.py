@@ -24,9 +24,13 @@ import jax
 import numpy as np
 import tqdm
 
-from jaxinpaint import baselines, completion, data, errors, grids, inputs
-from jaxinpaint import batch_completion, loading, masks as masks_lib, models
+from jaxinpaint import completion, data, errors, models
+from jaxinpaint.completion import batched
+from jaxinpaint.data import grids, masks as masks_lib
 from jaxinpaint.errors import InputError
+from jaxinpaint.evaluation import baselines
+from jaxinpaint.inpaint_job import inputs
+from jaxinpaint.models import loading
 
 # GAN methods: (model, completion.LOSSES key).
 GAN_METHODS = {
@@ -197,7 +201,7 @@ class Plan:
 
 def run_gan(model: models.Model, loss: str, y, mask, search: Search):
   """Latent search with `completion.LOSSES[loss]` and Poisson blending."""
-  results = batch_completion.inpaint_batches(
+  results = batched.inpaint_batches(
       model, y, mask, np.arange(len(y)),
       spec=completion.get_loss(loss),
       options=completion.Options(steps=search.steps, restarts=search.restarts),
@@ -302,7 +306,7 @@ def run_methods(plan: Plan, search: Search, figure_rows: int) -> dict:
         if not np.isfinite(result).all():
           raise errors.RunError(f'{method} produced non-finite values on '
                                 f'mask {kind}; is the checkpoint healthy?')
-        values, summary = batch_completion.evaluate(images, result, mask)
+        values, summary = batched.evaluate(images, result, mask)
         out['metrics'][kind][method] = summary
         out['per_image'][kind][method] = {k: v.tolist()
                                           for k, v in values.items()}

@@ -3,7 +3,7 @@
 Each face y1 keeps its pixels where the keep-mask is white; where it is black
 (eyes, mouth) the result takes its structure from the reference face y2
 (eq. 10-15, `completion.complete_conditional` through
-`batch_completion.inpaint_batches(..., reference=y2)`), then G(z) is
+`batched.inpaint_batches(..., reference=y2)`), then G(z) is
 Poisson-blended into y1. As in the paper, each result's SSIM is computed against
 its y1.
 
@@ -19,10 +19,12 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxinpaint import cli, completion, errors, grids, inputs
-from jaxinpaint import batch_completion, loading, masks as masks_lib, models
-from jaxinpaint import outputs
+from jaxinpaint import cli, completion, errors, models
+from jaxinpaint.completion import batched
+from jaxinpaint.data import grids, masks as masks_lib
 from jaxinpaint.errors import InputError
+from jaxinpaint.inpaint_job import inputs, outputs
+from jaxinpaint.models import loading
 import common  # experiments/common.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,7 +152,7 @@ def conditional_completion(model: models.Model, y1, reference, keep,
 
   Returns (blended (N, R, R, 3), per-image metrics, their summary).
   """
-  results = batch_completion.inpaint_batches(
+  results = batched.inpaint_batches(
       model, y1, keep, np.arange(len(y1)),
       spec=completion.ConditionalSpec(),
       options=completion.Options(steps=search.steps, restarts=search.restarts),
@@ -159,7 +161,7 @@ def conditional_completion(model: models.Model, y1, reference, keep,
   if not np.isfinite(results['blended']).all():
     raise errors.RunError('completion produced non-finite values; is the '
                           'checkpoint healthy?')
-  per_image, summary = batch_completion.evaluate(y1, results, keep)
+  per_image, summary = batched.evaluate(y1, results, keep)
   return results['blended'], per_image, summary
 
 

@@ -17,9 +17,11 @@ import time
 
 import jax
 
-from jaxinpaint import cli, errors, latent_recovery, loading
-from jaxinpaint import masks as masks_lib
+from jaxinpaint import cli, errors
+from jaxinpaint.data import masks as masks_lib
 from jaxinpaint.errors import InputError
+from jaxinpaint.evaluation import latent_recovery
+from jaxinpaint.models import loading
 import common  # experiments/common.py, beside this script
 
 LOSS_NAMES = ('paper', 'yeh', 'yeh_gradient')  # completion.LOSSES

@@ -23,8 +23,11 @@ from pathlib import Path
 
 import jax
 
-from jaxinpaint import baselines, cli, inputs, masks as masks_lib, outputs
+from jaxinpaint import cli
+from jaxinpaint.data import masks as masks_lib
 from jaxinpaint.errors import InputError
+from jaxinpaint.evaluation import baselines
+from jaxinpaint.inpaint_job import inputs, outputs
 import common  # experiments/common.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +54,7 @@ outputs (under --out, per mask M):
                 non-reproducible numbers are under its "timing" key only.
 Existing outputs are never replaced without --overwrite.
 
-metrics (jaxinpaint.batch_completion.evaluate, on the uint8 [0, 255] values,
+metrics (jaxinpaint.batched.evaluate, on the uint8 [0, 255] values,
 whole image, after Poisson blending for the GAN methods): MSE = mean over images
 of the per-image MSE; PSNR = 10*log10(255^2 / MSE), the paper's table PSNR;
 mean PSNR = mean of per-image PSNRs; SSIM (Gaussian window 11, sigma 1.5);

@@ -2,10 +2,10 @@
 samples (docs/results.md, "Pivotal tuning").
 
 For each mask, the first --images test faces are completed by the latent
-search (`batch_completion.inpaint_batches`); then, from the same ẑ, each
+search (`batched.inpaint_batches`); then, from the same ẑ, each
 --tune-steps N tunes every image's own copy of G and fills from G_θ(ẑ)
 (`completion.fill_from_latents`). Each is scored with
-`batch_completion.evaluate` (MSE, PSNR, SSIM, hole MSE on uint8 values) and with
+`batched.evaluate` (MSE, PSNR, SSIM, hole MSE on uint8 values) and with
 an independent face
 detector (`face_check.haar_face_hits`), timed without compilation (a
 one-step call compiles first), and the latent-recovery check
@@ -31,8 +31,12 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxinpaint import completion, face_check, grids, inputs
-from jaxinpaint import batch_completion, latent_recovery, loading, masks
+from jaxinpaint import completion
+from jaxinpaint.completion import batched
+from jaxinpaint.data import grids, masks
+from jaxinpaint.evaluation import face_check, latent_recovery
+from jaxinpaint.inpaint_job import inputs
+from jaxinpaint.models import loading
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,7 +65,7 @@ def build_parser():
 
 
 def scores(originals, completed, mask):
-  _, summary = batch_completion.evaluate(originals, completed, mask)
+  _, summary = batched.evaluate(originals, completed, mask)
   summary['face_hits'] = float(face_check.haar_face_hits(completed).mean())
   return summary
 
@@ -107,7 +111,7 @@ def main(argv=None):
         original_face_hits=float(face_check.haar_face_hits(faces).mean()),
         masked_face_hits=float(face_check.haar_face_hits(y).mean()))
     # One step first: compiles, so the timed runs are the steps alone.
-    run_search = lambda steps: batch_completion.inpaint_batches(
+    run_search = lambda steps: batched.inpaint_batches(
         model, y, mask, indices, spec=spec,
         options=dataclasses.replace(search, steps=steps),
         batch_size=args.batch_size, seed=0, progress=False)

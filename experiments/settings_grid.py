@@ -17,7 +17,7 @@ masks as MSE / the defaults' MSE, run together (loss and eta are not paired:
 starts image i from the latents of (--seed, i), as paper_tables.py does,
 so the defaults cell is its paper_wgan row and loss=yeh its yeh_wgan
 row. Each cell records, per mask, MSE, PSNR, mean PSNR, SSIM and hole MSE
-(`batch_completion.evaluate`, after Poisson blending) and the seconds of the
+(`batched.evaluate`, after Poisson blending) and the seconds of the
 search (wall time less JAX's compile time, and the compile time apart).
 
   python experiments/settings_grid.py --model celeba64 --limit 256 --steps 1000
@@ -37,9 +37,12 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxinpaint import cli, completion, errors, inputs, loading
-from jaxinpaint import batch_completion, masks as masks_lib, outputs
+from jaxinpaint import cli, completion, errors
+from jaxinpaint.completion import batched
+from jaxinpaint.data import masks as masks_lib
 from jaxinpaint.errors import InputError
+from jaxinpaint.inpaint_job import inputs, outputs
+from jaxinpaint.models import loading
 import common  # experiments/common.py, beside this script
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,7 +129,7 @@ def best_pair(cells: list[dict], mask_kinds):
 
 def run_cell(model, images, masks: dict, spec, settings: dict, *, steps: int,
              batch_size: int, seed: int, progress: bool) -> dict:
-  """{mask kind: metrics (`batch_completion.evaluate`'s summary) + seconds} of
+  """{mask kind: metrics (`batched.evaluate`'s summary) + seconds} of
   one setting on every mask."""
   options = completion.Options(
       steps=steps, restarts=settings['restarts'],
@@ -137,7 +140,7 @@ def run_cell(model, images, masks: dict, spec, settings: dict, *, steps: int,
     for kind, mask in masks.items():
       damaged = np.where(mask > 0.5, images, np.float32(0))
       compile_before, start = timer.seconds, time.perf_counter()
-      out = batch_completion.inpaint_batches(
+      out = batched.inpaint_batches(
           model, damaged, mask, np.arange(len(images)), spec=spec,
           options=options, batch_size=batch_size, seed=seed,
           progress=progress)
@@ -146,7 +149,7 @@ def run_cell(model, images, masks: dict, spec, settings: dict, *, steps: int,
       if not np.isfinite(out['blended']).all():
         raise errors.RunError(f'settings {settings}: non-finite '
                                f'completions on mask {kind}')
-      _, summary = batch_completion.evaluate(images, out, mask)
+      _, summary = batched.evaluate(images, out, mask)
       results[kind] = dict(summary, seconds=wall - compile_s,
                            compile_seconds=compile_s)
   return results

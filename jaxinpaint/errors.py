@@ -11,11 +11,23 @@ flags and exit codes, `cli.run_checked`).
   Interrupted    Ctrl-C during a run, saying what was kept (exit 130)
   Terminated     SIGTERM, raised where a CLI turns it into an exception
                  (`cli.sigterm_raises`; exit 143)
+
+and their kinds, each raised by one part of the library:
+
+  InputError:  CorruptImageError (data), ChecksumError, DamagedCheckpointError
+               and CheckpointBeingWrittenError (models), TimeLimitTooShort
+               (training), PageError (the demo's visitor input)
+  RunError:    NonFiniteLossError (training), WriteError (a training work dir)
+  Interrupted: StoppedBySignal (training saved a checkpoint and stopped)
+
+An InputError is a ValueError and a RunError a RuntimeError, so code that
+catches the built-in kinds keeps working.
 """
 import contextlib
+import signal
 
 
-class InputError(Exception):
+class InputError(ValueError):
   """A bad argument, input or output path: one line, exit code 2 in a CLI."""
 
 
@@ -50,7 +62,7 @@ def naming_flags(**flags):
     raise InputError(e.for_flag(flags[e.argument])) from e
 
 
-class RunError(Exception):
+class RunError(RuntimeError):
   """The computation or a write failed: one line, exit code 1 in a CLI."""
 
 
@@ -61,3 +73,55 @@ class Interrupted(KeyboardInterrupt):
 class Terminated(KeyboardInterrupt):
   """SIGTERM, as an exception (`cli.sigterm_raises`): a run stops as on
   Ctrl-C, and the CLI exits with 143."""
+
+
+# ----------------------------------------------------------------------------
+# The kinds.
+
+
+class CorruptImageError(InputError):
+  """An image file that cannot be read or decoded; the message names it."""
+
+
+class ChecksumError(InputError):
+  """An array of an exported model differs from the checksum it was saved
+  with: the files were damaged after export."""
+
+
+class DamagedCheckpointError(InputError):
+  """A checkpoint whose files cannot be read: an array file missing or
+  truncated."""
+
+
+class CheckpointBeingWrittenError(DamagedCheckpointError):
+  """A checkpoint that changed while it was read: training is writing the
+  work dir."""
+
+
+class TimeLimitTooShort(InputError):
+  """config.train.time_limit passed before the first step was trained."""
+
+
+class PageError(InputError):
+  """Bad input on the demo's page: one line for the visitor."""
+
+
+class NonFiniteLossError(RunError):
+  """A training loss became NaN or infinite; the message names the step."""
+
+
+class WriteError(RunError):
+  """A file of the work dir could not be written (e.g. the disk is full)."""
+
+
+class StoppedBySignal(Interrupted):
+  """SIGTERM/SIGINT (`signum`) arrived during training; a checkpoint was
+  saved (the message says which)."""
+
+  def __init__(self, message, signum=signal.SIGINT):
+    super().__init__(message)
+    self.signum = signum
+
+
+class Cancelled(Exception):
+  """The demo's visitor left: the search stops at its next preview."""

@@ -225,7 +225,7 @@ if [ ! -d "$WORK/model" ] && [ -z "$(ls "$WORK/run/checkpoints" 2>/dev/null)" ] 
   train --config.data.on_device=False --config.train.critic_loop=unroll
   say "retry ended with exit code $?"
 fi
-[ -d "$WORK/model" ] || "$PYTHON" -m jaxinpaint.export --workdir "$WORK/run" \
+[ -d "$WORK/model" ] || "$PYTHON" -m jaxinpaint.cli.export --workdir "$WORK/run" \
   --out "$WORK/model" --dtype bfloat16 || exit 1
 
 # 4. Bring back the model, the metrics and the last samples.

@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from jaxinpaint import config_schema
 from jaxinpaint import data
+from jaxinpaint.training import config_schema
 
 
 def window_offset(run: int, count: int, total: int) -> int:

@@ -111,10 +111,10 @@ def metrics_scalars(workdir):
   """{(tag, step): value} of every number in a work dir's metrics.jsonl."""
   import json  # pylint: disable=g-import-not-at-top
   # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import training_dir
+  from jaxinpaint.training import workdir_files
   expected = {}
   for line in (Path(workdir) / 'metrics.jsonl').read_text().splitlines():
     record = json.loads(line)
-    for tag, value in training_dir.event_scalars(record).items():
+    for tag, value in workdir_files.event_scalars(record).items():
       expected[(tag, record['step'])] = value
   return expected

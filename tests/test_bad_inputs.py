@@ -9,8 +9,10 @@ import orbax.checkpoint as ocp
 import pytest
 
 from helpers import REPO, load_config, run, write_npz
-from jaxinpaint import checkpoint, config_schema, export
-from jaxinpaint import loading, models, training
+from jaxinpaint import errors, models, training
+from jaxinpaint.cli import export
+from jaxinpaint.models import checkpoint, loading
+from jaxinpaint.training import config_schema
 
 TRAIN = ['train.py', '--config', 'configs/tiny.py']
 
@@ -242,7 +244,7 @@ def test_a_tampered_checksum_names_the_model_and_the_array(exported):
   digest = sums['sha256']['d_params/critic/Dense_0/kernel']
   sums['sha256']['d_params/critic/Dense_0/kernel'] = digest[::-1]
   path.write_text(json.dumps(sums))
-  with pytest.raises(checkpoint.ChecksumError) as e:
+  with pytest.raises(errors.ChecksumError) as e:
     checkpoint.load_inference_variables(exported)
   assert str(e.value) == (
       f'{exported}: array d_params/critic/Dense_0/kernel does not match its '
@@ -261,7 +263,7 @@ def test_flipped_bytes_in_the_stored_arrays_are_detected(exported):
   content[middle:middle + 8] = bytes(b ^ 0xFF for b in
                                      content[middle:middle + 8])
   largest.write_bytes(bytes(content))
-  with pytest.raises(checkpoint.ChecksumError,
+  with pytest.raises(errors.ChecksumError,
                      match=rf'^{re.escape(str(exported))}: array \S+ does '
                      'not match its SHA-256 in checksums.json'):
     checkpoint.load_inference_variables(exported)
@@ -270,7 +272,7 @@ def test_flipped_bytes_in_the_stored_arrays_are_detected(exported):
 def test_an_exported_model_without_checksums_is_refused(exported):
   # export writes checksums.json last: without it the export did not finish.
   (exported / checkpoint.CHECKSUM_FILE).unlink()
-  with pytest.raises(checkpoint.ChecksumError,
+  with pytest.raises(errors.ChecksumError,
                      match=r'exported model without checksums\.json.*export '
                      'it again'):
     checkpoint.load_inference_variables(exported)

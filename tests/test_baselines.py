@@ -5,7 +5,9 @@ import sys
 import numpy as np
 import pytest
 
-from jaxinpaint import baselines, errors, masks
+from jaxinpaint import errors
+from jaxinpaint.data import masks
+from jaxinpaint.evaluation import baselines
 
 R = 16
 

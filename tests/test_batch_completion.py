@@ -10,8 +10,11 @@ import jax
 import numpy as np
 import pytest
 
-from jaxinpaint import completion, config_schema, masks, metrics
-from jaxinpaint import batch_completion, models
+from jaxinpaint import completion, models
+from jaxinpaint.completion import batched
+from jaxinpaint.data import masks
+from jaxinpaint.ops import metrics
+from jaxinpaint.training import config_schema
 
 RES, Z_DIM = 32, 16
 OPTIONS = completion.Options(steps=3)
@@ -32,7 +35,7 @@ def images():
 
 
 def test_padded_rows():
-  padded_rows = batch_completion._padded_rows
+  padded_rows = batched._padded_rows
   np.testing.assert_array_equal(padded_rows(0, 4, 3), [0, 1, 2])
   np.testing.assert_array_equal(padded_rows(3, 4, 3), [3, 3, 3])
   np.testing.assert_array_equal(padded_rows(4, 7, 4), [4, 5, 6, 4])
@@ -49,7 +52,7 @@ def test_batch_size_independence_and_padding(model, images, monkeypatch):
   monkeypatch.setattr(completion, 'complete', spy)
   mask = masks.center_mask(1, RES, RES)
   indices = np.array([10, 11, 12, 13])  # keys follow indices, not positions
-  run = lambda bs: batch_completion.inpaint_batches(
+  run = lambda bs: batched.inpaint_batches(
       model, images, mask, indices, spec=SPEC,
       options=OPTIONS, batch_size=bs, seed=0, progress=False)
   by_2, by_3 = run(2), run(3)
@@ -59,7 +62,7 @@ def test_batch_size_independence_and_padding(model, images, monkeypatch):
   assert [c[0][0] for c in calls] == [2, 2, 3, 3]
   want = np.asarray(jax.random.key_data(completion.image_keys(0, [13] * 3)))
   np.testing.assert_array_equal(calls[-1][1], want)
-  for key in batch_completion.RESULT_KEYS:
+  for key in batched.RESULT_KEYS:
     assert by_2[key].shape[0] == 4, key
     # Tolerances as test_completion's test_batch_independence: rounding
     # (~1e-7) that 3 Adam steps can grow; a real coupling between images
@@ -78,7 +81,7 @@ def test_batch_size_independence_and_padding(model, images, monkeypatch):
   np.testing.assert_array_equal(by_2['blended'][known], images[known])
 
   # A (1, H, W, 1) mask is the same as one copy per image.
-  tiled = batch_completion.inpaint_batches(
+  tiled = batched.inpaint_batches(
       model, images, np.repeat(mask, 4, 0), indices,
       spec=SPEC, options=OPTIONS, batch_size=2, seed=0, progress=False)
   np.testing.assert_array_equal(tiled['blended'], by_2['blended'])
@@ -88,13 +91,13 @@ def test_bad_arguments(model, images):
   kw = dict(spec=SPEC, options=OPTIONS, batch_size=2, seed=0, progress=False)
   mask = masks.center_mask(1, RES, RES)
   with pytest.raises(ValueError, match='masks has 3 rows'):
-    batch_completion.inpaint_batches(model, images,
+    batched.inpaint_batches(model, images,
                              np.repeat(mask, 3, 0), np.arange(4), **kw)
   with pytest.raises(ValueError, match='indices'):
-    batch_completion.inpaint_batches(model, images, mask,
+    batched.inpaint_batches(model, images, mask,
                              np.arange(3), **kw)
   with pytest.raises(ValueError, match='ConditionalSpec'):
-    batch_completion.inpaint_batches(model, images, mask,
+    batched.inpaint_batches(model, images, mask,
                              np.arange(4), reference=images[:1], **kw)
 
 
@@ -106,7 +109,7 @@ def test_evaluate_matches_numpy():
   completed = np.clip(originals + rng.normal(0, 0.1, originals.shape), -1.2,
                       1.2).astype(np.float32)
   mask = masks.center_mask(1, RES, RES)
-  per_image, summary = batch_completion.evaluate(
+  per_image, summary = batched.evaluate(
       originals, {'blended': completed}, mask)
 
   a = np.round((np.clip(completed, -1, 1) + 1) * 127.5).astype(np.float64)
@@ -137,7 +140,7 @@ def test_evaluate_matches_numpy():
   np.testing.assert_allclose(summary['hole_mse'], hole_mse.mean(), rtol=1e-6)
   # More images than one metrics chunk, and the bare array form.
   tile = lambda x: np.tile(x, (24, 1, 1, 1))[:70]
-  per_many, _ = batch_completion.evaluate(tile(originals), tile(completed),
+  per_many, _ = batched.evaluate(tile(originals), tile(completed),
                                           mask)
   np.testing.assert_allclose(per_many['mse'][:3], mse, rtol=1e-6)
   assert per_many['mse'].shape == (70,)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from helpers import write_npz
-from jaxinpaint import checkpoint, data, models, training
+from jaxinpaint import data, errors, models, training
+from jaxinpaint.models import checkpoint
 from test_training import (TRAIN, TRAINED, assert_trees_equal, npz_flags,
                            read_step_metrics, restore, tiny_config)
 
@@ -227,7 +228,7 @@ def assert_exported(model, step, collection, saved):
 def test_a_time_limit_shorter_than_the_start_up_is_an_error(npz, tmp_path):
   # The start-up (reading 0 -> 100) outlasts the limit of 1 s.
   readings = iter([0.0, 100.0, 100.0])
-  with pytest.raises(training.TimeLimitTooShort,
+  with pytest.raises(errors.TimeLimitTooShort,
                      match=r'time_limit=1: shorter than the start-up \(100 s'):
     training.train_and_evaluate(
         tiny_config(npz, 4, **{'train.time_limit': 1.0,

@@ -1,7 +1,8 @@
 """The CLIs' --help and flag spellings (train.py and inpaint.py alike)."""
 import pytest
 
-from jaxinpaint import inpaint_cli, loading
+from jaxinpaint.cli import inpaint
+from jaxinpaint.models import loading
 from tests.helpers import run
 
 
@@ -35,7 +36,7 @@ def test_inpaint_takes_both_spellings_of_the_process_flags(spelling):
   names = ('coordinator-address', 'num-processes', 'process-id')
   if spelling == 'underscore':
     names = tuple(n.replace('-', '_') for n in names)
-  args = inpaint_cli.build_parser().parse_args(
+  args = inpaint.build_parser().parse_args(
       [f'--{names[0]}=h:1', f'--{names[1]}=2', f'--{names[2]}=1'])
   assert (args.coordinator_address, args.num_processes,
           args.process_id) == ('h:1', 2, 1)
@@ -43,7 +44,7 @@ def test_inpaint_takes_both_spellings_of_the_process_flags(spelling):
 
 def test_inpaint_help_names_every_shipped_model_and_real_metavars(capsys):
   with pytest.raises(SystemExit):
-    inpaint_cli.main(['--help'])
+    inpaint.main(['--help'])
   text = ' '.join(capsys.readouterr().out.split())
   shipped = loading.shipped_model_names()
   assert len(shipped) >= 6

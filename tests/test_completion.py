@@ -19,7 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxinpaint import completion, config_schema, metrics, models
+from jaxinpaint import completion, models
+from jaxinpaint.ops import metrics
+from jaxinpaint.training import config_schema
 
 RES, WIDTH, Z_DIM = 32, 4, 16
 SEED = 3

@@ -9,8 +9,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from jaxinpaint import config_schema
-from jaxinpaint import data
+from jaxinpaint import data, errors
+from jaxinpaint.training import config_schema
 
 SHARED_DATA = (pathlib.Path(__file__).resolve().parents[1].parent / 'shared' /
                'data')
@@ -180,8 +180,9 @@ def _save_with_orientation(path, pixels, orientation):
 
 
 def test_exif_orientation_is_applied_everywhere_images_are_read(tmp_path):
-  from jaxinpaint import inputs, masks
+  from jaxinpaint.inpaint_job import inputs
   # Stored 48 wide x 32 high: dark left third, bright right, a red top
+  from jaxinpaint.data import masks
   # band. Orientation 6: a viewer turns it 90 degrees clockwise, 32 x 48.
   stored = np.full((32, 48, 3), 40, np.uint8)
   stored[:, 16:] = 220
@@ -399,18 +400,18 @@ def test_corrupt_file_is_named(tmp_path):
   folder = _folder_with_a_corrupt_file(tmp_path)
   with data.make_batch_iterator(_data_config(folder=str(folder)), 4, 5,
                                 seed=0) as it:
-    with pytest.raises(data.CorruptImageError, match=r'x\.jpg'):
+    with pytest.raises(errors.CorruptImageError, match=r'x\.jpg'):
       next(it)
-  with pytest.raises(data.CorruptImageError, match=r'x\.jpg'):
+  with pytest.raises(errors.CorruptImageError, match=r'x\.jpg'):
     data.load_images(folder, 4)
-  assert issubclass(data.CorruptImageError, ValueError)
+  assert issubclass(errors.CorruptImageError, ValueError)
 
 
 def test_truncated_jpeg_is_corrupt(tmp_path):
   Image.new('RGB', (64, 64), (1, 2, 3)).save(tmp_path / 'full.jpg')
   raw = (tmp_path / 'full.jpg').read_bytes()
   (tmp_path / 'cut.jpg').write_bytes(raw[:len(raw) // 2])
-  with pytest.raises(data.CorruptImageError, match=r'cut\.jpg'):
+  with pytest.raises(errors.CorruptImageError, match=r'cut\.jpg'):
     data.load_images([tmp_path / 'cut.jpg'], 8)
 
 

@@ -18,7 +18,8 @@ import pytest
 from PIL import Image
 
 from helpers import REPO
-from jaxinpaint import data, demo, masks
+from jaxinpaint import data, demo, errors
+from jaxinpaint.data import masks
 
 EXAMPLE = demo.FACE_EXAMPLES[0]
 RES = 64  # celeba64_cpu
@@ -69,18 +70,18 @@ def test_colour_modes_are_read_as_training_reads_them(tmp_path):
 def test_bad_files_give_one_clear_line(tmp_path):
   text = tmp_path / 'notes.png'
   text.write_text('not an image')
-  with pytest.raises(demo.PageError, match='not an image this page can read'):
+  with pytest.raises(errors.PageError, match='not an image this page can read'):
     demo.load_crop(text, RES)
   png = io.BytesIO()
   Image.fromarray(np.full((200, 200, 3), 9, np.uint8)).save(png, 'PNG')
   cut = tmp_path / 'cut.png'
   cut.write_bytes(png.getvalue()[:len(png.getvalue()) // 2])
-  with pytest.raises(demo.PageError, match='truncated or damaged'):
+  with pytest.raises(errors.PageError, match='truncated or damaged'):
     demo.load_crop(cut, RES)
   huge = write(tmp_path / 'huge.png', Image.new('1', (10_000, 10_000)))
-  with pytest.raises(demo.PageError, match=r'10000x10000 \(100 megapixels\)'):
+  with pytest.raises(errors.PageError, match=r'10000x10000 \(100 megapixels\)'):
     demo.load_crop(huge, RES)
-  with pytest.raises(demo.PageError, match='no image'):
+  with pytest.raises(errors.PageError, match='no image'):
     demo.load_crop(None, RES)
 
 
@@ -104,13 +105,13 @@ def test_page_masks_and_their_errors(tmp_path):
   np.testing.assert_array_equal(center, masks.center_mask(1, RES, RES)[0])
   np.testing.assert_array_equal(demo.page_mask('three squares', RES),
                                 masks.three_squares_mask(1, RES, RES)[0])
-  with pytest.raises(demo.PageError, match='no hole painted'):
+  with pytest.raises(errors.PageError, match='no hole painted'):
     demo.page_mask('painted', RES, layers=[])
   black = write(tmp_path / 'black.png', Image.new('L', (RES, RES), 0))
-  with pytest.raises(demo.PageError, match='covers the whole image'):
+  with pytest.raises(errors.PageError, match='covers the whole image'):
     demo.page_mask('mask file', RES, mask_path=black)
   white = write(tmp_path / 'white.png', Image.new('L', (RES, RES), 255))
-  with pytest.raises(demo.PageError, match='has no hole'):
+  with pytest.raises(errors.PageError, match='has no hole'):
     demo.page_mask('mask file', RES, mask_path=white)
   # A mask of the image's own size is cropped and resized with it: a
   # 3:1 image keeps its middle third, where this mask has its hole.
@@ -122,7 +123,7 @@ def test_page_masks_and_their_errors(tmp_path):
       demo.page_mask('mask file', RES, mask_path=mask_path, image_path=image),
       center)
   odd = write(tmp_path / 'odd.png', Image.new('L', (10, 20), 255))
-  with pytest.raises(demo.PageError, match=r"10x20: expected the image's "):
+  with pytest.raises(errors.PageError, match=r"10x20: expected the image's "):
     demo.page_mask('mask file', RES, mask_path=odd, image_path=image)
 
 
@@ -130,10 +131,10 @@ def test_parts_mask_and_numbers():
   keep = demo.parts_mask(['left eye', 'mouth'], RES)
   assert keep[20:36, 12:28].max() == 0 and keep[40:56, 24:40].max() == 0
   assert keep.sum() == RES * RES - 2 * 16 * 16  # the right eye is kept
-  with pytest.raises(demo.PageError, match='parts: pick one or more'):
+  with pytest.raises(errors.PageError, match='parts: pick one or more'):
     demo.parts_mask([], RES)
   assert demo._checked_numbers(5.0, 2, 7, 100) == (5, 2, 7)
-  with pytest.raises(demo.PageError, match='steps: expected a whole number '
+  with pytest.raises(errors.PageError, match='steps: expected a whole number '
                      'from 1 to 100, got 101'):
     demo._checked_numbers(101, 1, 0, 100)
 
@@ -171,7 +172,7 @@ def server(tmp_path_factory):
              GRADIO_ANALYTICS_ENABLED='False')
   with open(log, 'w') as out:
     proc = subprocess.Popen(
-        [sys.executable, '-m', 'jaxinpaint.demo', '--port', str(port),
+        [sys.executable, '-m', 'jaxinpaint.demo.app', '--port', str(port),
          '--checkpoint', 'celeba64_cpu', '--no-warm-up', '--max-steps', '50'],
         cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
   url = f'http://127.0.0.1:{port}/'

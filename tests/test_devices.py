@@ -1,5 +1,5 @@
 """Completion on several devices
-(`batch_completion.inpaint_batches(devices=...)`).
+(`batched.inpaint_batches(devices=...)`).
 
 Four host devices are forced with XLA_FLAGS, which must be set before jax
 starts, so the comparisons run in a subprocess: 4 devices against 1, same
@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 
 from helpers import run
-from jaxinpaint import completion, config_schema, masks, models
-from jaxinpaint import batch_completion
+from jaxinpaint import completion, models
+from jaxinpaint.completion import batched
+from jaxinpaint.data import masks
+from jaxinpaint.training import config_schema
 
 # The CPU platform even on a GPU host: only it takes a forced device count.
 _FOUR_DEVICES = {'XLA_FLAGS': '--xla_force_host_platform_device_count=4',
@@ -23,8 +25,11 @@ _FOUR_DEVICES = {'XLA_FLAGS': '--xla_force_host_platform_device_count=4',
 
 _SCRIPT = textwrap.dedent('''
   import jax, numpy as np
-  from jaxinpaint import completion, config_schema, masks, models
-  from jaxinpaint import batch_completion, poisson
+  from jaxinpaint import completion, models
+  from jaxinpaint.training import config_schema
+  from jaxinpaint.data import masks
+  from jaxinpaint.completion import batched
+  from jaxinpaint.ops import poisson
   assert jax.local_device_count() == 4, jax.local_devices()
   RES = 16
   c = config_schema.base_config()
@@ -47,7 +52,7 @@ _SCRIPT = textwrap.dedent('''
   completion.complete = spy
 
   def inpaint(devices, **kw):
-    return batch_completion.inpaint_batches(
+    return batched.inpaint_batches(
         model, originals, mask, indices,
         spec=completion.LOSSES['paper'], options=options, batch_size=3,
         seed=0, progress=False, devices=devices, **kw)
@@ -56,7 +61,7 @@ _SCRIPT = textwrap.dedent('''
   # 7 images, batch 3 -> 4 on 4 devices: 2 batches, the second padded with
   # one repeated row; on one device 3 batches of 3.
   assert calls == [(4, 4, 4)] * 2 + [(3, 1, 1)] * 3, calls
-  for key in batch_completion.RESULT_KEYS:
+  for key in batched.RESULT_KEYS:
     assert four[key].shape == one[key].shape, key
     assert four[key].shape[0] == 7, key
   np.testing.assert_array_equal(four['cg_iterations'], one['cg_iterations'])
@@ -69,8 +74,8 @@ _SCRIPT = textwrap.dedent('''
         f'mean {diff.mean():.2e}')
 
   # The metrics of the tables: the same numbers whichever device count.
-  per4, sum4 = batch_completion.evaluate(originals, four, mask)
-  per1, sum1 = batch_completion.evaluate(originals, one, mask)
+  per4, sum4 = batched.evaluate(originals, four, mask)
+  per1, sum1 = batched.evaluate(originals, one, mask)
   assert sum4['n_images'] == sum1['n_images'] == 7
   for k in ('mse', 'hole_mse'):  # uint8 rounding may flip a pixel by 1 level
     np.testing.assert_allclose(per4[k], per1[k], rtol=1e-3, err_msg=k)
@@ -82,7 +87,7 @@ _SCRIPT = textwrap.dedent('''
 
   # Conditional completion (a reference face), 5 images, batch 2 -> 4.
   reference = rng.uniform(-1, 1, (1, RES, RES, 3)).astype(np.float32)
-  cond = lambda devices: batch_completion.inpaint_batches(
+  cond = lambda devices: batched.inpaint_batches(
       model, originals[:5], mask, indices[:5], spec=None,
       options=options, batch_size=2, seed=1, progress=False,
       reference=reference, devices=devices)
@@ -102,7 +107,7 @@ _SCRIPT = textwrap.dedent('''
   for i, side in enumerate((2, 6, 12, 20)):
     holes[i, 2:2 + side, 2:2 + side] = 0
   blend = jax.jit(poisson.poisson_blend)
-  place, _ = batch_completion.batch_placement(jax.local_devices())
+  place, _ = batched.batch_placement(jax.local_devices())
   x4, info4 = blend(*place((y, guide, holes)))
   x1, info1 = blend(y, guide, holes)
   assert len(set(np.asarray(info1['iterations']).tolist())) == 4
@@ -121,21 +126,21 @@ def test_four_devices_complete_like_one():
 
 def test_device_count_and_batch_rounding():
   local = jax.local_devices()
-  assert batch_completion.completion_devices() == local
-  assert batch_completion.completion_devices(1) == local[:1]
-  assert batch_completion.completion_devices(local[:1]) == local[:1]
+  assert batched.completion_devices() == local
+  assert batched.completion_devices(1) == local[:1]
+  assert batched.completion_devices(local[:1]) == local[:1]
   for bad in (0, len(local) + 1):
     with pytest.raises(ValueError, match=f'devices={bad}: expected a count '
                        f'from 1 to the {len(local)} local devices'):
-      batch_completion.completion_devices(bad)
+      batched.completion_devices(bad)
   with pytest.raises(ValueError, match='non-empty list of jax devices'):
-    batch_completion.completion_devices([])
+    batched.completion_devices([])
   # min(batch, images) rounded up to a multiple of the devices.
-  assert batch_completion.round_batch_size(3, 7, 4) == 4
-  assert batch_completion.round_batch_size(64, 7, 4) == 8
-  assert batch_completion.round_batch_size(5, 100, 1) == 5
-  assert batch_completion.round_batch_size(8, 100, 4) == 8
-  assert batch_completion.round_batch_size(2, 1, 8) == 8
+  assert batched.round_batch_size(3, 7, 4) == 4
+  assert batched.round_batch_size(64, 7, 4) == 8
+  assert batched.round_batch_size(5, 100, 1) == 5
+  assert batched.round_batch_size(8, 100, 4) == 8
+  assert batched.round_batch_size(2, 1, 8) == 8
 
 
 def test_bad_devices_fail_before_any_work():
@@ -144,7 +149,7 @@ def test_bad_devices_fail_before_any_work():
   images = np.zeros((2, 16, 16, 3), np.float32)
   n = len(jax.local_devices()) + 1
   with pytest.raises(ValueError, match=f'devices={n}'):
-    batch_completion.inpaint_batches(
+    batched.inpaint_batches(
         models.Model.from_config(c.model, models.random_variables(c.model)),
         images,
         masks.center_mask(1, 16, 16), np.arange(2),

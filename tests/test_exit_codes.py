@@ -23,7 +23,7 @@ def _run(args):
     (['train.py', '--config', 'configs/tiny.py'], '--workdir is required'),
     (['train.py', '--config', 'configs/tiny.py', '--workdir', '{tmp}/w',
       '--config.train.steps=many'], 'many'),
-    (['-m', 'jaxinpaint.export', '--workdir', '{tmp}/none', '--out',
+    (['-m', 'jaxinpaint.cli.export', '--workdir', '{tmp}/none', '--out',
       '{tmp}/model'], 'not a jaxinpaint model directory'),
     (['inpaint.py', '--steps', '0', '--out', '{tmp}/out'],
      '--steps must be >= 1, got 0'),

@@ -11,8 +11,12 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from helpers import load_experiment
-from jaxinpaint import batch_completion, config_schema, masks, metrics, models
+from jaxinpaint import models
+from jaxinpaint.completion import batched
+from jaxinpaint.data import masks
 from jaxinpaint.errors import InputError
+from jaxinpaint.ops import metrics
+from jaxinpaint.training import config_schema
 from test_baselines import R, damage, ramp
 
 conditional_figure = load_experiment('conditional_figure')
@@ -30,7 +34,7 @@ def test_run_methods_without_a_model():
                             figure_rows=2)
   for kind, mask in plan.masks.items():
     filled, _ = common.baselines.harmonic(damage(images, mask), mask)
-    _, want = batch_completion.evaluate(images, filled, mask)
+    _, want = batched.evaluate(images, filled, mask)
     assert done['metrics'][kind]['harmonic'] == want
     assert done['figure'][kind]['harmonic'].shape == (2, R, R, 3)
     t = done['timing'][kind]['harmonic']

@@ -3,7 +3,8 @@ check of completions."""
 import numpy as np
 import pytest
 
-from jaxinpaint import face_check, inputs
+from jaxinpaint.evaluation import face_check
+from jaxinpaint.inpaint_job import inputs
 
 pytest.importorskip('cv2', reason='pip install -e .[baselines]')
 

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from helpers import REPO, run, write_npz
-from jaxinpaint import checkpoint
+from jaxinpaint.models import checkpoint
 
 
 def _prepare_module():

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from jaxinpaint import grids
+from jaxinpaint.data import grids
 
 
 def test_upscale_factor():

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxinpaint import image_ops
+from jaxinpaint.ops import image_ops
 
 # Jitted once per shape: eager mode would compile every small op separately.
 _grads = jax.jit(image_ops.masked_gradients)

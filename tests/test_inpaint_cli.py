@@ -1,7 +1,7 @@
 """End-to-end tests of the inpaint CLI (jaxinpaint.inpaint_cli, inpaint.py).
 
 A width-4, 64x64 model with random weights, exported like a real one. The
-CLI runs in-process (`inpaint_cli.main(argv)`), and every run completes
+CLI runs in-process (`inpaint.main(argv)`), and every run completes
 batches of 2 images with the same options, so `complete` compiles once for
 the whole file (and `complete_conditional` once).
 """
@@ -19,9 +19,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxinpaint import checkpoint, completion, config_schema, data
-from jaxinpaint import errors, inpaint_cli, inpaint_run, inputs, loading
-from jaxinpaint import models, outputs
+from jaxinpaint import completion, data, errors, models
+from jaxinpaint.cli import inpaint
+from jaxinpaint.inpaint_job import inputs, outputs, runner
+from jaxinpaint.models import checkpoint, loading
+from jaxinpaint.training import config_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 CELEBA_TEST = ROOT.parent / 'shared' / 'data' / 'celeba64' / 'test'
@@ -56,7 +58,7 @@ def write_image(path, size=RES, mode='RGB', seed=0, fill=None):
 def cli(argv, capsys):
   """Runs the CLI in-process: (exit code, summary or None, stdout, stderr)."""
   try:
-    summary, code = inpaint_cli.main([str(a) for a in argv]), 0
+    summary, code = inpaint.main([str(a) for a in argv]), 0
   except SystemExit as e:
     summary, code = None, e.code
   out, err = capsys.readouterr()
@@ -70,7 +72,7 @@ def read_png(path):
 
 def test_help_says_white_is_known(capsys):
   with pytest.raises(SystemExit) as e:
-    inpaint_cli.main(['--help'])
+    inpaint.main(['--help'])
   assert e.value.code == 0
   text = capsys.readouterr().out.lower()
   assert 'white = known' in text and 'black = hole' in text
@@ -639,15 +641,15 @@ def test_run_leaves_the_callers_args_and_logging_alone(ckpt, tmp_path,
                                                        capsys):
   from absl import logging  # pylint: disable=g-import-not-at-top
   write_image(tmp_path / 'in' / 'a.png', seed=3)
-  args = inpaint_cli.build_parser().parse_args(
+  args = inpaint.build_parser().parse_args(
       ['--checkpoint', ckpt, '--input', str(tmp_path / 'in'), '--out',
        str(tmp_path / 'out'), '--batch-size', '2'])
   before = dict(vars(args))
   verbosity = logging.get_verbosity()
-  summary = inpaint_cli.run(args, inpaint_cli.prepare(args))
+  summary = inpaint.run(args, inpaint.prepare(args))
   capsys.readouterr()
   # --steps unset: the CPU default is used, and args still say "unset".
-  assert summary['steps'] == inpaint_run.CPU_DEFAULT_STEPS
+  assert summary['steps'] == runner.CPU_DEFAULT_STEPS
   assert vars(args) == before and args.steps is None
   assert logging.get_verbosity() == verbosity
 
@@ -673,11 +675,12 @@ def test_dtype_and_devices_flags(ckpt, tmp_path, capsys):
   assert summary['dtype'] == 'bfloat16'
   # The library with Options(dtype='bfloat16') on the same inputs.
   # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import batch_completion, metrics
+  from jaxinpaint.completion import batched
+  from jaxinpaint.ops import metrics
   model = loading.load_model(ckpt)
   images, names = inputs.load_inputs(str(tmp_path / 'in'), RES)
   mask = inputs.load_masks('center', names, RES, 0)
-  expected = batch_completion.inpaint_batches(
+  expected = batched.inpaint_batches(
       model, images, mask, np.arange(2),
       spec=completion.get_loss('paper'), batch_size=2, seed=0,
       options=completion.Options(steps=2, dtype='bfloat16'), progress=False)
@@ -710,11 +713,12 @@ def test_tune_steps_flag(ckpt, tmp_path, capsys):
   assert summary['tune_steps'] == 2 and 'then 2 steps tuning G' in err
   # The library with Options(tune_steps=2) on the same inputs.
   # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import batch_completion, metrics
+  from jaxinpaint.completion import batched
+  from jaxinpaint.ops import metrics
   model = loading.load_model(ckpt)
   images, names = inputs.load_inputs(str(tmp_path / 'in'), RES)
   mask = inputs.load_masks('center', names, RES, 0)
-  expected = batch_completion.inpaint_batches(
+  expected = batched.inpaint_batches(
       model, images, mask, np.arange(2),
       spec=completion.get_loss('paper'), batch_size=2, seed=0,
       options=completion.Options(steps=2, tune_steps=2), progress=False)
@@ -730,7 +734,7 @@ def test_tune_steps_flag(ckpt, tmp_path, capsys):
 
 def test_help_explains_devices_dtype_and_processes(capsys):
   with pytest.raises(SystemExit):
-    inpaint_cli.main(['--help'])
+    inpaint.main(['--help'])
   text = ' '.join(capsys.readouterr().out.split())
   assert '--devices N complete each batch on the first N local devices' in text
   assert 'default: all of them' in text

@@ -15,8 +15,10 @@ import orbax.checkpoint as ocp
 import pytest
 
 from helpers import REPO
-from jaxinpaint import checkpoint, config_schema, inputs
-from jaxinpaint import errors, loading, models
+from jaxinpaint import errors, models
+from jaxinpaint.inpaint_job import inputs
+from jaxinpaint.models import checkpoint, loading
+from jaxinpaint.training import config_schema
 
 SCRIPTS = (sorted(REPO.glob('bench/*.py'))
            + sorted(REPO.glob('experiments/*.py'))
@@ -57,11 +59,11 @@ def private_uses(source: str) -> list:
 
 def test_the_checker_finds_private_uses():
   bad = ('import jaxinpaint.data\nfrom jaxinpaint import inputs as i\n'
-         'from jaxinpaint.outputs import _x\n'
+         'from jaxinpaint.inpaint_job.outputs import _x\n'
          'i._load(1)\njaxinpaint.data._to_float(2)\n'
          'y = 3  # pylint: disable=protected-access\n')
   assert private_uses(bad) == [
-      '6: protected-access waiver', '3: from jaxinpaint.outputs import _x',
+      '6: protected-access waiver', '3: from jaxinpaint.inpaint_job.outputs import _x',
       '4: i._load', '5: jaxinpaint.data._to_float']
   # Private names of other objects, and dunders, are not the library's.
   assert private_uses('from jaxinpaint import cli\nimport os\n'
@@ -113,7 +115,7 @@ def test_an_unfinished_workdir_checkpoint_is_recalibrated(tmp_path, capsys):
   err = capsys.readouterr().err
   assert len(err.strip().splitlines()) == 1
   assert 'running averages; recalibrating them over 2 batches' in err
-  assert 'jaxinpaint.export' in err
+  assert 'jaxinpaint.cli.export' in err
   generator = models.build_models(config.model)['generator']
   want = models.recalibrated_stats(generator, tree['g_params'],
                                      tree['g_stats'], config)
@@ -195,4 +197,4 @@ def test_shipped_examples_are_package_data():
   assert len(list((inputs.EXAMPLES / 'digits').glob('*.png'))) == 8
   assert not (REPO / 'examples').exists()
   assert 'examples' not in loading.shipped_model_names()
-  assert Path(inputs.__file__).parent / 'assets' == loading.ASSETS
+  assert Path(inputs.__file__).parents[1] / 'assets' == loading.ASSETS

@@ -4,8 +4,11 @@ import numpy as np
 import pytest
 
 from helpers import load_experiment
-from jaxinpaint import completion, config_schema, latent_recovery
-from jaxinpaint import masks, models, poisson
+from jaxinpaint import completion, models
+from jaxinpaint.data import masks
+from jaxinpaint.evaluation import latent_recovery
+from jaxinpaint.ops import poisson
+from jaxinpaint.training import config_schema
 
 RES, N = 16, 2
 

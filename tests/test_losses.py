@@ -3,7 +3,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxinpaint import losses, models
+from jaxinpaint import models
+from jaxinpaint.training import gan_losses
 
 
 def tiny_critic():
@@ -18,7 +19,7 @@ def test_gradient_penalty_matches_per_example_vmap_grad():
   per_example = jax.jit(jax.vmap(jax.grad(lambda xi: critic(xi[None])[0])))(x)
   norms = np.sqrt((np.asarray(per_example, np.float64) ** 2).sum((1, 2, 3)))
   expected = np.mean((norms - 1.0) ** 2)
-  np.testing.assert_allclose(losses.gradient_penalty(critic, x), expected,
+  np.testing.assert_allclose(gan_losses.gradient_penalty(critic, x), expected,
                              rtol=1e-5)
 
 
@@ -40,7 +41,7 @@ def test_gradient_penalty_matches_finite_differences():
       e[idx] = h
       grads[i][idx] = (f(xn[i] + e, i) - f(xn[i] - e, i)) / (2 * h)
   norms = np.sqrt((grads ** 2).sum((1, 2, 3)))
-  np.testing.assert_allclose(losses.gradient_penalty(critic, x),
+  np.testing.assert_allclose(gan_losses.gradient_penalty(critic, x),
                              np.mean((norms - 1) ** 2), rtol=1e-4)
 
 
@@ -48,7 +49,7 @@ def test_gradient_penalty_is_finite_for_a_flat_critic():
   critic = lambda x: jnp.zeros(x.shape[0])
   x = jnp.ones((2, 4, 4, 3))
   gp, grad = jax.value_and_grad(
-      lambda x: losses.gradient_penalty(critic, x))(x)
+      lambda x: gan_losses.gradient_penalty(critic, x))(x)
   np.testing.assert_allclose(gp, 1.0, rtol=1e-5)  # (0 - 1)^2
   assert np.isfinite(np.asarray(grad)).all()
 
@@ -57,10 +58,10 @@ def test_wgan_gp_critic_loss_composition():
   critic, x = tiny_critic()
   fake = -x
   key = jax.random.key(4)
-  loss, m = losses.wgan_gp_critic_loss(critic, x, fake, key, 10.0)
-  x_hat = losses.interpolate(key, x, fake)
+  loss, m = gan_losses.wgan_gp_critic_loss(critic, x, fake, key, 10.0)
+  x_hat = gan_losses.interpolate(key, x, fake)
   expected = (critic(fake).mean() - critic(x).mean()
-              + 10.0 * losses.gradient_penalty(critic, x_hat))
+              + 10.0 * gan_losses.gradient_penalty(critic, x_hat))
   np.testing.assert_allclose(loss, expected, rtol=1e-5)
   np.testing.assert_allclose(m['wasserstein'],
                              critic(x).mean() - critic(fake).mean(), rtol=1e-5)
@@ -77,7 +78,7 @@ def test_gan_losses_against_numpy():
   f = np.array([-0.1, 0.7, 3.0])
   sig = lambda t: 1 / (1 + np.exp(-t))
   np.testing.assert_allclose(
-      losses.gan_discriminator_loss(jnp.array(r), jnp.array(f)),
+      gan_losses.gan_discriminator_loss(jnp.array(r), jnp.array(f)),
       np.mean(-np.log(sig(r))) + np.mean(-np.log(1 - sig(f))), rtol=1e-5)
-  np.testing.assert_allclose(losses.gan_generator_loss(jnp.array(f)),
+  np.testing.assert_allclose(gan_losses.gan_generator_loss(jnp.array(f)),
                              np.mean(-np.log(sig(f))), rtol=1e-5)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxinpaint import masks
+from jaxinpaint.data import masks
 
 
 def _hole_box(m):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from jaxinpaint import metrics
+from jaxinpaint.ops import metrics
 
 # Jitted once per shape: eager mode would compile every small op separately.
 _ssim = jax.jit(metrics.ssim)

@@ -12,9 +12,11 @@ from PIL import Image
 
 from helpers import load_config, run, write_npz
 from test_bad_inputs import tiny_workdir
-from jaxinpaint import checkpoint, export, inpaint_cli, models
-from jaxinpaint import data, errors, loading, training
-from jaxinpaint import training_dir
+from jaxinpaint import data, errors, models, training
+from jaxinpaint.cli import export as export_cli, inpaint
+from jaxinpaint.models import export
+from jaxinpaint.models import checkpoint, loading
+from jaxinpaint.training import workdir_files
 
 TRAIN = ['train.py', '--config', 'configs/tiny.py', '--config.data.folder=']
 
@@ -38,7 +40,7 @@ def saved_run(npz, tmp_path_factory):
   nets = models.build_models(config.model)
   functions = training.build_train_functions(config, nets, training.make_mesh())
   state = functions.init()
-  files = training_dir.RunFiles(workdir, config)
+  files = workdir_files.RunFiles(workdir, config)
   for step in (2, 4):
     files.save(state.replace(step=state.step + step), step)
   files.close()
@@ -75,7 +77,7 @@ def test_a_damaged_checkpoint_names_its_step_and_the_intact_one(
   assert (f'the checkpoint of step 2 is intact: delete '
           f'{workdir}/checkpoints/4 to resume from step 2') in line
   # completion and export name the step too
-  with pytest.raises(checkpoint.DamagedCheckpointError,
+  with pytest.raises(errors.DamagedCheckpointError,
                      match='the checkpoint of step 4 is damaged'):
     checkpoint.restore_raw(workdir)
   # and without an intact one, train.py says so
@@ -94,7 +96,7 @@ def test_inpaint_names_the_damaged_step(saved_run, tmp_path, capsys):
   face = tmp_path / 'face.png'
   Image.new('RGB', (32, 32), (90, 60, 30)).save(face)
   with pytest.raises(SystemExit) as e:
-    inpaint_cli.main(['--checkpoint', str(workdir), '--out',
+    inpaint.main(['--checkpoint', str(workdir), '--out',
                       str(tmp_path / 'out'), '--steps', '1', '--input',
                       str(face)])
   assert e.value.code == 2
@@ -121,7 +123,7 @@ def test_a_work_dir_being_written_is_said_so(saved_run, tmp_path):
   shutil.copytree(original, busy)
   damage(busy, 4)
   (busy / 'checkpoints' / '6.orbax-checkpoint-tmp-1700000000').mkdir()
-  with pytest.raises(checkpoint.CheckpointBeingWrittenError,
+  with pytest.raises(errors.CheckpointBeingWrittenError,
                      match='cannot read the checkpoint of step 4: the '
                      'checkpoint of step 6 is being written'):
     checkpoint.restore_raw(busy, wait=0)
@@ -144,7 +146,7 @@ def test_a_config_json_without_the_networks_is_named(tmp_path, capsys):
     assert str(e.value).startswith(f'{model / "config.json"}: not a valid '
                                    f'config file (no {missing}')
     with pytest.raises(SystemExit) as e:
-      inpaint_cli.main(['--checkpoint', str(model), '--out',
+      inpaint.main(['--checkpoint', str(model), '--out',
                         str(tmp_path / 'out')])
     assert e.value.code == 2
     assert 'not a valid config file' in error_lines(capsys.readouterr().err)
@@ -158,12 +160,12 @@ def test_export_refuses_bad_batches_and_untrained_runs(tmp_path, capsys):
       ([], f'error: {workdir}: its checkpoint is from step 0, a model that '
            'never trained')):
     with pytest.raises(SystemExit) as e:
-      export.main(['--workdir', str(workdir), '--out', str(tmp_path / 'm'),
+      export_cli.main(['--workdir', str(workdir), '--out', str(tmp_path / 'm'),
                    *argv])
     assert e.value.code == 2
     assert error_lines(capsys.readouterr().err).startswith(says)
     assert not (tmp_path / 'm').exists()
-  with pytest.raises(ValueError, match='recalibration_batches must be >= 1'):
+  with pytest.raises(ValueError, match='recalibration_batches: must be >= 1'):
     export.export(workdir, tmp_path / 'm', recalibration_batches=0)
 
 
@@ -186,7 +188,8 @@ def test_a_truncated_cache_is_named(npz, tmp_path):
 FULL_DISK = """
 import errno, sys
 import orbax.checkpoint as ocp
-from jaxinpaint import train_cli
+from jaxinpaint.cli import train
+
 save = ocp.CheckpointManager.save
 
 def full_disk(self, step, *args, **kwargs):
@@ -196,7 +199,7 @@ def full_disk(self, step, *args, **kwargs):
 
 ocp.CheckpointManager.save = full_disk
 sys.argv = ['train.py', *sys.argv[1:]]
-train_cli.main()
+train.main()
 """
 
 
@@ -218,7 +221,7 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_resumes_cleanly(
   # The rerun starts again from step 0: its first write drops the records
   # of the lost steps, so none appears twice.
   config = tiny_config(npz)
-  files = training_dir.RunFiles(workdir, config)
+  files = workdir_files.RunFiles(workdir, config)
   files.log([{'step': 1, 'g_loss': 0.5}])
   files.close()
   assert [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text()
@@ -232,7 +235,7 @@ def test_a_resumed_run_drops_the_records_past_its_checkpoint(saved_run,
   shutil.copytree(original, workdir)
   lines = [json.dumps({'step': s, 'g_loss': s / 10}) for s in range(1, 7)]
   (workdir / 'metrics.jsonl').write_text('\n'.join(lines) + '\n{"step": 7,')
-  files = training_dir.RunFiles(workdir, config)  # resumes at step 4
+  files = workdir_files.RunFiles(workdir, config)  # resumes at step 4
   assert files.last_saved == 4
   files.log([{'step': 5, 'g_loss': 1.0}])
   files.close()

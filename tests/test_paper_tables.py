@@ -14,8 +14,13 @@ import numpy as np
 import pytest
 
 from helpers import load_experiment
-from jaxinpaint import baselines, checkpoint, config_schema, data
-from jaxinpaint import batch_completion, masks, models, poisson
+from jaxinpaint import data, models
+from jaxinpaint.completion import batched
+from jaxinpaint.data import masks
+from jaxinpaint.evaluation import baselines
+from jaxinpaint.models import checkpoint
+from jaxinpaint.ops import poisson
+from jaxinpaint.training import config_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 CELEBA_TEST = ROOT.parent / 'shared' / 'data' / 'celeba64' / 'test'
@@ -89,7 +94,7 @@ def test_paper_tables_end_to_end(tmp_path, capsys):
     mask = masks.make_masks(kind, 1, 64, 64)
     y = np.where(mask > 0.5, originals, np.float32(0))
     filled, _ = poisson.harmonic_fill(y, mask)
-    _, direct = batch_completion.evaluate(originals, np.asarray(filled), mask)
+    _, direct = batched.evaluate(originals, np.asarray(filled), mask)
     assert on_disk['results'][kind]['harmonic'] == direct
     assert rows['harmonic'] == [f'{direct[k]:.4f}' for k in keys]
 

@@ -1,11 +1,11 @@
-"""python -m jaxinpaint.plot: runs joined on the step axis, rates, the PNG."""
+"""python -m jaxinpaint.cli.plot: runs joined on the step axis, rates, the PNG."""
 import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from jaxinpaint import plot
+from jaxinpaint.cli import plot
 
 
 def write_run(workdir, steps, times, wasserstein, extra=()):

@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse
 import scipy.sparse.linalg
 
-from jaxinpaint import poisson
+from jaxinpaint.ops import poisson
 
 
 def _reference_blend(y, g, mask):

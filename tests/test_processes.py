@@ -1,5 +1,5 @@
 """Several processes completing one input list (inpaint.py with the
-jax.distributed flags, jaxinpaint.processes): the same files as one
+jax.distributed flags, jaxinpaint.inpaint_job.processes): the same files as one
 process, each written by one process, and a failed process reported."""
 import json
 import os
@@ -12,8 +12,11 @@ import pytest
 from PIL import Image
 
 from helpers import REPO, run
-from jaxinpaint import checkpoint, config_schema, inpaint_cli, models
-from jaxinpaint import errors, outputs, processes
+from jaxinpaint import errors, models
+from jaxinpaint.cli import inpaint
+from jaxinpaint.inpaint_job import outputs, processes
+from jaxinpaint.models import checkpoint
+from jaxinpaint.training import config_schema
 
 RES, N = 32, 5
 # Process 0 gets images 0-1 and process 1 images 2-4; the grid's 3 rows
@@ -37,7 +40,7 @@ def setup(tmp_path_factory):
     Image.fromarray(coarse).resize((RES, RES), Image.Resampling.BILINEAR).save(
         root / 'in' / f'{name}.png')
   single = root / 'single'
-  inpaint_cli.main(['--checkpoint', str(model), '--input', str(root / 'in'),
+  inpaint.main(['--checkpoint', str(model), '--input', str(root / 'in'),
                     '--limit', str(N), '--out', str(single), *FLAGS])
   return root, model, single
 
@@ -157,7 +160,7 @@ def test_multi_process_flags_are_checked_before_any_work(capsys):
       (['--coordinator_address=h:99999', '--num_processes=2',
         '--process_id=0'], 'expected HOST:PORT')):
     with pytest.raises(SystemExit) as e:
-      inpaint_cli.main(['--out', '/nonexistent-never-written', *argv])
+      inpaint.main(['--out', '/nonexistent-never-written', *argv])
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith('error: ') and says in err, (argv, err)
@@ -207,7 +210,8 @@ def test_the_package_uses_public_jax_only():
 JOIN = """
 import json, sys
 import jax
-from jaxinpaint import processes
+from jaxinpaint.inpaint_job import processes
+
 share = processes.start()
 # The distributed service lived in start's child only: this JAX is local.
 print(json.dumps(dict(index=share.index, count=share.count, run=share.run_id,

@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 
-from jaxinpaint import inputs
+from jaxinpaint.inpaint_job import inputs
 from tests.helpers import REPO
 
 README = (REPO / 'README.md').read_text()

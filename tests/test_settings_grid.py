@@ -11,8 +11,11 @@ import numpy as np
 from PIL import Image
 
 from helpers import load_experiment, write_npz
-from jaxinpaint import checkpoint, completion, config_schema
-from jaxinpaint import inputs, loading, masks as masks_lib, models
+from jaxinpaint import completion, models
+from jaxinpaint.data import masks as masks_lib
+from jaxinpaint.inpaint_job import inputs
+from jaxinpaint.models import checkpoint, loading
+from jaxinpaint.training import config_schema
 
 DEFAULTS = dict(loss='paper', eta=0.5, z_constraint='box',
                 learning_rate=0.03, restarts=1)

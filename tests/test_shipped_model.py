@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 from helpers import REPO, run
-from jaxinpaint import checkpoint, data, inputs, loading, models
-
+from jaxinpaint import data, models
+from jaxinpaint.inpaint_job import inputs
+from jaxinpaint.models import checkpoint, loading
 
 ASSETS = loading.ASSETS
 EXAMPLES = inputs.EXAMPLES
@@ -80,7 +81,7 @@ def test_the_default_input_is_found_from_any_directory(tmp_path):
   the package, not the current directory."""
   env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu')
   result = subprocess.run(
-      [sys.executable, '-c', 'from jaxinpaint.inpaint_cli import main; '
+      [sys.executable, '-c', 'from jaxinpaint.cli.inpaint import main; '
        'main()', '--limit', '1', '--steps', '2'],
       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]

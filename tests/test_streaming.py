@@ -11,8 +11,12 @@ import threading
 import numpy as np
 import pytest
 
-from jaxinpaint import completion, config_schema, data, inpaint_cli
-from jaxinpaint import batch_completion, inputs, masks, models, processes
+from jaxinpaint import completion, data, models
+from jaxinpaint.cli import inpaint
+from jaxinpaint.completion import batched
+from jaxinpaint.data import masks
+from jaxinpaint.inpaint_job import inputs, processes
+from jaxinpaint.training import config_schema
 from test_inpaint_cli import FAST, RES, ckpt, write_image  # noqa: F401
 
 SPEC = completion.LOSSES['paper']
@@ -48,7 +52,7 @@ def test_a_rows_reader_gives_the_arrays_results_reading_a_batch_at_a_time():
   rng = np.random.default_rng(0)
   images = rng.uniform(-1, 1, (5, 16, 16, 3)).astype(np.float32)
   mask = masks.make_masks('random', 5, 16, 16, seed=3)
-  run = lambda y, m, **kw: batch_completion.inpaint_batches(
+  run = lambda y, m, **kw: batched.inpaint_batches(
       model, y, m, np.arange(5), spec=SPEC,
       options=completion.Options(steps=2), batch_size=2, seed=0,
       progress=False, **kw)
@@ -94,14 +98,14 @@ def test_inpaint_decodes_a_batch_at_a_time(ckpt, tmp_path, capsys,
   for i in range(5):
     write_image(tmp_path / 'in' / f'face{i}.png', seed=i)
   calls = _record_decoded_files(monkeypatch)
-  args = inpaint_cli.build_parser().parse_args(
+  args = inpaint.build_parser().parse_args(
       ['--checkpoint', ckpt, '--input', str(tmp_path / 'in'), '--out',
        str(tmp_path / 'out'), '--evaluate', '--grid-max', '2', *FAST])
-  plan = inpaint_cli.prepare(args)
+  plan = inpaint.prepare(args)
   # The check decodes each file alone and keeps nothing.
   assert [len(c) for c in calls] == [1] * 5 and len(plan.images) == 5
   calls.clear()
-  summary = inpaint_cli.run(args, plan)
+  summary = inpaint.run(args, plan)
   assert summary['n_images'] == 5
   # The grid's 2 rows once, then batches of 2: never all 5 at once.
   assert [len(c) for c in calls] == [2, 2, 2, 2]
@@ -113,13 +117,13 @@ def test_one_of_several_processes_reads_only_its_block(ckpt, tmp_path,
   for i in range(5):
     write_image(tmp_path / 'in' / f'face{i}.png', seed=i)
   calls = _record_decoded_files(monkeypatch)
-  args = inpaint_cli.build_parser().parse_args(
+  args = inpaint.build_parser().parse_args(
       ['--checkpoint', ckpt, '--input', str(tmp_path / 'in'), '--out',
        str(tmp_path / 'out'), *FAST])
   args.share = processes.Share(1, 2, 'run')  # images 2, 3, 4 of 0 .. 4
-  plan = inpaint_cli.prepare(args)
+  plan = inpaint.prepare(args)
   calls.clear()
-  inpaint_cli.run(args, plan)
+  inpaint.run(args, plan)
   read = sorted({p.rsplit('/', 1)[-1] for c in calls for p in c})
   assert read == ['face2.png', 'face3.png', 'face4.png']
   assert max(len(c) for c in calls) == 2

@@ -8,14 +8,14 @@ import pytest
 from PIL import Image
 
 from helpers import event_values, load_config, metrics_scalars
-from jaxinpaint import training_dir
+from jaxinpaint.training import workdir_files
 
 pytest.importorskip('tensorboardX')
 
 
 def test_run_files_write_every_scalar_and_the_sample_grids(tmp_path):
   workdir = tmp_path / 'run'
-  files = training_dir.RunFiles(workdir, load_config('tiny'))
+  files = workdir_files.RunFiles(workdir, load_config('tiny'))
   rng = np.random.default_rng(0)
   for step in (1, 2, 3):
     files.log([{'step': step, 'time': 1000.0 + step,
@@ -42,19 +42,19 @@ def test_run_files_write_every_scalar_and_the_sample_grids(tmp_path):
 def test_event_scalars_keeps_numbers_only():
   record = {'step': 3, 'time': 1.5, 'g_loss': -0.25, 'it_per_s': 2,
             'note': 'x', 'flag': True}
-  assert training_dir.event_scalars(record) == {'g_loss': -0.25,
+  assert workdir_files.event_scalars(record) == {'g_loss': -0.25,
                                                'it_per_s': 2.0}
 
 
 def test_nothing_is_written_by_a_run_that_logs_nothing(tmp_path):
-  files = training_dir.RunFiles(tmp_path / 'run', load_config('tiny'))
+  files = workdir_files.RunFiles(tmp_path / 'run', load_config('tiny'))
   files.close()
   assert not (tmp_path / 'run').exists()
 
 
 def test_training_goes_on_without_tensorboardx(tmp_path, monkeypatch):
   monkeypatch.setitem(__import__('sys').modules, 'tensorboardX', None)
-  files = training_dir.RunFiles(tmp_path / 'run', load_config('tiny'))
+  files = workdir_files.RunFiles(tmp_path / 'run', load_config('tiny'))
   files.log([{'step': 1, 'g_loss': 0.5}])
   files.sample_grid(1, np.zeros((1, 4, 4, 3), np.float32))
   files.close()

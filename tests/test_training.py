@@ -18,8 +18,9 @@ from PIL import Image
 
 from helpers import (REPO, event_values, load_config, metrics_scalars, run,
                      shared_folder, write_npz)
-from jaxinpaint import checkpoint, data, loading, models, training
-from jaxinpaint import training_dir
+from jaxinpaint import data, errors, models, training
+from jaxinpaint.models import checkpoint, loading
+from jaxinpaint.training import workdir_files
 
 TRAIN = ['train.py', '--config', 'configs/tiny.py']
 
@@ -198,7 +199,7 @@ def test_stop_request_catches_signals_in_the_main_thread_then_restores():
   previous = signal.signal(signal.SIGTERM, lambda *_: calls.append('old'))
   sentinel = signal.getsignal(signal.SIGTERM)
   try:
-    with training_dir.StopRequest() as stop:
+    with workdir_files.StopRequest() as stop:
       assert stop.installed
       os.kill(os.getpid(), signal.SIGTERM)
       deadline = time.time() + 10
@@ -213,11 +214,11 @@ def test_stop_request_catches_signals_in_the_main_thread_then_restores():
 
 
 def test_stop_request_installs_nothing_outside_the_main_thread():
-  before = {s: signal.getsignal(s) for s in training_dir.StopRequest.SIGNALS}
+  before = {s: signal.getsignal(s) for s in workdir_files.StopRequest.SIGNALS}
   seen = {}
 
   def enter():
-    with training_dir.StopRequest() as stop:
+    with workdir_files.StopRequest() as stop:
       seen['installed'] = stop.installed
       seen['during'] = {s: signal.getsignal(s) for s in before}
 
@@ -364,7 +365,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(
   config = tiny_config(npz, 50, **{'train.learning_rate': 1e30,
                                    'train.checkpoint_every': 1,
                                    'train.allow_config_change': True})
-  with pytest.raises(training.NonFiniteLossError,
+  with pytest.raises(errors.NonFiniteLossError,
                      match=r'NaN/Inf at step 3;.*checkpoint \(step 2\)'):
     training.train_and_evaluate(config, workdir)
   assert checkpoint.latest_step(workdir) == 2
@@ -435,7 +436,7 @@ def test_unknown_config_key(tmp_path):
   assert result.stderr.strip().splitlines()[-1] == (
       "error: unknown config key 'stepz' in a --config.* override (Did you "
       'mean "steps" instead of "stepz"?); the keys are those of '
-      'jaxinpaint/config_schema.py')
+      'jaxinpaint/training/config_schema.py')
 
 
 def test_batch_not_divisible_by_devices(npz, tmp_path):

@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxinpaint import batch_completion, completion, errors, host_memory
-from jaxinpaint import inpaint_cli, inputs, loading, masks
-
+from jaxinpaint import completion, errors, host_memory
+from jaxinpaint.cli import inpaint
+from jaxinpaint.completion import batched
+from jaxinpaint.data import masks
+from jaxinpaint.inpaint_job import inputs
+from jaxinpaint.models import loading
 from test_inpaint_cli import FAST, RES, ckpt, cli, files_under, read_png, write_image  # pylint: disable=unused-import
 
 
@@ -38,7 +41,7 @@ def test_a_truncated_output_is_completed_again_on_resume(ckpt, tmp_path,
 
 
 def parse(argv):
-  return inpaint_cli.build_parser().parse_args([str(a) for a in argv])
+  return inpaint.build_parser().parse_args([str(a) for a in argv])
 
 
 def test_an_out_folder_inside_the_input_folder_is_skipped(ckpt, tmp_path,
@@ -99,14 +102,14 @@ def test_a_mostly_hole_mask_warns_that_it_may_be_inverted(ckpt, tmp_path,
   inverted = np.zeros((RES, RES), np.uint8)
   inverted[:6, :] = 255  # 6 of 64 rows known: 91% hole
   Image.fromarray(inverted).save(tmp_path / 'mask.png')
-  checked = inpaint_cli.prepare(parse(
+  checked = inpaint.prepare(parse(
       ['--checkpoint', ckpt, '--input', tmp_path / 'in', '--mask',
        tmp_path / 'mask.png', '--out', tmp_path / 'out']))
   checked.lock.release()  # `run` would release the lock on --out
   assert ('warning: the mask is 91% hole: in mask files white = known and '
           'black = hole; is the mask inverted?') in capsys.readouterr().err
   # The paper's center mask (25% hole) gives no such warning.
-  inpaint_cli.prepare(parse(['--checkpoint', ckpt, '--input', tmp_path / 'in',
+  inpaint.prepare(parse(['--checkpoint', ckpt, '--input', tmp_path / 'in',
                              '--out', tmp_path / 'out'])).lock.release()
   assert 'inverted' not in capsys.readouterr().err
 
@@ -133,10 +136,10 @@ def test_a_search_too_large_for_the_device_is_refused_before_compiling(
   for i in range(8):
     write_image(tmp_path / 'in' / f'{i}.png', seed=i)
   model = loading.load_model(ckpt)
-  per_latent = (batch_completion.SEARCH_MEMORY_FACTOR
-                * batch_completion.activation_bytes(model))
-  params = batch_completion.search_memory(model, 1, 1) - per_latent
-  assert (batch_completion.search_memory(model, 8, 10)
+  per_latent = (batched.SEARCH_MEMORY_FACTOR
+                * batched.activation_bytes(model))
+  params = batched.search_memory(model, 1, 1) - per_latent
+  assert (batched.search_memory(model, 8, 10)
           == 80 * per_latent + params)
   # A device with room for 50 latents.
   monkeypatch.setattr(host_memory, 'free_memory',
@@ -161,7 +164,7 @@ def test_a_search_too_large_for_the_device_is_refused_before_compiling(
   assert not any((tmp_path / 'out').glob('*.png'))
   # From Python the same check names the arguments, not the flags.
   with pytest.raises(errors.ArgumentError) as e:
-    batch_completion.check_search_memory(model, 8, 10, jax.devices()[:1])
+    batched.check_search_memory(model, 8, 10, jax.devices()[:1])
   assert e.value.argument == 'batch_size'
   assert str(e.value).startswith('batch_size: 8 images x 10 restarts need')
 

@@ -14,7 +14,8 @@ import importlib
 
 import numpy as np
 
-from jaxinpaint import errors, metrics, poisson
+from jaxinpaint import errors
+from jaxinpaint.ops import metrics, poisson
 
 FILLS = ('harmonic', 'telea', 'biharmonic')
 INSTALL_HINT = 'pip install -e .[baselines]'

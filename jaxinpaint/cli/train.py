@@ -4,14 +4,13 @@ Parses the config file and its overrides, joins the processes of a
 multi-host run, then calls `training.train_and_evaluate`; expected failures
 end with one `error: ...` line and the exit codes of `cli`.
 """
-import signal
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxinpaint import cli
-from jaxinpaint.cli import FAILURE, INTERRUPTED, TERMINATED, fail
+from jaxinpaint import cli, errors
+from jaxinpaint.cli.common import fail, TERMINATED
 
 TRAIN_USAGE = r"""Trains a WGAN-GP (or the DCGAN baseline) for image completion.
 
@@ -21,7 +20,7 @@ TRAIN_USAGE = r"""Trains a WGAN-GP (or the DCGAN baseline) for image completion.
 
 Rerunning the same command resumes from the latest checkpoint. Any config
 value can be overridden with --config.<key>=<value> (the keys are those of
-jaxinpaint/config_schema.py); --helpfull lists every flag of the libraries too.
+jaxinpaint/training/config_schema.py); --helpfull lists every flag of the libraries too.
 """
 
 # The multi-process flags, spelled as inpaint.py spells them; the
@@ -77,19 +76,43 @@ def _load_config_flag():
          f'({str(e).strip().splitlines()[-1].strip()})')
 
 
+def _run_training(args, _):
+  """train_and_evaluate with its failures in the library's error kinds, for
+  `cli.run_checked`: a bad config value, data set or work dir (a ValueError
+  or a missing file, found before any step) is a usage error, and Ctrl-C or
+  SIGTERM outside the training loop (loading, compiling, the export) says
+  what is kept (the loop's own stop says it, `errors.StoppedBySignal`)."""
+  from jaxinpaint import training  # pylint: disable=g-import-not-at-top
+  config, workdir = args
+  try:
+    training.train_and_evaluate(config, workdir)
+  except errors.InputError:
+    raise
+  except (ValueError, FileNotFoundError, FileExistsError) as e:
+    raise errors.InputError(str(e)) from e
+  except KeyboardInterrupt as e:
+    if isinstance(e, errors.Interrupted):
+      raise
+    how = ('terminated by SIGTERM' if cli.interrupt_code(e) == TERMINATED
+           else 'interrupted')
+    raise errors.Interrupted(
+        f'{how} outside the training loop; rerun the same command to resume from '
+        f'the latest checkpoint in {workdir}') from e
+
+
 def _train(argv):
   """The train CLI's main (absl's `app.run` calls it after parsing flags)."""
   del argv
   logging.set_verbosity(logging.WARNING)  # only a CLI's main does this
   import jax  # after flag parsing: --help must not initialize a backend
-  from jaxinpaint import data, models, training, training_dir
+  from jaxinpaint import models
   FLAGS = flags.FLAGS
   config = _load_config_flag()
   if (FLAGS.coordinator_address or FLAGS.multiprocess
       or config.train.multiprocess):
     kwargs = {}
     if FLAGS.coordinator_address:
-      from jaxinpaint import processes  # pylint: disable=g-import-not-at-top
+      from jaxinpaint.inpaint_job import processes  # pylint: disable=g-import-not-at-top
       problem = processes.check_address(FLAGS.coordinator_address)
       if problem:
         fail(problem)
@@ -102,23 +125,7 @@ def _train(argv):
     return
   if not FLAGS.workdir:
     fail('--workdir is required (where checkpoints and samples go)')
-  try:
-    with cli.sigterm_raises():
-      training.train_and_evaluate(config, FLAGS.workdir)
-  except training.StoppedBySignal as e:
-    fail(str(e), TERMINATED if e.signum == signal.SIGTERM else INTERRUPTED)
-  except KeyboardInterrupt as e:
-    # Outside the training loop (loading, compiling, the export): the
-    # latest checkpoint is all there is; an export is never half-written.
-    code = cli.interrupt_code(e)
-    fail(f'{"terminated by SIGTERM" if code == TERMINATED else "interrupted"}'
-         f' outside the training loop; rerun the same command to resume '
-         f'from the latest checkpoint in {FLAGS.workdir}', code)
-  except (training.NonFiniteLossError, training_dir.WriteError) as e:
-    fail(str(e), FAILURE)
-  except (*cli.USER_ERRORS, data.CorruptImageError) as e:
-    # Bad config values, data or work dir: usage errors.
-    fail(str(e))
+  cli.run_checked(lambda args: None, _run_training, (config, FLAGS.workdir))
   print(f'done: checkpoints, samples and metrics.jsonl in {FLAGS.workdir}')
 
 

@@ -10,8 +10,10 @@ images.
 import jax
 import numpy as np
 
-from jaxinpaint import batch_completion, completion, masks, metrics, models
-from jaxinpaint import poisson
+from jaxinpaint import completion, models
+from jaxinpaint.completion import batched
+from jaxinpaint.data import masks
+from jaxinpaint.ops import metrics, poisson
 
 
 def targets(model: models.Model, n: int, seed: int, options):
@@ -79,7 +81,7 @@ def measure(model: models.Model, *, losses=('paper', 'yeh'),
     harmonic_fill, _ = poisson.harmonic_fill(y, holes_mask)
     harmonic_mse = hole_mse(harmonic_fill, x_star)
     for name, spec in specs.items():
-      out = batch_completion.inpaint_batches(
+      out = batched.inpaint_batches(
           model, y, holes_mask, np.arange(n), spec=spec, options=options,
           batch_size=batch_size, seed=seed, progress=progress)
       dz = out['z'] - z_star

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from jaxinpaint import data, masks
+from jaxinpaint import data
+from jaxinpaint.data import masks
 from jaxinpaint.errors import InputError, RunError
-from jaxinpaint.inputs import inspect_image, names_list, note
+from jaxinpaint.inpaint_job.inputs import inspect_image, names_list, note
 
 GRID_FILE, RAW_DIR = 'grid.png', 'raw'
 METRICS_FILE, SUMMARY_FILE = 'metrics.csv', 'summary.json'
@@ -398,7 +399,8 @@ class BatchWriter:
       bad = [self.names[rows[j]] for j in np.flatnonzero(~finite)]
       raise RunError(f'completion produced non-finite values for '
                      f'{names_list(bad)}; is the checkpoint healthy?')
-    from jaxinpaint import grids, metrics  # pylint: disable=g-import-not-at-top
+    from jaxinpaint.data import grids  # pylint: disable=g-import-not-at-top
+    from jaxinpaint.ops import metrics
     blended = metrics.to_uint8(results['blended'])
     overlay = metrics.to_uint8(results['overlay'])
     for j, i in enumerate(rows):
@@ -433,7 +435,7 @@ class BatchWriter:
     self._flush_metrics()
 
   def _write_grid(self):
-    from jaxinpaint import grids  # pylint: disable=g-import-not-at-top
+    from jaxinpaint.data import grids  # pylint: disable=g-import-not-at-top
     rows = self.grid_rows
     masked = self.masked[:rows]
     columns, labels = [masked], ['input']

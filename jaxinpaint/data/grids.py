@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from jaxinpaint import metrics
+from jaxinpaint.ops import metrics
 
 # A grid of small images is upscaled (nearest neighbour: every model pixel
 # stays a visible square, nothing is invented) until each cell is at least

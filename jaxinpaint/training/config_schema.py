@@ -66,7 +66,7 @@ def base_config() -> ml_collections.ConfigDict:
   # a loop body on a slow path); 'auto' picks by platform.
   c.train.critic_loop = 'auto'
   # Resuming a work dir with other values of keys that change the run
-  # (training_dir.RUN_KEYS_FREE lists those that do not) is refused unless True.
+  # (workdir_files.RUN_KEYS_FREE lists those that do not) is refused unless True.
   c.train.allow_config_change = False
   return c
 
@@ -146,11 +146,11 @@ def validate(config) -> None:
   unknown = sorted(given.keys() - schema.keys())
   if unknown:
     raise ValueError(f'config.{unknown[0]}: not a key of '
-                     'jaxinpaint/config_schema.py')
+                     'jaxinpaint/training/config_schema.py')
   for key, default in schema.items():
     if key not in given:
       raise ValueError(f'config.{key}: missing (every key of '
-                       'jaxinpaint/config_schema.py must be set)')
+                       'jaxinpaint/training/config_schema.py must be set)')
     value = given[key]
     problem = _type_problem(value, default) or _range_problem(key, value)
     if problem:

@@ -2,7 +2,7 @@
 
 Parses the flags, plans (`prepare`: every input and output path is checked
 with `inputs` and `outputs` before any computation, so a bad run writes
-nothing), executes (`inpaint_run.execute`: the images stream through the
+nothing), executes (`runner.execute`: the images stream through the
 completion batch by batch and each batch's PNGs and metrics are written as
 soon as it is done, so an interrupted run keeps them) and reports. The
 library's errors end here with one `error: ...` line on stderr and the exit
@@ -14,9 +14,11 @@ import argparse
 from pathlib import Path
 
 # No JAX behind these: `--help` and input errors stay fast.
-from jaxinpaint import cli, errors, inputs, inpaint_run, loading, masks
-from jaxinpaint import outputs, processes
+from jaxinpaint import cli, errors
+from jaxinpaint.data import masks
 from jaxinpaint.errors import InputError
+from jaxinpaint.inpaint_job import inputs, outputs, processes, runner
+from jaxinpaint.models import loading
 
 _DESCRIPTION = """\
 Fills the holes of images with a trained jaxinpaint model (semantic image
@@ -111,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
       '--loss does not apply.')
   p.add_argument('--steps', type=int, default=None, metavar='N',
                  help='Adam iterations on z (default: 1000, the paper, on a '
-                 f'GPU/TPU; {inpaint_run.CPU_DEFAULT_STEPS} on a CPU, where '
+                 f'GPU/TPU; {runner.CPU_DEFAULT_STEPS} on a CPU, where '
                  '1000 steps take tens of minutes).')
   p.add_argument('--tune-steps', type=int, default=0, metavar='N',
                  help='pivotal tuning after the search: N Adam steps on each '
@@ -222,12 +224,12 @@ def _check_flags(args):
                      f'{args.process_timeout}')
 
 
-def prepare(args) -> inpaint_run.Plan:
+def prepare(args) -> runner.Plan:
   """The plan of a parsed command line: checks every input and output path
   (images are read again batch by batch when completed). Raises InputError,
-  data.CorruptImageError or ValueError (naming the file) for bad inputs;
+  errors.CorruptImageError or ValueError (naming the file) for bad inputs;
   writes nothing but the lock on --out (`outputs.OutLock`; released on an
-  error, else by `inpaint_run.execute`)."""
+  error, else by `runner.execute`)."""
   _check_flags(args)
   with errors.naming_flags(model='--checkpoint'):
     model_dir, config = loading.find_model(args.checkpoint)
@@ -246,7 +248,7 @@ def prepare(args) -> inpaint_run.Plan:
                   '10-12)')
   outputs.check_out_folder(out)
   # Before the outputs are checked: a run started meanwhile on OUT cannot
-  # write what this one finds absent. Released by `inpaint_run.execute`.
+  # write what this one finds absent. Released by `runner.execute`.
   lock = outputs.OutLock(out, None if share is None else share.index)
   lock.acquire()
   try:
@@ -261,13 +263,13 @@ def prepare(args) -> inpaint_run.Plan:
   except BaseException:
     lock.release()
     raise
-  settings = inpaint_run.Settings(
+  settings = runner.Settings(
       steps=args.steps, restarts=args.restarts, tune_steps=args.tune_steps,
       loss=args.loss, seed=args.seed, batch_size=args.batch_size,
       blend=not args.no_blend, dtype=args.dtype, evaluate=args.evaluate,
       resume=args.resume, grid_max=args.grid_max, devices=args.devices,
       process_timeout=args.process_timeout)
-  return inpaint_run.Plan(model_dir, images, names, resolution, mask,
+  return runner.Plan(model_dir, images, names, resolution, mask,
                           reference, out, done, settings,
                           _record(args, model_dir), share, lock)
 
@@ -289,9 +291,9 @@ def _record(args, model_dir) -> dict:
       '--no-blend': args.no_blend, '--tune-steps': args.tune_steps}
 
 
-def run(args, plan: inpaint_run.Plan) -> dict:
+def run(args, plan: runner.Plan) -> dict:
   """Executes the plan and reports it; returns the run's summary."""
-  outcome = inpaint_run.execute(plan)
+  outcome = runner.execute(plan)
   out, share, summary = outputs.text(plan.out), plan.share, outcome.summary
   completed, resumed = outcome.completed, outcome.resumed
   if share is not None and share.index != 0:

@@ -16,9 +16,10 @@ import numpy as np
 from ml_collections import ConfigDict
 from PIL import Image
 
-from jaxinpaint import data, masks
+from jaxinpaint import data, errors
+from jaxinpaint.data import masks
 from jaxinpaint.errors import InputError
-from jaxinpaint.loading import ASSETS
+from jaxinpaint.models.loading import ASSETS
 
 EXAMPLES = ASSETS / 'examples'  # example faces, digits, masks, a reference
 # Bounds of --steps (the paper uses 1000: a larger count is a typo that would
@@ -70,7 +71,7 @@ def inspect_image(path):
     with Image.open(path) as img:
       return data.upright_size(img), img.mode
   except (OSError, SyntaxError, ValueError) as e:
-    raise data.CorruptImageError(
+    raise errors.CorruptImageError(
         f'cannot read image {path}: {type(e).__name__}: {e}') from e
 
 
@@ -93,7 +94,7 @@ def load_image_files(paths, resolution: int, what: str = 'image'):
 
 class Rows:
   """Rows of an image set read on demand: `len()` and `read(rows)` (the
-  rows reader of `batch_completion.inpaint_batches`)."""
+  rows reader of `batched.inpaint_batches`)."""
 
   def read_all(self) -> np.ndarray:
     """Every row at once: for small sets (memory grows with the count)."""
@@ -103,7 +104,7 @@ class Rows:
 class ImageFiles(Rows):
   """Image files read on demand: `read(rows)` decodes those rows only, so a
   run holds a batch or two of images whatever their number (the rows
-  reader of `batch_completion.inpaint_batches`)."""
+  reader of `batched.inpaint_batches`)."""
 
   def __init__(self, paths, resolution: int):
     self.paths, self.resolution = [str(p) for p in paths], resolution

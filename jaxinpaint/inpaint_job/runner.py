@@ -1,6 +1,6 @@
 """Executes a checked `inpaint.py` run (`inpaint_cli` parses and plans).
 
-The images stream: `batch_completion.inpaint_batches` reads each batch when it
+The images stream: `batched.inpaint_batches` reads each batch when it
 is due (the next one on a thread), completes it and hands it to
 `outputs.BatchWriter`, which writes its PNGs and metrics rows at once; only
 per-image numbers (N floats) and the grid's first rows are kept, so memory
@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from jaxinpaint import errors, inputs, loading, outputs, processes
+from jaxinpaint import errors
+from jaxinpaint.inpaint_job import inputs, outputs, processes
+from jaxinpaint.models import loading
 
 PAPER_STEPS = 1000
 CPU_DEFAULT_STEPS = 200
@@ -66,8 +68,8 @@ class Plan:
   def read_masks(self, rows) -> np.ndarray:
     """The masks of the images `rows` (one shared mask broadcast)."""
     # pylint: disable-next=g-import-not-at-top
-    from jaxinpaint import batch_completion
-    return batch_completion.rows_reader('masks', self.mask,
+    from jaxinpaint.completion import batched
+    return batched.rows_reader('masks', self.mask,
                                         len(self.names))(rows)
 
 
@@ -92,7 +94,9 @@ def execute(plan: Plan) -> Outcome:
 
 def _execute(plan: Plan) -> Outcome:
   # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import batch_completion, completion, metrics
+  from jaxinpaint.completion import batched
+  from jaxinpaint import completion
+  from jaxinpaint.ops import metrics
   s, out, share, n = plan.settings, plan.out, plan.share, len(plan.names)
   devices = completion_devices(s.devices)
   model = load_model(plan.model_dir)
@@ -142,19 +146,19 @@ def _execute(plan: Plan) -> Outcome:
                   f'images are finished in {outputs.text(out)}/; skipping '
                   'them')
     if len(todo):
-      batch = batch_completion.round_batch_size(s.batch_size, len(todo),
+      batch = batched.round_batch_size(s.batch_size, len(todo),
                                                 len(devices))
       # Before compiling a search that cannot fit.
       with errors.naming_flags(restarts='--restarts',
                                batch_size='--batch-size'):
-        batch_completion.check_search_memory(model, batch, s.restarts, devices)
+        batched.check_search_memory(model, batch, s.restarts, devices)
       _announce(share, len(todo), model.step, steps, s, devices, batch)
 
       def on_batch(start, stop, results):
         rows = todo[start:stop]
         per_image = None
         if s.evaluate and share is None:
-          per_image, _ = batch_completion.evaluate(results['images'], results,
+          per_image, _ = batched.evaluate(results['images'], results,
                                            results['masks'])
         writer.batch(rows, results, per_image)
         if share is not None:
@@ -170,7 +174,7 @@ def _execute(plan: Plan) -> Outcome:
                                    tune_steps=s.tune_steps)
       # With --evaluate the inputs are whole images: completion never reads
       # their hole pixels (the grid shows them damaged, `_damaged`).
-      results = batch_completion.inpaint_batches(
+      results = batched.inpaint_batches(
           model, _BlockReader(plan.images, todo),
           _BlockReader(plan.mask, todo) if hasattr(plan.mask, 'read')
           else plan.mask, todo, spec=spec, options=options,
@@ -229,9 +233,9 @@ def _execute(plan: Plan) -> Outcome:
 def completion_devices(count):
   """--devices as a list of local devices, or an InputError naming it."""
   # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import batch_completion
+  from jaxinpaint.completion import batched
   try:
-    return batch_completion.completion_devices(count)
+    return batched.completion_devices(count)
   except ValueError:
     import jax  # pylint: disable=g-import-not-at-top
     local = jax.local_devices()
@@ -243,10 +247,9 @@ def completion_devices(count):
 
 def load_model(model_dir):
   """The model, or one InputError line for one that does not load."""
-  from jaxinpaint import checkpoint  # pylint: disable=g-import-not-at-top
   try:
     return loading.load_model(model_dir)
-  except (checkpoint.ChecksumError, checkpoint.DamagedCheckpointError) as e:
+  except (errors.ChecksumError, errors.DamagedCheckpointError) as e:
     raise errors.InputError(str(e)) from e
   except Exception as e:  # pylint: disable=broad-except
     # A damaged checkpoint: orbax and tensorstore raise many types.
@@ -301,12 +304,12 @@ def _add_written_metrics(writer, plan: Plan, rows):
   earlier run, or of other processes), from their PNGs, against the
   originals; `METRICS_CHUNK` images at a time."""
   # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import batch_completion
+  from jaxinpaint.completion import batched
   for start in range(0, len(rows), METRICS_CHUNK):
     chunk = rows[start:start + METRICS_CHUNK]
     written = outputs.read_finished(plan.out, plan.names, chunk,
                                    plan.resolution)
-    per_image, _ = batch_completion.evaluate(
+    per_image, _ = batched.evaluate(
         plan.images.read(chunk), written.astype(np.float32) / 127.5 - 1,
         plan.read_masks(chunk))
     writer.add_metrics(chunk, per_image)

@@ -16,7 +16,9 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from jaxinpaint import checkpoint, grids
+from jaxinpaint import errors
+from jaxinpaint.data import grids
+from jaxinpaint.models import checkpoint
 
 METRICS_FILE = 'metrics.jsonl'
 SAMPLES_DIR = 'samples'
@@ -87,25 +89,12 @@ def check_resumable(workdir, config):
         'these (the old config is kept as config.<step>.json)')
 
 
-class WriteError(RuntimeError):
-  """A file of the work dir could not be written (e.g. the disk is full):
-  one line, exit code 1 in the CLI."""
-
-
-def _write_error(what, workdir, last_saved, error: OSError) -> WriteError:
+def _write_error(what, workdir, last_saved, error: OSError) -> errors.WriteError:
   kept = (f'the checkpoint of step {last_saved} is kept' if last_saved
           is not None else 'no checkpoint was saved')
-  return WriteError(f'cannot write {what} in {workdir}: '
+  return errors.WriteError(f'cannot write {what} in {workdir}: '
                     f'{error.strerror or error}; {kept}: make room and rerun '
                     'the same command to resume')
-
-
-class StoppedBySignal(Exception):
-  """SIGTERM/SIGINT (`signum`) arrived; a checkpoint was saved."""
-
-  def __init__(self, message, signum=signal.SIGINT):
-    super().__init__(message)
-    self.signum = signum
 
 
 class StopRequest:
@@ -167,7 +156,7 @@ class RunFiles:
     return self._manager
 
   def save(self, state, step, *, finalized: bool = False):
-    """Saves a checkpoint; raises WriteError (one line) if it cannot.
+    """Saves a checkpoint; raises errors.WriteError (one line) if it cannot.
 
     `finalized`: whether the state's `g_stats_eval` are recalibrated for its
     weights (`training.finalize`), recorded in the step's metadata

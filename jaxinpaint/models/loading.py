@@ -23,15 +23,15 @@ argument errors stay fast).
 import sys
 from pathlib import Path
 
-from jaxinpaint.errors import ArgumentError
+from jaxinpaint import errors
 
-ASSETS = Path(__file__).parent / 'assets'  # the package's shipped files
+ASSETS = Path(__file__).parents[1] / 'assets'  # the package's shipped files
 DEFAULT_MODEL = ASSETS / 'celeba64'
 
 
 def shipped_model_names() -> list:
   """The models in the package (folders of assets/ with a config)."""
-  from jaxinpaint import checkpoint  # pylint: disable=g-import-not-at-top
+  from jaxinpaint.models import checkpoint  # pylint: disable=g-import-not-at-top
   if not ASSETS.is_dir():
     return []
   return sorted(p.name for p in ASSETS.iterdir()
@@ -42,15 +42,15 @@ def find_model(model=None):
   """(model directory, its config) of `model` (module docs). Cheap: no
   arrays are loaded.
 
-  Raises ArgumentError('model', ...) for a path that is neither a model
+  Raises errors.ArgumentError('model', ...) for a path that is neither a model
   directory nor a shipped model's name, a directory that is not a model, and
   a model that never trained (step 0).
   """
-  from jaxinpaint import checkpoint  # pylint: disable=g-import-not-at-top
+  from jaxinpaint.models import checkpoint  # pylint: disable=g-import-not-at-top
   if model is None:
     model_dir = DEFAULT_MODEL
     if not model_dir.is_dir():
-      raise ArgumentError('model', f'no shipped model is installed (nothing '
+      raise errors.ArgumentError('model', f'no shipped model is installed (nothing '
                           f'at {model_dir}); pass a model directory (a '
                           'training work dir or an exported model)')
   else:
@@ -59,25 +59,25 @@ def find_model(model=None):
     if not model_dir.is_dir() and model_dir.name == model:
       model_dir = ASSETS / model  # a shipped model's name
     if not model_dir.is_dir():
-      raise ArgumentError('model', f'{model}: no such directory (nor a '
+      raise errors.ArgumentError('model', f'{model}: no such directory (nor a '
                           'shipped model: '
                           f'{", ".join(shipped_model_names())})')
   try:
     config = checkpoint.load_config(model_dir)
   except (FileNotFoundError, ValueError) as e:  # ValueError: bad JSON
-    raise ArgumentError('model', str(e)) from e
+    raise errors.ArgumentError('model', str(e)) from e
   step = checkpoint.latest_step(model_dir)
   if step is None:
     writing = checkpoint.steps_being_written(model_dir)
     if writing:
-      raise ArgumentError('model', f'{model_dir}: its first checkpoint (step '
+      raise errors.ArgumentError('model', f'{model_dir}: its first checkpoint (step '
                           f'{writing[-1]}) is being written (is training '
                           'running there?); retry when it is saved')
-    raise ArgumentError('model', f'{model_dir}: not a jaxinpaint model '
+    raise errors.ArgumentError('model', f'{model_dir}: not a jaxinpaint model '
                         'directory (no checkpoint under '
                         f'{checkpoint.CHECKPOINT_DIR}/)')
   if step == 0:
-    raise ArgumentError('model', f'{model_dir}: its checkpoint is from step '
+    raise errors.ArgumentError('model', f'{model_dir}: its checkpoint is from step '
                         '0, a model that never trained (its completions '
                         'would be noise); train it, or pass another model')
   return model_dir, config
@@ -87,12 +87,13 @@ def load_model(model=None):
   """The `models.Model` handle of `model` (module docs): nets, float32
   inference variables, arch, z_dim, resolution, step and config.
 
-  Raises ArgumentError as `find_model`, checkpoint.ChecksumError for a
-  damaged exported model, checkpoint.DamagedCheckpointError for a damaged
+  Raises ArgumentError as `find_model`, errors.ChecksumError for a
+  damaged exported model, errors.DamagedCheckpointError for a damaged
   checkpoint.
   """
   # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint import checkpoint, models
+  from jaxinpaint.models import checkpoint
+  from jaxinpaint import models
   model_dir, config = find_model(model)
   raw, step = checkpoint.restore_raw(model_dir)
   checkpoint.check_checksums(model_dir, raw)
@@ -103,7 +104,7 @@ def load_model(model=None):
     print(f'note: {model_dir}: the checkpoint of step {step} was saved '
           "before the end of training, so G's BatchNorm statistics are "
           f'running averages; recalibrating them over {batches} batches of z '
-          f'(`python -m jaxinpaint.export --workdir {model_dir} --out DIR` '
+          f'(`python -m jaxinpaint.cli.export --workdir {model_dir} --out DIR` '
           'does it once)', file=sys.stderr)
     generator = models.build_models(config.model)['generator']
     raw = dict(raw, g_stats_eval=models.recalibrated_stats(

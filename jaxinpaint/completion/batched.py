@@ -4,11 +4,11 @@ The layer between `completion` (one jitted call on one batch) and the
 `inpaint.py` CLI, importable from a notebook:
 
   model = loading.load_model(model_dir)
-  results = batch_completion.inpaint_batches(
+  results = batched.inpaint_batches(
       model, images, masks, np.arange(len(images)),
       spec=completion.LOSSES['paper'], options=completion.Options(),
       batch_size=64, seed=0)
-  per_image, summary = batch_completion.evaluate(originals, results, masks)
+  per_image, summary = batched.evaluate(originals, results, masks)
 
 Every batch has the same shape (the last one is padded), so `complete` is
 compiled once; each image's key comes from (seed, its index), and completion
@@ -38,9 +38,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 import tqdm
 
-from jaxinpaint import completion, errors, host_memory, metrics, models
+from jaxinpaint import completion, errors, host_memory, models
+from jaxinpaint.ops import metrics
 
-# Per-image results that `inpaint_batches` returns (leading axis N).
 RESULT_KEYS = ('generated', 'overlay', 'blended', 'z', 'final_loss',
                'loss_trace', 'cg_iterations', 'tune_trace')
 

@@ -8,8 +8,8 @@ ships the cascades), imported when the check runs.
 """
 import numpy as np
 
-from jaxinpaint import metrics
 from jaxinpaint.errors import InputError
+from jaxinpaint.ops import metrics
 
 
 def haar_face_hits(images, pad: int = 16, size: int = 192) -> np.ndarray:

@@ -33,7 +33,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxinpaint import image_ops, models, poisson
+from jaxinpaint import models
+from jaxinpaint.ops import image_ops, poisson
 
 
 @dataclasses.dataclass(frozen=True)

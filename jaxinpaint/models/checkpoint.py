@@ -36,17 +36,14 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxinpaint import errors
+
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_DIR = 'checkpoints'
 CHECKSUM_FILE = 'checksums.json'
 # What config.json must hold to build the networks.
 MODEL_KEYS = ('arch', 'resolution', 'width', 'z_dim')
-
-
-class ChecksumError(ValueError):
-  """An array of an exported model differs from the checksum it was saved
-  with: the files were damaged after export."""
 
 
 # The key of a step's custom metadata (orbax) that says it is finalized.
@@ -106,8 +103,8 @@ def restore_raw(workdir, step=None, attempts: int = 3, wait: float = 2.0):
   A work dir that training is writing may change under the reader (a new
   step being written, an old one deleted): the newest step is then read
   again, up to `attempts` times, `wait` seconds apart. Raises
-  CheckpointBeingWrittenError if it still cannot be read then,
-  DamagedCheckpointError (naming the step) for a damaged checkpoint.
+  errors.CheckpointBeingWrittenError if it still cannot be read then,
+  errors.DamagedCheckpointError (naming the step) for a damaged checkpoint.
   """
   fallback = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   args = ocp.args.StandardRestore(fallback_sharding=fallback)
@@ -126,21 +123,11 @@ def restore_raw(workdir, step=None, attempts: int = 3, wait: float = 2.0):
              else '(has training saved one?)'))
     try:
       return restore_step(workdir, chosen, args, mgr), int(chosen)
-    except CheckpointBeingWrittenError:
+    except errors.CheckpointBeingWrittenError:
       if step is not None or attempt + 1 == attempts:
         raise
       time.sleep(wait)
   raise AssertionError('unreachable')
-
-
-class DamagedCheckpointError(ValueError):
-  """A checkpoint whose files cannot be read: an array file missing or
-  truncated."""
-
-
-class CheckpointBeingWrittenError(DamagedCheckpointError):
-  """A checkpoint that changed while it was read: training is writing the
-  work dir."""
 
 
 # orbax writes a step to `<step>.orbax-checkpoint-tmp-<time>`, then renames it.
@@ -159,9 +146,9 @@ def steps_being_written(workdir) -> list:
 
 def restore_step(workdir, step, args, mgr=None):
   """`mgr.restore(step, args=args)` with one-line errors: raises
-  CheckpointBeingWrittenError when training is changing the work dir (the
+  errors.CheckpointBeingWrittenError when training is changing the work dir (the
   step was deleted meanwhile, or another is being written),
-  DamagedCheckpointError naming the step otherwise."""
+  errors.DamagedCheckpointError naming the step otherwise."""
   mgr = mgr or manager(workdir, create=False)
   held = _StderrHeldBack()
   try:
@@ -186,12 +173,12 @@ def restore_step(workdir, step, args, mgr=None):
     if writing or not folder.exists():
       now = (f'the checkpoint of step {writing[-1]} is being written'
              if writing else f'{folder} was deleted')
-      raise CheckpointBeingWrittenError(
+      raise errors.CheckpointBeingWrittenError(
           f'{workdir}: cannot read the checkpoint of step {step}: {now} '
           '(is training running there?); retry when it has saved the '
           'checkpoint') from e
     first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-    raise DamagedCheckpointError(
+    raise errors.DamagedCheckpointError(
         f'{workdir}: the checkpoint of step {step} is damaged, a file under '
         f'{folder} is missing or truncated ({type(e).__name__}: '
         f'{first[:160]})') from e
@@ -249,7 +236,7 @@ def intact_step_before(workdir, step):
     try:
       restore_raw(workdir, earlier)
       return int(earlier)
-    except DamagedCheckpointError:
+    except errors.DamagedCheckpointError:
       continue
   return None
 
@@ -368,13 +355,13 @@ def check_checksums(model_dir, tree):
   work dir has none.
 
   Raises:
-    ChecksumError: naming the model directory and the first bad array, or
+    errors.ChecksumError: naming the model directory and the first bad array, or
       the missing checksums of an exported model.
   """
   path = Path(model_dir, CHECKSUM_FILE)
   if not path.is_file():
     if isinstance(tree, dict) and 'g_stats' not in tree:
-      raise ChecksumError(
+      raise errors.ChecksumError(
           f'{model_dir}: an exported model without {CHECKSUM_FILE}: the '
           'export did not finish (export writes it last); export it again')
     return
@@ -383,7 +370,7 @@ def check_checksums(model_dir, tree):
   except (ValueError, AttributeError):  # bad JSON or UTF-8; not an object
     expected = None
   if not isinstance(expected, dict):
-    raise ChecksumError(f'{model_dir}: {CHECKSUM_FILE} is not a valid '
+    raise errors.ChecksumError(f'{model_dir}: {CHECKSUM_FILE} is not a valid '
                         'checksum file (expected {"sha256": {array path: '
                         'hex digest}})')
   actual = array_checksums(tree)
@@ -396,7 +383,7 @@ def check_checksums(model_dir, tree):
       problem = f'does not match its SHA-256 in {CHECKSUM_FILE}'
     else:
       continue
-    raise ChecksumError(f'{model_dir}: array {key} {problem}: the model '
+    raise errors.ChecksumError(f'{model_dir}: array {key} {problem}: the model '
                         'files are damaged; export or copy the model again')
 
 

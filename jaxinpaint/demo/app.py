@@ -27,9 +27,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from jaxinpaint import data, errors, inputs, loading, masks
+from jaxinpaint import data, errors
+from jaxinpaint.data import masks
+from jaxinpaint.inpaint_job import inputs
+from jaxinpaint.models import loading
 
-# The shipped model a bare `jaxinpaint-demo` serves: the default model on an
 # accelerator; on a CPU its 16x cheaper preview, so that the page's default
 # settings finish in seconds (the page says so).
 DEFAULT_MODEL, CPU_MODEL = 'celeba64', 'celeba64_cpu'
@@ -54,47 +56,43 @@ DIGIT_EXAMPLES = sorted((inputs.EXAMPLES / 'digits').glob('*'))
 REFERENCE = inputs.EXAMPLES / 'reference.png'
 
 
-class PageError(ValueError):
-  """Bad input on the page: one line for the visitor."""
-
-
 # ----------------------------------------------------------------------------
 # Inputs: image, crop, hole.
 
 
 def load_crop(path, resolution: int, what: str = 'the image') -> np.ndarray:
   """An uploaded file → float32 (R, R, 3) in [-1, 1], cropped and resized as
-  training data are. PageError (one line) for anything it cannot use."""
+  training data are. errors.PageError (one line) for anything it cannot use."""
   if path is None:
-    raise PageError(f'no image: upload {what} or pick an example')
+    raise errors.PageError(f'no image: upload {what} or pick an example')
   path = os.fspath(path)
   name = os.path.basename(path)
   try:
     with warnings.catch_warnings():  # the size is checked below
       warnings.simplefilter('ignore', Image.DecompressionBombWarning)
       (w, h), _ = inputs.inspect_image(path)
-  except data.CorruptImageError:
-    raise PageError(f'{what} ({name}) is not an image this page can read '
+  except errors.CorruptImageError:
+    raise errors.PageError(f'{what} ({name}) is not an image this page can read '
                     '(PNG, JPEG, ...)') from None
   except Image.DecompressionBombError:
-    raise PageError(f'{what} ({name}) is far larger than the '
+    raise errors.PageError(f'{what} ({name}) is far larger than the '
                     f'{MAX_PIXELS / 1e6:.0f} megapixels this page takes: '
                     'scale it down first') from None
   if w * h > MAX_PIXELS:
-    raise PageError(f'{what} ({name}) is {w}x{h} ({w * h / 1e6:.0f} '
+    raise errors.PageError(f'{what} ({name}) is {w}x{h} ({w * h / 1e6:.0f} '
                     f'megapixels); this page takes up to '
                     f'{MAX_PIXELS / 1e6:.0f}: scale it down first')
   try:
     images, _ = data.load_images([path], resolution)
-  except (data.CorruptImageError, ValueError, OSError) as e:
-    raise PageError(f'cannot decode {what} ({name}): it may be truncated or '
+  except (errors.CorruptImageError, ValueError, OSError) as e:
+    raise errors.PageError(f'cannot decode {what} ({name}): it may be truncated or '
                     f'damaged ({str(e).splitlines()[0][-120:]})') from None
   return images[0]
 
 
 def to_uint8(image) -> np.ndarray:
   """[-1, 1] float → uint8, the rounding of every PNG jaxinpaint writes."""
-  from jaxinpaint import metrics  # pylint: disable=g-import-not-at-top
+  from jaxinpaint.ops import metrics  # pylint: disable=g-import-not-at-top
   return metrics.to_uint8(np.asarray(image, np.float32))
 
 
@@ -134,23 +132,23 @@ def mask_file(path, resolution: int, image_path) -> np.ndarray:
   """A mask file (white = known): R x R as is, or of the image's own size,
   then cropped and resized with it (the same geometry as the image)."""
   if path is None:
-    raise PageError('hole "mask file": upload a mask image (white = known, '
+    raise errors.PageError('hole "mask file": upload a mask image (white = known, '
                     'black = hole)')
   name = os.path.basename(os.fspath(path))
   try:
     (w, h), _ = inputs.inspect_image(path)
-  except data.CorruptImageError:
-    raise PageError(f'the mask file ({name}) is not an image') from None
+  except errors.CorruptImageError:
+    raise errors.PageError(f'the mask file ({name}) is not an image') from None
   if (w, h) == (resolution, resolution):
     try:
       return masks.load_mask(os.fspath(path), resolution, resolution)[0]
     except ValueError as e:
-      raise PageError(str(e).splitlines()[0]) from None
+      raise errors.PageError(str(e).splitlines()[0]) from None
   size = None
   if image_path is not None:
     size, _ = inputs.inspect_image(image_path)
   if (w, h) != size:
-    raise PageError(f'the mask file ({name}) is {w}x{h}: expected the '
+    raise errors.PageError(f'the mask file ({name}) is {w}x{h}: expected the '
                     f"image's size ({size[0]}x{size[1]}) or the model's "
                     f'({resolution}x{resolution})' if size else
                     f'the mask file ({name}) is {w}x{h}: expected '
@@ -161,12 +159,12 @@ def mask_file(path, resolution: int, image_path) -> np.ndarray:
 
 def page_mask(hole: str, resolution: int, *, layers=None, mask_path=None,
               image_path=None, seed: int = 0) -> np.ndarray:
-  """The (R, R, 1) mask (1 = known) the page's hole settings give; PageError
+  """The (R, R, 1) mask (1 = known) the page's hole settings give; errors.PageError
   for a mask without a hole or without a known pixel."""
   if hole == 'painted':
     mask = painted_mask(layers, resolution)
     if mask.all():
-      raise PageError('no hole painted: paint over what should go with the '
+      raise errors.PageError('no hole painted: paint over what should go with the '
                       'brush, or pick a preset hole')
   elif hole == 'mask file':
     mask = mask_file(mask_path, resolution, image_path)
@@ -174,11 +172,11 @@ def page_mask(hole: str, resolution: int, *, layers=None, mask_path=None,
     mask = masks.make_masks(_PRESET_KINDS[hole], 1, resolution, resolution,
                             seed)[0]
   else:
-    raise PageError(f'hole {hole!r}: expected one of {", ".join(HOLE_CHOICES)}')
+    raise errors.PageError(f'hole {hole!r}: expected one of {", ".join(HOLE_CHOICES)}')
   if mask.all():
-    raise PageError('the mask has no hole: nothing to complete')
+    raise errors.PageError('the mask has no hole: nothing to complete')
   if not mask.any():
-    raise PageError('the mask covers the whole image: nothing is left to '
+    raise errors.PageError('the mask covers the whole image: nothing is left to '
                     'complete it from')
   return mask
 
@@ -188,7 +186,7 @@ def parts_mask(parts, resolution: int) -> np.ndarray:
   (squares of `masks.three_squares_coordinates`) taken from the reference."""
   unknown = [p for p in parts if p not in PARTS]
   if unknown or not parts:
-    raise PageError(f'parts: pick one or more of {", ".join(PARTS)}')
+    raise errors.PageError(f'parts: pick one or more of {", ".join(PARTS)}')
   keep = np.ones((resolution, resolution, 1), np.float32)
   boxes = masks.three_squares_coordinates(resolution, resolution)
   for part in parts:
@@ -213,7 +211,7 @@ class Models:
         try:
           self._models[name] = loading.load_model(name)
         except errors.ArgumentError as e:
-          raise PageError(e.detail) from None
+          raise errors.PageError(e.detail) from None
       return self._models[name]
 
 
@@ -229,14 +227,10 @@ class Update:
   final: bool = False
 
 
-class Cancelled(Exception):
-  """The visitor left: the search stops at its next preview."""
-
-
 @functools.cache
 def _blend_jit():
   import jax  # pylint: disable=g-import-not-at-top
-  from jaxinpaint import poisson  # pylint: disable=g-import-not-at-top
+  from jaxinpaint.ops import poisson  # pylint: disable=g-import-not-at-top
   return jax.jit(lambda y, guide, mask: poisson.poisson_blend(y, guide,
                                                                mask)[0])
 
@@ -270,7 +264,7 @@ def watch_completion(model, image, mask, *, loss: str = 'paper', steps: int,
 
   def on_steps(done, z, losses):
     if cancel.is_set():
-      raise Cancelled()
+      raise errors.Cancelled()
     losses = np.asarray(losses)[0]
     best = int(np.argmin(losses))
     trace.append((done, float(losses[best])))
@@ -289,7 +283,7 @@ def watch_completion(model, image, mask, *, loss: str = 'paper', steps: int,
             on_steps=on_steps, every=every)
       events.put(('done', {k: np.asarray(v) for k, v in out.items()
                            if v is not None}))
-    except Cancelled:
+    except errors.Cancelled:
       events.put(('cancelled', None))
     except Exception as e:  # pylint: disable=broad-except
       events.put(('error', e))
@@ -367,7 +361,7 @@ def build_app(default_model: str, max_steps: int = MAX_STEPS):
     r = resolution_of(model_name)
     try:
       crop = upscaled(to_uint8(load_crop(path, r)), display_factor(r))
-    except PageError as e:
+    except errors.PageError as e:
       fail(e)
     return ({'background': crop, 'layers': [], 'composite': crop},
             f'The model sees this {r}x{r} crop (shown {crop.shape[0]} px). '
@@ -407,7 +401,7 @@ def build_app(default_model: str, max_steps: int = MAX_STEPS):
                     f'{time.perf_counter() - start:.1f} s')
         yield (masked, u.generated, u.overlay, u.blended,
                loss_frame(u.losses), files, status)
-    except PageError as e:
+    except errors.PageError as e:
       fail(e)
 
   def run_conditional(path, ref_path, parts, model_name, steps, seed,
@@ -427,7 +421,7 @@ def build_app(default_model: str, max_steps: int = MAX_STEPS):
         yield (to_uint8(image), to_uint8(reference),
                with_grey_hole(image, keep), u.generated, u.blended,
                ('done' if u.final else f'step {u.done} of {u.steps}'))
-    except PageError as e:
+    except errors.PageError as e:
       fail(e)
 
   with gr.Blocks(title='jaxinpaint') as app:
@@ -564,7 +558,7 @@ def _checked_numbers(steps, restarts, seed, max_steps):
                                  ('restarts', restarts, 1, 16),
                                  ('seed', seed, 0, inputs.SEED_LIMIT - 1)):
     if value is None or not low <= value <= high or value != int(value):
-      raise PageError(f'{name}: expected a whole number from {low} to {high}'
+      raise errors.PageError(f'{name}: expected a whole number from {low} to {high}'
                       f', got {value}')
     values[name] = int(value)
   return values['steps'], values['restarts'], values['seed']

@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxinpaint import errors, outputs
+from jaxinpaint import errors
+from jaxinpaint.inpaint_job import outputs
 
 STATUS_DIR = '.processes'
 RUNNING, DONE, FAILED = 'running', 'done', 'failed'
@@ -127,7 +128,7 @@ def start(coordinator_address=None, num_processes=None, process_id=None,
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   try:
     child = subprocess.run(
-        [sys.executable, '-m', 'jaxinpaint.processes', json.dumps(request),
+        [sys.executable, '-m', 'jaxinpaint.inpaint_job.processes', json.dumps(request),
          str(int(timeout))], env=env, capture_output=True, text=True,
         timeout=timeout + 60)
   except subprocess.TimeoutExpired:
@@ -306,5 +307,5 @@ def grid_rows_path(out: Path, index: int) -> Path:
 
 
 if __name__ == '__main__':
-  # `start`'s child: python -m jaxinpaint.processes REQUEST_JSON TIMEOUT.
+  # `start`'s child: python -m jaxinpaint.inpaint_job.processes REQUEST_JSON TIMEOUT.
   print(json.dumps(_join(json.loads(sys.argv[1]), int(sys.argv[2]))))

@@ -39,6 +39,8 @@ from typing import Any, Iterable
 import numpy as np
 from PIL import Image, ImageOps
 
+from jaxinpaint import errors
+
 PathLike = str | os.PathLike[str]
 
 # What Pillow reads: photos, and the formats images are often kept in.
@@ -50,10 +52,6 @@ _JPEG_EXTENSIONS = ('.jpg', '.jpeg')
 _CHUNK = 16
 # Seeds are mixed into numpy's SeedSequence, which takes non-negative ints.
 _SEED_MODULUS = 1 << 64
-
-
-class CorruptImageError(ValueError):
-  """An image file that cannot be read or decoded; the message names it."""
 
 
 # ----------------------------------------------------------------------------
@@ -170,7 +168,7 @@ def _decode_file(path: str, resolution: int) -> np.ndarray:
   """Reads an image file -> uint8 (resolution, resolution, 3).
 
   Raises:
-    CorruptImageError: the file cannot be read or decoded (naming it).
+    errors.CorruptImageError: the file cannot be read or decoded (naming it).
   """
   try:
     # Restricting the formats skips PIL's probing of every plugin; the
@@ -184,7 +182,7 @@ def _decode_file(path: str, resolution: int) -> np.ndarray:
           EOFError) as e:
     # PIL signals truncated/garbage files with OSError (UnidentifiedImageError
     # included) and sometimes SyntaxError/ValueError from header parsing.
-    raise CorruptImageError(
+    raise errors.CorruptImageError(
         f'cannot read image {path}: {type(e).__name__}: {e}') from e
 
 
@@ -412,7 +410,7 @@ class BatchIterator:
     next_batch: index of the global batch the next `next()` returns (the value
       to save in a checkpoint and pass back as `start_batch`).
     num_skipped: number of distinct unreadable files skipped so far (only with
-      skip_corrupt=True; otherwise such a file raises CorruptImageError).
+      skip_corrupt=True; otherwise such a file raises errors.CorruptImageError).
     description: `describe_source` of the source.
   """
 
@@ -499,7 +497,7 @@ class BatchIterator:
         continue
       try:
         return self._source.read(j, self._resolution)
-      except CorruptImageError as e:
+      except errors.CorruptImageError as e:
         with self._lock:
           new = j not in self._corrupt
           self._corrupt.add(j)
@@ -613,7 +611,7 @@ def load_images(paths: PathLike | Iterable[PathLike],
     without extension, in input order (sorted for a folder).
 
   Raises:
-    ValueError: missing/empty folder; CorruptImageError for an unreadable file.
+    ValueError: missing/empty folder; errors.CorruptImageError for an unreadable file.
   """
   if isinstance(paths, (str, os.PathLike)):
     paths = (list_image_files(paths) if os.path.isdir(paths)

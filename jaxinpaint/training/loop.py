@@ -5,7 +5,7 @@ One `train_step` is one generator iteration: `n_critic` critic updates (a
 It is a pure function of (state, real batches); the loop jits it over a
 device mesh with the batch sharded on 'data' and the state replicated
 (`build_train_functions`). The work dir's files and stopping on SIGTERM or
-SIGINT are in `training_dir.py`.
+SIGINT are in `workdir_files.py`.
 """
 import functools
 import os
@@ -25,12 +25,9 @@ from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import tqdm
 
-from jaxinpaint import checkpoint, data, host_memory, losses, models
-from jaxinpaint import config_schema
-from jaxinpaint import training_dir
-# Raised by train_and_evaluate (callers catch training.StoppedBySignal);
-# defined with the signal handling.
-from jaxinpaint.training_dir import StoppedBySignal
+from jaxinpaint import data, errors, host_memory, models
+from jaxinpaint.models import checkpoint
+from jaxinpaint.training import config_schema, gan_losses, workdir_files
 
 
 @struct.dataclass
@@ -46,10 +43,6 @@ class TrainState:
   d_stats: Any  # DCGAN discriminator BatchNorm statistics ({} for the WGAN)
   g_opt_state: Any
   d_opt_state: Any
-
-
-class NonFiniteLossError(RuntimeError):
-  pass
 
 
 def make_optimizer(train_config):
@@ -108,7 +101,7 @@ def _critic_loss(d_params, d_stats, nets, config, real, fake, key):
     prefix = '' if name == 'critic' else 'patch_'
     if config.train.loss == 'wgan_gp':
       fn = lambda x, name=name: nets[name].apply({'params': d_params[name]}, x)
-      loss, m = losses.wgan_gp_critic_loss(
+      loss, m = gan_losses.wgan_gp_critic_loss(
           fn, real, fake, jax.random.fold_in(key, i), config.train.gp_weight)
       metrics.update({prefix + k: v for k, v in m.items()})
     else:  # 'gan': real and fake pass BN separately, as in DCGAN
@@ -119,7 +112,7 @@ def _critic_loss(d_params, d_stats, nets, config, real, fake, key):
                                           fake)
       if stats:
         new_stats[name] = stats
-      loss = losses.gan_discriminator_loss(real_logits, fake_logits)
+      loss = gan_losses.gan_discriminator_loss(real_logits, fake_logits)
     metrics[prefix + 'critic_loss'] = loss
     total = total + loss
   return total, (metrics, new_stats)
@@ -133,7 +126,7 @@ def _generator_loss(g_params, state, nets, config, z):
   else:
     logits, _ = _critic_scores(nets, 'critic', state.d_params['critic'],
                                state.d_stats.get('critic', {}), fake)
-    loss = losses.gan_generator_loss(logits)
+    loss = gan_losses.gan_generator_loss(logits)
   return loss, g_stats
 
 
@@ -155,7 +148,7 @@ def step_randomness(state: TrainState, config, batch: int):
   for another implementation of the same step (bench/train_step_torch.py):
     critic_z (n_critic, batch, z_dim): the z of each critic update's fakes;
     gp_eps (n_critic, critics, batch): each critic's interpolation ε
-      (`losses.interpolate`), critics in `critic_names` order (WGAN-GP);
+      (`gan_losses.interpolate`), critics in `critic_names` order (WGAN-GP);
     generator_z (batch, z_dim): the z of the generator update.
   """
   key, n_critic = _step_key(state), config.train.n_critic
@@ -169,7 +162,7 @@ def step_randomness(state: TrainState, config, batch: int):
     critic_z.append(models.sample_latent(k_z, z_shape, config.model.arch))
     # As _critic_loss: critic j draws from fold_in(k_gp, j).
     gp_eps.append(jnp.stack([
-        losses.interpolation_weights(jax.random.fold_in(k_gp, j),
+        gan_losses.interpolation_weights(jax.random.fold_in(k_gp, j),
                                      image_shape).reshape(batch)
         for j in range(len(critics))]))
   generator_z = models.sample_latent(_generator_key(key, n_critic), z_shape,
@@ -426,12 +419,12 @@ def _restore_for_resume(workdir, files, abstract_state):
     return checkpoint.restore_step(
         workdir, step, ocp.args.StandardRestore(abstract_state),
         files.manager())
-  except checkpoint.CheckpointBeingWrittenError:
+  except errors.CheckpointBeingWrittenError:
     raise
-  except checkpoint.DamagedCheckpointError as e:
+  except errors.DamagedCheckpointError as e:
     intact = checkpoint.intact_step_before(workdir, step)
     folder = os.path.join(workdir, checkpoint.CHECKPOINT_DIR, str(step))
-    raise checkpoint.DamagedCheckpointError(
+    raise errors.DamagedCheckpointError(
         f'{e}; ' + (f'the checkpoint of step {intact} is intact: delete '
                     f'{folder} to resume from step {intact}' if intact is not
                     None else 'no earlier checkpoint is intact: use a new '
@@ -461,10 +454,6 @@ def _unfinished(state):
   without a recalibration; the step's metadata says they are not
   recalibrated, `checkpoint.is_finalized`)."""
   return state.replace(g_stats_eval=state.g_stats)
-
-
-class TimeLimitTooShort(ValueError):
-  """config.train.time_limit passed before the first step was trained."""
 
 
 def _first_non_finite(pulled):
@@ -500,14 +489,14 @@ def train_and_evaluate(config, workdir, clock=None):
   source = data.open_source(config.data)
   check_data_size(config, len(source))
   check_batch_size(config.train.batch_size)
-  training_dir.check_workdir(workdir)
-  training_dir.check_resumable(workdir, config)
+  workdir_files.check_workdir(workdir)
+  workdir_files.check_resumable(workdir, config)
   _check_export_to(config.train.export_to, workdir)
 
   nets = models.build_models(config.model)
   on_device = config.data.on_device
   functions = build_train_functions(config, nets, make_mesh(), on_device)
-  files = training_dir.RunFiles(workdir, config)
+  files = workdir_files.RunFiles(workdir, config)
   if files.last_saved is not None:
     state = _restore_for_resume(workdir, files, functions.abstract_state)
   elif config.train.init_from:
@@ -579,7 +568,7 @@ def train_and_evaluate(config, workdir, clock=None):
       kept = (f'the last good checkpoint (step {files.last_saved}) is kept '
               f'in {workdir}' if files.last_saved is not None
               else 'no checkpoint had been saved')
-      raise NonFiniteLossError(
+      raise errors.NonFiniteLossError(
           f'{bad[1]} is NaN/Inf at step {bad[0]}; training stopped; {kept}')
     if pulled:
       now = clock()
@@ -597,7 +586,7 @@ def train_and_evaluate(config, workdir, clock=None):
   step = start
   out_of_time = lambda: deadline is not None and clock() >= deadline
   try:
-    with training_dir.StopRequest() as stop:
+    with workdir_files.StopRequest() as stop:
       timed_out = out_of_time()
       while step < total and stop.signum is None and not timed_out:
         state, metrics = step_fn(state, next_input())
@@ -621,13 +610,13 @@ def train_and_evaluate(config, workdir, clock=None):
       flush()
       if stop.signum is not None:
         files.save(_unfinished(state), step, finalized=False)
-        raise StoppedBySignal(
+        raise errors.StoppedBySignal(
             f'stopped by {signal.Signals(stop.signum).name} at step {step}; '
             f'checkpoint saved in {workdir}; rerun the same command to '
             'resume', stop.signum)
     if step < total:
       if step == start:
-        raise TimeLimitTooShort(
+        raise errors.TimeLimitTooShort(
             f'config.train.time_limit={config.train.time_limit:g}: shorter '
             f'than the start-up ({clock() - origin:.0f} s from the start to '
             'load the data and compile): no step was trained and nothing was '

@@ -1,5 +1,5 @@
-"""What every jaxinpaint command line shares (`train_cli`, `inpaint_cli`,
-`export`, the experiments' and benchmarks' scripts).
+"""What every jaxinpaint command line shares (`cli.train`, `cli.inpaint`,
+`cli.export`, the experiments' and benchmarks' scripts).
 
 Expected failures become one line on stderr and an exit code, the same in
 every jaxinpaint CLI
@@ -39,10 +39,14 @@ def sigterm_raises():
 
 
 def interrupt_code(error: BaseException) -> int:
-  """TERMINATED for a Terminated (or what it caused), else INTERRUPTED."""
-  terminated = isinstance(error, errors.Terminated) or isinstance(
-      error.__cause__, errors.Terminated)
+  """TERMINATED for a Terminated (or what it caused) or training's stop by
+  SIGTERM (`errors.StoppedBySignal`), else INTERRUPTED."""
+  terminated = (isinstance(error, errors.Terminated)
+                or isinstance(error.__cause__, errors.Terminated)
+                or getattr(error, 'signum', None) == signal.SIGTERM)
   return TERMINATED if terminated else INTERRUPTED
+
+
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError)
 
 
@@ -120,7 +124,7 @@ def parse_flags(argv):
     hint = ' '.join(line.strip() for line in hint)
     fail(f'unknown config key {key} in a --config.* override'
           + (f' ({hint})' if hint else '')
-          + '; the keys are those of jaxinpaint/config_schema.py')
+          + '; the keys are those of jaxinpaint/training/config_schema.py')
   except (flags.Error, ValueError, TypeError) as e:
     fail(str(e).splitlines()[0])
 
