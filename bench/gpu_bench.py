@@ -101,8 +101,8 @@ def train_flops(config, nets, state, batch):
 
 def jax_train(args):
   import jax
-  from jaxinpaint import models, training
-  mesh = training.make_mesh()
+  from jaxinpaint import models, sharding, training
+  mesh = sharding.training_mesh()
   for i, width in enumerate(args.widths):
     config = _train_config(args, width)
     nets = models.build_models(config.model)

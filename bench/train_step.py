@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxinpaint import cli, models, training
+from jaxinpaint import cli, models, sharding, training
 from jaxinpaint.training import config_schema
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def time_steps(step_fn, state, make_input, steps):
 
 def bench_width(config, steps, num_images):
   nets = models.build_models(config.model)
-  mesh = training.make_mesh()
+  mesh = sharding.training_mesh()
   res, batch, n_critic = (config.model.resolution, config.train.batch_size,
                           config.train.n_critic)
   rng = np.random.default_rng(0)

@@ -19,7 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxinpaint import cli, completion, errors, models
+from jaxinpaint import atomic, cli, completion, errors, models
 from jaxinpaint.completion import batched
 from jaxinpaint.data import grids, masks as masks_lib
 from jaxinpaint.errors import InputError
@@ -195,7 +195,7 @@ def run(args, plan: _Inputs) -> dict:
                     loss_weights=dataclasses.asdict(
                         completion.ConditionalSpec()), blend=True,
                     device=device.device_kind))
-  outputs.write_json(out / SUMMARY, report)
+  atomic.write_json(out / SUMMARY, report)
   print('SSIM of each result against its y1 (as in the paper\'s Fig. 12):')
   for name, s in report['ssim'].items():
     print(f'  {name}: {s:.4f}')

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import jax
 
-from jaxinpaint import cli
+from jaxinpaint import atomic, cli
 from jaxinpaint.data import masks as masks_lib
 from jaxinpaint.errors import InputError
 from jaxinpaint.evaluation import baselines
@@ -180,8 +180,8 @@ def run(args, checked) -> dict:
     table = common.table_markdown(kind, plan, settings, done['metrics'][kind])
     timing_md = common.timing_markdown(kind, plan, settings,
                                        done['timing'][kind])
-    outputs.write_text(out / f'table_{kind}.md', table)
-    outputs.write_text(out / f'timing_{kind}.md', timing_md)
+    atomic.write_text(out / f'table_{kind}.md', table)
+    atomic.write_text(out / f'timing_{kind}.md', timing_md)
     texts[kind] = (table, timing_md)
     common.save_figure(out / f'fig_{kind}.png', done['damaged'][kind],
                        done['figure'][kind], plan.images, plan.methods)
@@ -193,7 +193,7 @@ def run(args, checked) -> dict:
       per_image=done['per_image'],
       timing=dict(note='not reproducible: seconds_per_image = (wall_seconds '
                   '- compile_seconds) / n_images', **done['timing']))
-  outputs.write_json(out / 'results.json', results)
+  atomic.write_json(out / 'results.json', results)
 
   for kind in plan.mask_kinds:
     table, timing_md = texts[kind]

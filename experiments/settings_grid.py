@@ -37,7 +37,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxinpaint import cli, completion, errors
+from jaxinpaint import atomic, cli, completion, errors
 from jaxinpaint.completion import batched
 from jaxinpaint.data import masks as masks_lib
 from jaxinpaint.errors import InputError
@@ -351,8 +351,8 @@ def run(args, checked) -> dict:
       jax_version=jax.__version__)
 
   def save(grid):
-    outputs.write_json(out / 'grid.json', dict(settings=settings, **grid))
-    outputs.write_text(out / 'grid.md', grid_markdown(grid, settings))
+    atomic.write_json(out / 'grid.json', dict(settings=settings, **grid))
+    atomic.write_text(out / 'grid.md', grid_markdown(grid, settings))
 
   start = time.perf_counter()
   grid = run_grid(model, images, masks, steps=args.steps,

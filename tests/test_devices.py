@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from helpers import run
-from jaxinpaint import completion, models
+from jaxinpaint import completion, errors, models, sharding
 from jaxinpaint.completion import batched
 from jaxinpaint.data import masks
 from jaxinpaint.training import config_schema
@@ -107,7 +107,7 @@ _SCRIPT = textwrap.dedent('''
   for i, side in enumerate((2, 6, 12, 20)):
     holes[i, 2:2 + side, 2:2 + side] = 0
   blend = jax.jit(poisson.poisson_blend)
-  place, _ = batched.batch_placement(jax.local_devices())
+  place, _ = sharding.batch_placement(jax.local_devices())
   x4, info4 = blend(*place((y, guide, holes)))
   x1, info1 = blend(y, guide, holes)
   assert len(set(np.asarray(info1['iterations']).tolist())) == 4
@@ -126,21 +126,23 @@ def test_four_devices_complete_like_one():
 
 def test_device_count_and_batch_rounding():
   local = jax.local_devices()
-  assert batched.completion_devices() == local
-  assert batched.completion_devices(1) == local[:1]
-  assert batched.completion_devices(local[:1]) == local[:1]
+  assert sharding.completion_devices() == local
+  assert sharding.completion_devices(1) == local[:1]
+  assert sharding.completion_devices(local[:1]) == local[:1]
   for bad in (0, len(local) + 1):
-    with pytest.raises(ValueError, match=f'devices={bad}: expected a count '
-                       f'from 1 to the {len(local)} local devices'):
-      batched.completion_devices(bad)
-  with pytest.raises(ValueError, match='non-empty list of jax devices'):
-    batched.completion_devices([])
+    with pytest.raises(errors.ArgumentError, match=(
+        f'devices: got {bad}, but this process has {len(local)} local cpu '
+        f'device.*; expected a count from 1 to {len(local)}')):
+      sharding.completion_devices(bad)
+  with pytest.raises(errors.ArgumentError,
+                     match='non-empty list of jax devices'):
+    sharding.completion_devices([])
   # min(batch, images) rounded up to a multiple of the devices.
-  assert batched.round_batch_size(3, 7, 4) == 4
-  assert batched.round_batch_size(64, 7, 4) == 8
-  assert batched.round_batch_size(5, 100, 1) == 5
-  assert batched.round_batch_size(8, 100, 4) == 8
-  assert batched.round_batch_size(2, 1, 8) == 8
+  assert sharding.round_batch_size(3, 7, 4) == 4
+  assert sharding.round_batch_size(64, 7, 4) == 8
+  assert sharding.round_batch_size(5, 100, 1) == 5
+  assert sharding.round_batch_size(8, 100, 4) == 8
+  assert sharding.round_batch_size(2, 1, 8) == 8
 
 
 def test_bad_devices_fail_before_any_work():

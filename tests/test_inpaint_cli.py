@@ -690,8 +690,8 @@ def test_dtype_and_devices_flags(ckpt, tmp_path, capsys):
   assert (bf16 != f32).any()  # bf16 activations move the result
 
   # Bad values: one error line, exit code 2, nothing written.
-  for devices, says in (('2', '--devices 2: this process has 1 local cpu '
-                         'device; expected 1 to 1'),
+  for devices, says in (('2', '--devices: got 2, but this process has 1 '
+                         'local cpu device; expected a count from 1 to 1'),
                         ('0', '--devices must be >= 1, got 0')):
     out = tmp_path / f'devices{devices}'
     code, _, _, err = cli(argv + ['--out', out, '--devices', devices],

@@ -12,7 +12,7 @@ from PIL import Image
 
 from helpers import load_config, run, write_npz
 from test_bad_inputs import tiny_workdir
-from jaxinpaint import data, errors, models, training
+from jaxinpaint import data, errors, models, sharding, training
 from jaxinpaint.cli import export as export_cli, inpaint
 from jaxinpaint.models import export
 from jaxinpaint.models import checkpoint, loading
@@ -38,7 +38,7 @@ def saved_run(npz, tmp_path_factory):
   config = tiny_config(npz)
   workdir = tmp_path_factory.mktemp('run') / 'w'
   nets = models.build_models(config.model)
-  functions = training.build_train_functions(config, nets, training.make_mesh())
+  functions = training.build_train_functions(config, nets, sharding.training_mesh())
   state = functions.init()
   files = workdir_files.RunFiles(workdir, config)
   for step in (2, 4):

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 
 from helpers import REPO, run
-from jaxinpaint import errors, models
+from jaxinpaint import atomic, errors, models
 from jaxinpaint.cli import inpaint
-from jaxinpaint.inpaint_job import outputs, processes
+from jaxinpaint.inpaint_job import processes
 from jaxinpaint.models import checkpoint
 from jaxinpaint.training import config_schema
 
@@ -167,7 +167,7 @@ def test_multi_process_flags_are_checked_before_any_work(capsys):
 
 
 def write_status(out, share, state, **fields):
-  outputs.write_text(processes.status_path(out, share.index), json.dumps(dict(
+  atomic.write_text(processes.status_path(out, share.index), json.dumps(dict(
       run=share.run_id, process=share.index, state=state, **fields)) + '\n')
 
 

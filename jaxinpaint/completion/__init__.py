@@ -17,9 +17,8 @@ __getattr__, __dir__, __all__ = _lazy.exports(__name__, {
     'complete_conditional': 'search', 'with_dtype': 'search',
     'generate': 'search', 'image_keys': 'search',
     # batched
-    'RESULT_KEYS': 'batched', 'IMAGE_AXIS': 'batched', 'Devices': 'batched',
-    'completion_devices': 'batched', 'batch_placement': 'batched',
-    'round_batch_size': 'batched', 'SEARCH_MEMORY_FACTOR': 'batched',
+    'RESULT_KEYS': 'batched',
+    'SEARCH_MEMORY_FACTOR': 'batched',
     'activation_bytes': 'batched', 'search_memory': 'batched',
     'check_search_memory': 'batched', 'rows_reader': 'batched',
     'inpaint_batches': 'batched', 'evaluate': 'batched',

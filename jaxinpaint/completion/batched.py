@@ -31,14 +31,13 @@ depends on the split). The per-image maths is unchanged, so results equal
 the one-device ones up to the rounding above (tests/test_devices.py).
 """
 import concurrent.futures
-from typing import Dict, Mapping, Sequence, Tuple, Union
+from typing import Dict, Mapping, Sequence, Tuple
 
 import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 import tqdm
 
-from jaxinpaint import completion, errors, host_memory, models
+from jaxinpaint import completion, errors, host_memory, models, sharding
 from jaxinpaint.ops import metrics
 
 RESULT_KEYS = ('generated', 'overlay', 'blended', 'z', 'final_loss',
@@ -66,57 +65,6 @@ def _padded_rows(start: int, n: int, batch_size: int) -> np.ndarray:
 
 
 # The mesh axis that completion batches are split on (their leading axis).
-IMAGE_AXIS = 'images'
-
-Devices = Union[None, int, Sequence[jax.Device]]
-
-
-def completion_devices(devices: Devices = None) -> list:
-  """The devices `inpaint_batches` runs on.
-
-  None: all local devices; an int n: the first n local devices; a sequence:
-  those devices. Raises ValueError (one line) for a count out of range or an
-  empty sequence.
-  """
-  local = jax.local_devices()
-  if devices is None:
-    return list(local)
-  if isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
-    if not 1 <= devices <= len(local):
-      raise ValueError(f'devices={devices}: expected a count from 1 to the '
-                       f'{len(local)} local devices')
-    return list(local[:devices])
-  devices = list(devices)
-  if not devices or not all(isinstance(d, jax.Device) for d in devices):
-    raise ValueError(f'devices={devices!r}: expected None, a count or a '
-                     'non-empty list of jax devices')
-  return devices
-
-
-def batch_placement(devices: Sequence[jax.Device]):
-  """(place_batch, place_replicated): put a batch's arrays (split on their
-  leading axis over `devices`) and the networks' variables (a copy on each)
-  where the jitted search will run.
-
-  One device needs no mesh: the arrays are put on it and jit follows them.
-  """
-  if len(devices) == 1:
-    put = lambda tree: jax.device_put(tree, devices[0])
-    return put, put
-  mesh = Mesh(np.array(devices), (IMAGE_AXIS,))
-  split, replicated = NamedSharding(mesh, P(IMAGE_AXIS)), NamedSharding(
-      mesh, P())
-  return (lambda tree: jax.device_put(tree, split),
-          lambda tree: jax.device_put(tree, replicated))
-
-
-def round_batch_size(batch_size: int, n_images: int, n_devices: int) -> int:
-  """min(batch_size, n_images) rounded up to a multiple of n_devices, so every
-  device gets the same number of images (padding rows are dropped later)."""
-  batch = min(batch_size, n_images)
-  return -(-batch // n_devices) * n_devices
-
-
 # The search differentiates G and the critics for every latent it holds
 # (batch x restarts): their forward activations are kept for the backward
 # pass, which makes gradients of the same sizes, and XLA keeps temporaries
@@ -210,7 +158,7 @@ def inpaint_batches(model: models.Model, images, masks, indices, *,
                     spec, options: completion.Options, batch_size: int,
                     seed: int, progress: bool = True,
                     reference=None, on_batch=None,
-                    devices: Devices = None,
+                    devices: sharding.Devices = None,
                     keep=RESULT_KEYS) -> Dict[str, np.ndarray]:
   """Completes N images with `completion.complete`, `batch_size` at a time.
 
@@ -243,7 +191,7 @@ def inpaint_batches(model: models.Model, images, masks, indices, *,
       key of RESULT_KEYS) plus the batch's inputs 'images' and 'masks': a
       caller that writes them there keeps the finished batches of a run
       that is interrupted later, and needs no copy of all inputs.
-    devices: where to run (`completion_devices`): None = all local
+    devices: where to run (`sharding.completion_devices`): None = all local
       devices, an int = the first that many, or a list of devices. Each
       batch is split evenly over them; an image's result depends only on
       its own (y, M, key), so the device count changes results by float
@@ -298,8 +246,8 @@ def inpaint_batches(model: models.Model, images, masks, indices, *,
                          f'fit images {batch["images"].shape[1:]}')
     return batch
 
-  devices = completion_devices(devices)
-  place_batch, place_replicated = batch_placement(devices)
+  devices = sharding.completion_devices(devices)
+  place_batch, place_replicated = sharding.batch_placement(devices)
   model = model.with_variables(place_replicated(model.variables))
   if reference is None:
     run = lambda b, keys: completion.complete(
@@ -314,7 +262,7 @@ def inpaint_batches(model: models.Model, images, masks, indices, *,
         model, *place_batch((b['images'], b['reference'], b['masks'], keys)),
         spec=cond_spec, options=options)
 
-  batch = round_batch_size(batch_size, n, len(devices))
+  batch = sharding.round_batch_size(batch_size, n, len(devices))
   starts = list(range(0, n, batch))
   pieces = {k: [] for k in keep}
   # One reader thread: the next batch is decoded while this one computes.

@@ -1,12 +1,11 @@
 """Images to look at: uint8 conversion, PNG files and image grids."""
 import dataclasses
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from jaxinpaint import atomic
 from jaxinpaint.ops import metrics
 
 # A grid of small images is upscaled (nearest neighbour: every model pixel
@@ -133,15 +132,8 @@ def block_grid(columns, labels=None, min_cell: int = MIN_CELL):
 def save_png(path, image_uint8):
   """Writes atomically: a crash never leaves a half-written PNG, and a
   failure or Ctrl-C no temporary file."""
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f'.{path.name}.tmp')
-  try:
-    Image.fromarray(np.asarray(image_uint8)).save(tmp, format='PNG')
-    os.replace(tmp, path)
-  except BaseException:
-    tmp.unlink(missing_ok=True)
-    raise
+  atomic.write(path, lambda tmp: Image.fromarray(
+      np.asarray(image_uint8)).save(tmp, format='PNG'))
 
 
 def save_rows(path, rows, labels=None):

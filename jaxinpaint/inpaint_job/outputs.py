@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from jaxinpaint import data
+from jaxinpaint import atomic, data
 from jaxinpaint.data import masks
 from jaxinpaint.errors import InputError, RunError
 from jaxinpaint.inpaint_job.inputs import inspect_image, names_list, note
@@ -30,31 +30,6 @@ def text(name) -> str:
   """A file name or path as text that any UTF-8 file or terminal takes:
   bytes that are not UTF-8 (surrogate escapes in Python) become \\xNN."""
   return os.fsencode(name).decode('utf-8', 'backslashreplace')
-
-
-def write_atomically(path: Path, write):
-  """`write(tmp)` writes a file next to `path`, which then replaces `path`:
-  a reader never sees half a file, a failure (Ctrl-C too) leaves the old
-  file and no temporary one. Makes the folder if needed."""
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(f'.{path.name}.tmp')
-  try:
-    write(tmp)
-    os.replace(tmp, path)
-  except BaseException:
-    tmp.unlink(missing_ok=True)
-    raise
-
-
-def write_text(path: Path, content: str):
-  """Writes `content` to `path` atomically (`write_atomically`)."""
-  write_atomically(path, lambda tmp: tmp.write_text(content, encoding='utf-8'))
-
-
-def write_json(path: Path, obj):
-  """`obj` as indented JSON, atomically (`write_text`)."""
-  write_text(path, json.dumps(obj, indent=2) + '\n')
 
 
 def refuse_existing(files, overwrite: bool):
@@ -460,7 +435,7 @@ class BatchWriter:
     if summary is not None:
       self._flush_metrics()
       try:
-        write_json(self.out / SUMMARY_FILE, summary)
+        atomic.write_json(self.out / SUMMARY_FILE, summary)
       except OSError as e:
         self._fail(self.out / SUMMARY_FILE, e)
 

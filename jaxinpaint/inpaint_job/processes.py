@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxinpaint import errors
+from jaxinpaint import atomic, errors
 from jaxinpaint.inpaint_job import outputs
 
 STATUS_DIR = '.processes'
@@ -177,7 +177,7 @@ class Status:
     if not self._started:
       self._started = True
       if read_status(self.path).get('run') != self.share.run_id:
-        outputs.write_text(self.path, line)  # an earlier run's log goes
+        atomic.write_text(self.path, line)  # an earlier run's log goes
         return
     # One write of a whole line: a reader sees it all or (mid-write) a cut
     # last line, which it ignores.
@@ -298,7 +298,7 @@ def save_arrays(path: Path, **arrays):
   def write(tmp):
     with open(tmp, 'wb') as f:  # a file object: savez adds no '.npz'
       np.savez(f, **arrays)
-  outputs.write_atomically(path, write)
+  atomic.write(path, write)
 
 
 def grid_rows_path(out: Path, index: int) -> Path:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxinpaint import errors
+from jaxinpaint import atomic, errors
 from jaxinpaint.inpaint_job import inputs, outputs, processes
 from jaxinpaint.models import loading
 
@@ -93,12 +93,15 @@ def execute(plan: Plan) -> Outcome:
 
 
 def _execute(plan: Plan) -> Outcome:
-  # pylint: disable-next=g-import-not-at-top
+  # Here, not at the top: inpaint.py's --help and checks need no JAX.
+  # pylint: disable=g-import-not-at-top
+  from jaxinpaint import completion, sharding
   from jaxinpaint.completion import batched
-  from jaxinpaint import completion
   from jaxinpaint.ops import metrics
+  # pylint: enable=g-import-not-at-top
   s, out, share, n = plan.settings, plan.out, plan.share, len(plan.names)
-  devices = completion_devices(s.devices)
+  with errors.naming_flags(devices='--devices'):
+    devices = sharding.completion_devices(s.devices)
   model = load_model(plan.model_dir)
   conditional = plan.reference is not None
   loss_name = None if conditional else (s.loss or 'paper')
@@ -112,7 +115,7 @@ def _execute(plan: Plan) -> Outcome:
   outputs.check_run_settings(out, record, s.resume)
   if share is None or share.index == 0:
     try:
-      outputs.write_json(out / outputs.RUN_FILE, record)
+      atomic.write_json(out / outputs.RUN_FILE, record)
     except OSError as e:
       raise errors.RunError(f'cannot write {outputs.text(out)}/'
                             f'{outputs.RUN_FILE}: {e.strerror or e}') from e
@@ -146,7 +149,7 @@ def _execute(plan: Plan) -> Outcome:
                   f'images are finished in {outputs.text(out)}/; skipping '
                   'them')
     if len(todo):
-      batch = batched.round_batch_size(s.batch_size, len(todo),
+      batch = sharding.round_batch_size(s.batch_size, len(todo),
                                                 len(devices))
       # Before compiling a search that cannot fit.
       with errors.naming_flags(restarts='--restarts',
@@ -228,21 +231,6 @@ def _execute(plan: Plan) -> Outcome:
     if progress is not None:
       progress.close()
   return Outcome(summary, n - resumed, resumed)
-
-
-def completion_devices(count):
-  """--devices as a list of local devices, or an InputError naming it."""
-  # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint.completion import batched
-  try:
-    return batched.completion_devices(count)
-  except ValueError:
-    import jax  # pylint: disable=g-import-not-at-top
-    local = jax.local_devices()
-    raise errors.InputError(
-        f'--devices {count}: this process has {len(local)} local '
-        f'{local[0].platform} device{"s" * (len(local) != 1)}; expected 1 '
-        f'to {len(local)}') from None
 
 
 def load_model(model_dir):

@@ -66,7 +66,8 @@ def base_config() -> ml_collections.ConfigDict:
   # a loop body on a slow path); 'auto' picks by platform.
   c.train.critic_loop = 'auto'
   # Resuming a work dir with other values of keys that change the run
-  # (workdir_files.RUN_KEYS_FREE lists those that do not) is refused unless True.
+  # (workdir_files.RUN_KEYS_FREE lists those that do not) is refused unless
+  # True.
   c.train.allow_config_change = False
   return c
 
@@ -89,12 +90,13 @@ _AT_LEAST_ONE = (
 _SEED_LIMIT = 2**32
 
 
-def _flatten(node, prefix=''):
-  """{'train.steps': value, ...} of a (nested) ConfigDict."""
+def flatten(node, prefix=''):
+  """{'train.steps': value, ...} of a nested ConfigDict or dict (a config
+  read back from JSON)."""
   flat = {}
   for key, value in node.items():
-    if isinstance(value, ml_collections.ConfigDict):
-      flat.update(_flatten(value, f'{prefix}{key}.'))
+    if isinstance(value, (ml_collections.ConfigDict, dict)):
+      flat.update(flatten(value, f'{prefix}{key}.'))
     else:
       flat[f'{prefix}{key}'] = value
   return flat
@@ -142,7 +144,7 @@ def validate(config) -> None:
   fails before a run writes anything, not steps later (a ZeroDivisionError,
   an empty critic loop, a run that is 'done' at step 0).
   """
-  schema, given = _flatten(base_config()), _flatten(config)
+  schema, given = flatten(base_config()), flatten(config)
   unknown = sorted(given.keys() - schema.keys())
   if unknown:
     raise ValueError(f'config.{unknown[0]}: not a key of '

@@ -22,10 +22,10 @@ import optax
 import orbax.checkpoint as ocp
 from absl import logging
 from flax import struct
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 import tqdm
 
-from jaxinpaint import data, errors, host_memory, models
+from jaxinpaint import data, errors, host_memory, models, sharding
 from jaxinpaint.models import checkpoint
 from jaxinpaint.training import config_schema, gan_losses, workdir_files
 
@@ -270,7 +270,7 @@ def build_train_functions(config, nets, mesh, on_device=False):
   """The jitted, sharded training functions over `mesh` (state replicated),
   for training and bench/train_step.py alike."""
   replicated = NamedSharding(mesh, P())
-  real_sharding = NamedSharding(mesh, P(None, 'data'))
+  real_sharding = NamedSharding(mesh, P(None, sharding.DATA_AXIS))
   init = functools.partial(init_state, config, nets)
   shapes = jax.eval_shape(init)
   state_sharding = jax.tree.map(lambda _: replicated, shapes)
@@ -279,7 +279,7 @@ def build_train_functions(config, nets, mesh, on_device=False):
       shapes, state_sharding)
   step = functools.partial(
       train_step, nets=nets, config=config,
-      batch_sharding=NamedSharding(mesh, P('data')),
+      batch_sharding=NamedSharding(mesh, P(sharding.DATA_AXIS)),
       critic_loop=resolve_critic_loop(config.train))
   n_critic, batch = config.train.n_critic, config.train.batch_size
 
@@ -309,18 +309,6 @@ def sample_images(generator, g_params, g_stats, z):
 
 # ----------------------------------------------------------------------------
 # The loop.
-
-
-def make_mesh():
-  return Mesh(np.array(jax.devices()), ('data',))
-
-
-def check_batch_size(batch_size):
-  n = jax.device_count()
-  if batch_size % n:
-    raise ValueError(
-        f'config.train.batch_size={batch_size} is not divisible by the '
-        f'{n} devices; use a multiple of {n}')
 
 
 _IMPORT_TIME = time.time()
@@ -488,14 +476,15 @@ def train_and_evaluate(config, workdir, clock=None):
   # image in memory).
   source = data.open_source(config.data)
   check_data_size(config, len(source))
-  check_batch_size(config.train.batch_size)
+  sharding.check_batch_size(config.train.batch_size)
   workdir_files.check_workdir(workdir)
   workdir_files.check_resumable(workdir, config)
   _check_export_to(config.train.export_to, workdir)
 
   nets = models.build_models(config.model)
   on_device = config.data.on_device
-  functions = build_train_functions(config, nets, make_mesh(), on_device)
+  functions = build_train_functions(config, nets, sharding.training_mesh(),
+                                    on_device)
   files = workdir_files.RunFiles(workdir, config)
   if files.last_saved is not None:
     state = _restore_for_resume(workdir, files, functions.abstract_state)

@@ -16,9 +16,10 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from jaxinpaint import errors
+from jaxinpaint import atomic, errors
 from jaxinpaint.data import grids
 from jaxinpaint.models import checkpoint
+from jaxinpaint.training import config_schema
 
 METRICS_FILE = 'metrics.jsonl'
 SAMPLES_DIR = 'samples'
@@ -50,17 +51,6 @@ RUN_KEYS_FREE = frozenset((
     'data.num_threads', 'data.prefetch_batches', 'data.cache'))
 
 
-def _flat(tree, prefix=''):
-  """{'train.steps': value, ...} of nested dicts."""
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flat(value, f'{prefix}{key}.'))
-    else:
-      flat[f'{prefix}{key}'] = value
-  return flat
-
-
 def check_resumable(workdir, config):
   """A work dir may resume only a run of the same networks, and (unless
   `config.train.allow_config_change`) of the same values of every key
@@ -77,7 +67,7 @@ def check_resumable(workdir, config):
         f'{saved.get("model")}, asked {wanted["model"]}); use a new workdir')
   if config.train.allow_config_change:
     return
-  old, new = _flat(saved), _flat(wanted)
+  old, new = config_schema.flatten(saved), config_schema.flatten(wanted)
   changed = [f'config.{k}={new[k]!r} (was {old[k]!r})'
              for k in sorted(old.keys() & new.keys())
              if k not in RUN_KEYS_FREE and old[k] != new[k]]
@@ -281,6 +271,4 @@ def _drop_records_after(path: Path, step):
 
   kept = [line for line in lines if keep(line)]
   if len(kept) < len(lines):
-    tmp = path.with_name(f'.{path.name}.tmp')
-    tmp.write_text(''.join(kept), encoding='utf-8')
-    tmp.replace(path)
+    atomic.write_text(path, ''.join(kept))
