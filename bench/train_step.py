@@ -77,7 +77,7 @@ def main(argv):
   config = flags.FLAGS.config
   try:  # bad flag values: one line and exit code 2, as every CLI here
     config_schema.validate(config)
-    training.check_batch_size(config.train.batch_size)
+    sharding.check_batch_size(config.train.batch_size)
     widths = flags.FLAGS.widths or [str(config.model.width)]
     if not all(w.isdigit() and int(w) >= 1 for w in widths):
       raise ValueError(f'--widths {",".join(widths)}: expected positive '

@@ -92,6 +92,11 @@ class TorchTrainStep:
     self.g_params = _leaves(self.g.params)
     self.d_params = [p for c in self.critics for p in _leaves(c.params)]
     self.g_opt, self.d_opt = adam(self.g_params), adam(self.d_params)
+    # The per-example values the last call's losses average, detached:
+    # 'real_scores', 'fake_scores', 'gp_norms' (the penalty's gradient
+    # norms) of the last critic update, 'generated_scores' of G's; D's, and
+    # Dp's with the prefix 'patch_'. Tests size rounding tolerances by them.
+    self.terms = {}
 
   def _nets_dtype(self):
     if self.autocast is None:
@@ -121,14 +126,17 @@ class TorchTrainStep:
       x_hat = self._layout(eps * real + (1.0 - eps) * fake).requires_grad_(
           True)
       with self._nets_dtype():
-        real_score = scores(real).mean()
-        fake_score = scores(fake).mean()
+        real_scores = scores(real)
+        fake_scores = scores(fake)
         hat_scores = critic(x_hat).sum()  # differentiated twice: eager
       (grads,) = torch.autograd.grad(hat_scores, x_hat, create_graph=True)
       norm = torch.sqrt(grads.float().square().sum(dim=(1, 2, 3))
                         + gan_losses.GRAD_NORM_EPS)
       gp = (norm - 1.0).square().mean()
-      wasserstein = real_score - fake_score
+      wasserstein = real_scores.mean() - fake_scores.mean()
+      self.terms.update({prefix + 'real_scores': real_scores.detach(),
+                         prefix + 'fake_scores': fake_scores.detach(),
+                         prefix + 'gp_norms': norm.detach()})
       loss = -wasserstein + self.gp_weight * gp
       metrics.update({prefix + 'critic_loss': loss,
                       prefix + 'wasserstein': wasserstein, prefix + 'gp': gp})
@@ -142,8 +150,11 @@ class TorchTrainStep:
     with self._nets_dtype():
       fake, batch_stats = self.generate(z)
       fake = self._layout(fake)
-      loss = -sum(scores(fake).mean() for scores in self.scores)
+      generated_scores = [scores(fake) for scores in self.scores]
+      loss = -sum(s.mean() for s in generated_scores)
     grads = torch.autograd.grad(loss, self.g_params)
+    for prefix, s in zip(('', 'patch_'), generated_scores):
+      self.terms[prefix + 'generated_scores'] = s.detach()
     self._apply(self.g_opt, self.g_params, grads)
     m = torch_nets.BATCH_NORM_MOMENTUM
     with torch.no_grad():  # Flax's running averages

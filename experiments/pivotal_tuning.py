@@ -85,9 +85,9 @@ def main(argv=None):
   n = len(faces)
   spec = completion.LOSSES['paper']
   search = completion.Options(steps=args.steps)
-  tuning = dataclasses.replace(search, tune_lr=args.tune_lr,
-                               tune_layers=args.tune_layers,
-                               tune_locality=args.tune_locality)
+  tune_settings = completion.Tuning(lr=args.tune_lr, layers=args.tune_layers,
+                                    locality=args.tune_locality)
+  tuning = dataclasses.replace(search, tuning=tune_settings)
   memory = completion.tuning_bytes_per_image(model, tuning)
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
@@ -131,7 +131,8 @@ def main(argv=None):
           pieces.append(jax.device_get(completion.fill_from_latents(
               model, y[b], np.broadcast_to(mask, y[b].shape[:-1] + (1,)),
               found['z'][b], keys[b], spec=spec,
-              options=dataclasses.replace(tuning, tune_steps=steps))))
+              options=dataclasses.replace(search, tuning=dataclasses.replace(
+                  tune_settings, steps=steps)))))
         return {k: np.concatenate([p[k] for p in pieces])
                 for k in ('blended', 'generated', 'tune_trace')}
       if steps == tune_steps[0]:
@@ -161,9 +162,8 @@ def main(argv=None):
           model, losses=('paper',), constraints=('box',),
           n=args.recovery_images, steps=args.recovery_steps,
           batch_size=args.recovery_images, tune_steps=steps,
-          tune_options=dict(tune_lr=args.tune_lr,
-                            tune_layers=args.tune_layers,
-                            tune_locality=args.tune_locality)))
+          tune_options=dict(lr=args.tune_lr, layers=args.tune_layers,
+                            locality=args.tune_locality)))
       results.setdefault('latent_recovery', []).extend(rows)
       print('latent recovery', rows, f'{seconds:.0f} s', flush=True)
       save()

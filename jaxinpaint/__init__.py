@@ -15,7 +15,8 @@ __getattr__, __dir__, __all__ = _lazy.exports(__name__, {
     'generate': 'completion', 'inpainting_loss': 'completion',
     'conditional_loss': 'completion', 'LOSSES': 'completion',
     'LossSpec': 'completion', 'ConditionalSpec': 'completion',
-    'Options': 'completion', 'image_keys': 'completion',
+    'Options': 'completion', 'Tuning': 'completion',
+    'image_keys': 'completion',
     'inpaint_batches': 'completion', 'evaluate': 'completion',
     # blending, masks, image operators, metrics
     'poisson_blend': 'ops.poisson', 'harmonic_fill': 'ops.poisson',

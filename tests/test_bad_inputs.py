@@ -12,6 +12,7 @@ from helpers import REPO, load_config, run, write_npz
 from jaxinpaint import errors, models, training
 from jaxinpaint.cli import export
 from jaxinpaint.models import checkpoint, loading
+from jaxinpaint.models import model as model_lib
 from jaxinpaint.training import config_schema
 
 TRAIN = ['train.py', '--config', 'configs/tiny.py']
@@ -186,7 +187,7 @@ def test_export_checks_out_before_the_recalibration(tmp_path, capsys,
   occupied = tmp_path / 'occupied'
   occupied.mkdir()
   (occupied / 'mine.txt').write_text('mine')
-  monkeypatch.setattr(models, 'recalibrated_stats', None)  # must not run
+  monkeypatch.setattr(model_lib, 'recalibrated_stats', None)  # must not run
   for out, fragment in [(blocker, 'exists and is not an empty directory'),
                         (blocker / 'sub', f'{blocker} is not a directory'),
                         (occupied, 'exists and is not an empty directory')]:

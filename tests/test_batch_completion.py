@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from jaxinpaint import completion, models
-from jaxinpaint.completion import batched
+from jaxinpaint.completion import api, batched
 from jaxinpaint.data import masks
 from jaxinpaint.ops import metrics
 from jaxinpaint.training import config_schema
@@ -49,7 +49,7 @@ def test_batch_size_independence_and_padding(model, images, monkeypatch):
     calls.append((y.shape, np.asarray(jax.random.key_data(keys))))
     return complete(model, y, mask, keys, **kw)
 
-  monkeypatch.setattr(completion, 'complete', spy)
+  monkeypatch.setattr(api, 'complete', spy)
   mask = masks.center_mask(1, RES, RES)
   indices = np.array([10, 11, 12, 13])  # keys follow indices, not positions
   run = lambda bs: batched.inpaint_batches(

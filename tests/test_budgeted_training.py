@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from helpers import write_npz
-from jaxinpaint import data, errors, models, training
+from jaxinpaint import data, errors, host_memory, models, training
 from jaxinpaint.models import checkpoint
 from test_training import (TRAIN, TRAINED, assert_trees_equal, npz_flags,
                            read_step_metrics, restore, tiny_config)
@@ -138,7 +138,7 @@ def test_on_device_training_resumes_bit_exact(npz, tmp_path, critic_loop):
 
 def test_on_device_data_larger_than_memory_is_refused(npz, tmp_path,
                                                       monkeypatch):
-  monkeypatch.setattr(training, 'free_memory', lambda device: 1000)
+  monkeypatch.setattr(host_memory, 'free_memory', lambda device: 1000)
   with pytest.raises(ValueError, match=r'on_device.*GiB.*free'):
     training.train_and_evaluate(
         tiny_config(npz, 1, **{'data.on_device': True}), tmp_path / 'w')

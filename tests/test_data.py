@@ -10,6 +10,7 @@ from PIL import Image
 import pytest
 
 from jaxinpaint import data, errors
+from jaxinpaint.data import decoding
 from jaxinpaint.training import config_schema
 
 SHARED_DATA = (pathlib.Path(__file__).resolve().parents[1].parent / 'shared' /
@@ -193,7 +194,7 @@ def test_exif_orientation_is_applied_everywhere_images_are_read(tmp_path):
     decoded = np.asarray(img.convert('RGB'))  # the pixels as stored
   upright = np.rot90(decoded, k=-1)  # clockwise: (48, 32, 3)
   # Training data (and completion inputs): turned, then the middle square.
-  np.testing.assert_array_equal(data._decode_file(str(path), 32),
+  np.testing.assert_array_equal(decoding.decode_file(str(path), 32),
                                 upright[8:40])
   images, _ = data.load_images(path, 32)
   np.testing.assert_array_equal(_to_uint8(images[0]), upright[8:40])
@@ -221,7 +222,7 @@ def test_exif_orientation_is_applied_everywhere_images_are_read(tmp_path):
 
 
 def test_float_range_is_closed():
-  x = data._to_float(np.array([0, 1, 127, 128, 254, 255], np.uint8))
+  x = decoding.to_float(np.array([0, 1, 127, 128, 254, 255], np.uint8))
   assert x[0] == -1 and x[-1] == 1 and np.all(np.diff(x) > 0)
 
 

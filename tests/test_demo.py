@@ -133,10 +133,10 @@ def test_parts_mask_and_numbers():
   assert keep.sum() == RES * RES - 2 * 16 * 16  # the right eye is kept
   with pytest.raises(errors.PageError, match='parts: pick one or more'):
     demo.parts_mask([], RES)
-  assert demo._checked_numbers(5.0, 2, 7, 100) == (5, 2, 7)
+  assert demo.checked_numbers(5.0, 2, 7, 100) == (5, 2, 7)
   with pytest.raises(errors.PageError, match='steps: expected a whole number '
                      'from 1 to 100, got 101'):
-    demo._checked_numbers(101, 1, 0, 100)
+    demo.checked_numbers(101, 1, 0, 100)
 
 
 def test_command_line_errors_are_one_line(capsys):

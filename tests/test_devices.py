@@ -25,10 +25,10 @@ _FOUR_DEVICES = {'XLA_FLAGS': '--xla_force_host_platform_device_count=4',
 
 _SCRIPT = textwrap.dedent('''
   import jax, numpy as np
-  from jaxinpaint import completion, models
+  from jaxinpaint import completion, models, sharding
   from jaxinpaint.training import config_schema
   from jaxinpaint.data import masks
-  from jaxinpaint.completion import batched
+  from jaxinpaint.completion import api, batched
   from jaxinpaint.ops import poisson
   assert jax.local_device_count() == 4, jax.local_devices()
   RES = 16
@@ -49,7 +49,7 @@ _SCRIPT = textwrap.dedent('''
     calls.append((y.shape[0], len(y.sharding.device_set),
                   len(keys.sharding.device_set)))
     return complete(model, y, mask, keys, **kw)
-  completion.complete = spy
+  api.complete = spy
 
   def inpaint(devices, **kw):
     return batched.inpaint_batches(
@@ -150,7 +150,7 @@ def test_bad_devices_fail_before_any_work():
   c.model.resolution, c.model.width, c.model.z_dim = 16, 4, 8
   images = np.zeros((2, 16, 16, 3), np.float32)
   n = len(jax.local_devices()) + 1
-  with pytest.raises(ValueError, match=f'devices={n}'):
+  with pytest.raises(errors.ArgumentError, match=f'devices: got {n}'):
     batched.inpaint_batches(
         models.Model.from_config(c.model, models.random_variables(c.model)),
         images,

@@ -21,6 +21,8 @@ from PIL import Image
 
 from jaxinpaint import completion, data, errors, models
 from jaxinpaint.cli import inpaint
+from jaxinpaint.completion import api
+from jaxinpaint.data import decoding
 from jaxinpaint.inpaint_job import inputs, outputs, runner
 from jaxinpaint.models import checkpoint, loading
 from jaxinpaint.training import config_schema
@@ -270,7 +272,7 @@ def test_tfds_input(monkeypatch):
   assert images.shape == (3, RES, RES, 3) and images.dtype == np.float32
   assert names == ['faces_test_4__00000', 'faces_test_4__00001',
                    'faces_test_4__00002']
-  want = data._crop_resize_array(examples[1]['image'], RES) / 127.5 - 1
+  want = decoding.crop_resize_array(examples[1]['image'], RES) / 127.5 - 1
   np.testing.assert_allclose(images[1], want, atol=1e-6)
   with pytest.raises(errors.InputError, match='tfds:NAME:SPLIT'):
     inputs.load_inputs('tfds:faces', RES, None)
@@ -423,7 +425,7 @@ def test_ctrl_c_keeps_finished_batches_and_resume_does_the_rest(
       os.kill(os.getpid(), signal.SIGINT)
     return complete(*args, **kwargs)
 
-  monkeypatch.setattr(completion, 'complete', complete_until_ctrl_c)
+  monkeypatch.setattr(api, 'complete', complete_until_ctrl_c)
   code, _, _, err = cli(argv, capsys)
   assert code == 130
   assert 'Traceback' not in err
@@ -441,7 +443,7 @@ def test_ctrl_c_keeps_finished_batches_and_resume_does_the_rest(
   assert code == 2 and 'already exists' in err
 
   batches.clear()
-  monkeypatch.setattr(completion, 'complete', lambda *a, **k: (
+  monkeypatch.setattr(api, 'complete', lambda *a, **k: (
       batches.append(1), complete(*a, **k))[1])
   code, summary, _, err = cli(argv + ['--resume'], capsys)
   assert code == 0, err
@@ -477,7 +479,7 @@ def test_sigterm_mid_completion_exits_143_and_says_resume(
       os.kill(os.getpid(), signal.SIGTERM)
     return complete(*args, **kwargs)
 
-  monkeypatch.setattr(completion, 'complete', complete_until_sigterm)
+  monkeypatch.setattr(api, 'complete', complete_until_sigterm)
   code, _, _, err = cli(['--checkpoint', ckpt, '--input', tmp_path / 'in',
                          '--out', out, '--grid-max', '2', *FAST], capsys)
   assert code == 143 and 'Traceback' not in err
@@ -552,7 +554,7 @@ def test_a_second_run_on_the_same_out_is_refused(ckpt, tmp_path, capsys,
   lock.write_text(json.dumps({'pid': int(gone.stdout), 'host': host}))
   held = []
   complete = completion.complete
-  monkeypatch.setattr(completion, 'complete', lambda *a, **k: (
+  monkeypatch.setattr(api, 'complete', lambda *a, **k: (
       held.append(json.loads(lock.read_text())), complete(*a, **k))[1])
   code, _, _, err = cli(argv, capsys)
   assert code == 0, err
@@ -711,7 +713,7 @@ def test_tune_steps_flag(ckpt, tmp_path, capsys):
                                       '--tune-steps', '2'], capsys)
   assert code == 0, err
   assert summary['tune_steps'] == 2 and 'then 2 steps tuning G' in err
-  # The library with Options(tune_steps=2) on the same inputs.
+  # The library with Options(tuning=Tuning(steps=2)) on the same inputs.
   # pylint: disable-next=g-import-not-at-top
   from jaxinpaint.completion import batched
   from jaxinpaint.ops import metrics
@@ -721,7 +723,8 @@ def test_tune_steps_flag(ckpt, tmp_path, capsys):
   expected = batched.inpaint_batches(
       model, images, mask, np.arange(2),
       spec=completion.get_loss('paper'), batch_size=2, seed=0,
-      options=completion.Options(steps=2, tune_steps=2), progress=False)
+      options=completion.Options(steps=2, tuning=completion.Tuning(steps=2)),
+      progress=False)
   assert expected['tune_trace'].shape == (2, 2)
   tuned = np.stack([read_png(tmp_path / 'tuned' / f'{n}.png') for n in names])
   np.testing.assert_array_equal(tuned, metrics.to_uint8(expected['blended']))

@@ -106,13 +106,13 @@ def _workdir(path, recalibrated: bool, flagged: bool = True):
   return c, tree
 
 
-def test_an_unfinished_workdir_checkpoint_is_recalibrated(tmp_path, capsys):
+def test_an_unfinished_workdir_checkpoint_is_recalibrated(tmp_path, notes):
   config, tree = _workdir(tmp_path / 'w', recalibrated=False)
   assert not checkpoint.is_finalized(tmp_path / 'w', 3)
   model = loading.load_model(tmp_path / 'w')
   variables = model.variables
   assert model.step == 3
-  err = capsys.readouterr().err
+  err = '\n'.join(notes())
   assert len(err.strip().splitlines()) == 1
   assert 'running averages; recalibrating them over 2 batches' in err
   assert 'jaxinpaint.cli.export' in err
@@ -128,12 +128,12 @@ def test_an_unfinished_workdir_checkpoint_is_recalibrated(tmp_path, capsys):
 
 
 def test_a_workdir_saved_without_the_finalized_flag_is_recalibrated(
-    tmp_path, capsys):
+    tmp_path, notes):
   # Saved before the flag existed: unfinished, whatever its statistics.
   config, tree = _workdir(tmp_path / 'w', recalibrated=True, flagged=False)
   assert not checkpoint.is_finalized(tmp_path / 'w', 3)
   got = loading.load_model(tmp_path / 'w').variables['generator']
-  assert 'recalibrating them over 2 batches' in capsys.readouterr().err
+  assert 'recalibrating them over 2 batches' in '\n'.join(notes())
   generator = models.build_models(config.model)['generator']
   want = models.recalibrated_stats(generator, tree['g_params'],
                                    tree['g_stats'], config)
@@ -154,18 +154,19 @@ def test_find_model_names_the_argument_not_a_flag(tmp_path):
         f'--checkpoint: {model}: {says}')
 
 
-def test_finished_and_exported_models_load_as_saved(tmp_path, capsys):
+def test_finished_and_exported_models_load_as_saved(tmp_path, capsys,
+                                                     notes):
   _, tree = _workdir(tmp_path / 'w', recalibrated=True)
   assert checkpoint.is_finalized(tmp_path / 'w', 3)
   variables = loading.load_model(tmp_path / 'w').variables
-  assert capsys.readouterr().err == ''
+  assert capsys.readouterr().err == '' and not notes()
   jax.tree.map(np.testing.assert_array_equal,
                variables['generator']['batch_stats'], tree['g_stats_eval'])
   exported = loading.load_model('svhn32_dcgan')  # a shipped name
   assert checkpoint.is_finalized(loading.ASSETS / 'svhn32_dcgan', 0)
   config, direct, step = checkpoint.load_inference_variables(
       loading.ASSETS / 'svhn32_dcgan')
-  assert capsys.readouterr().err == ''
+  assert capsys.readouterr().err == '' and not notes()
   jax.tree.map(np.testing.assert_array_equal, exported.variables, direct)
   # The handle's identity is the config's: a DCGAN's uniform latent.
   assert (exported.arch, exported.z_dim, exported.resolution,

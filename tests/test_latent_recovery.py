@@ -59,7 +59,11 @@ def test_zero_steps_from_the_target_itself_recover_it_exactly(model):
   # z* drawn with the search's own seed is its (projected) start: with no
   # step, ẑ = z*, in the box (the WGAN's Gaussian start clipped: exactly)
   # and on the sphere (|z| = 4: to float32 rounding, as the projection's
-  # division is compiled in two programs).
+  # division is compiled in two programs). z·4/|z| rounds a sum of 16
+  # squares, a square root, a division and a product: a few ulps (2^-24
+  # relative each) per program on any CPU; 4e-6 = 1e-6·|z| ≈ 17·2^-24·|z|,
+  # and z_rms is |dz|/√16. A pixel's uint8 level (g_hole_mse: squared
+  # levels) moves only where its value lies within that rounding of a step.
   rows = latent_recovery.measure(model, losses=('yeh',),
                                  constraints=('box', 'sphere'), n=N, steps=0,
                                  seed=5, target_seed=5, batch_size=N)
@@ -82,7 +86,7 @@ def test_recovery_with_pivotal_tuning_keeps_the_search(model):
                 batch_size=N)
   plain, = latent_recovery.measure(model, **common)
   tuned, = latent_recovery.measure(
-      model, tune_steps=2, tune_options=dict(tune_lr=1e-3), **common)
+      model, tune_steps=2, tune_options=dict(lr=1e-3), **common)
   assert (plain['tune_steps'], tuned['tune_steps']) == (0, 2)
   for key in ('z_l2', 'z_rms', 'final_loss', 'harmonic_hole_mse'):
     assert tuned[key] == plain[key], key

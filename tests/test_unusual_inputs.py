@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxinpaint import completion, errors, host_memory
+from jaxinpaint import errors, host_memory
 from jaxinpaint.cli import inpaint
-from jaxinpaint.completion import batched
+from jaxinpaint.completion import api, batched
 from jaxinpaint.data import masks
 from jaxinpaint.inpaint_job import inputs
 from jaxinpaint.models import loading
@@ -144,7 +144,7 @@ def test_a_search_too_large_for_the_device_is_refused_before_compiling(
   # A device with room for 50 latents.
   monkeypatch.setattr(host_memory, 'free_memory',
                       lambda device: 50 * per_latent + params)
-  monkeypatch.setattr(completion, 'complete', None)  # must not be reached
+  monkeypatch.setattr(api, 'complete', None)  # must not be reached
   argv = ['--checkpoint', ckpt, '--input', tmp_path / 'in', '--out',
           tmp_path / 'out', '--steps', '2']
   code, _, _, err = cli(argv + ['--restarts', '100000', '--batch-size', '2'],

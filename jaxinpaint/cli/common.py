@@ -5,14 +5,18 @@ Expected failures become one line on stderr and an exit code, the same in
 every jaxinpaint CLI
 (docs/design.md): 2 = usage error (a bad flag or input, found before any
 work), 1 = failure during the run, 130 = interrupted (Ctrl-C), 143 =
-terminated (SIGTERM).
+terminated (SIGTERM). The library's notes (WARNINGs on the `jaxinpaint`
+loggers) are plain lines on stderr too: the CLIs set that up
+(`prepare_host`); library modules only log, and configure no logging.
 """
 import contextlib
+import logging
 import signal
 import sys
 import threading
 
-from absl import flags, logging
+from absl import flags
+from absl import logging as absl_logging
 
 from jaxinpaint import errors
 
@@ -83,8 +87,8 @@ def _run_checked(prepare_fn, run_fn, args):
     code = interrupt_code(e)
     fail(f'{"terminated" if code == TERMINATED else "interrupted"}; nothing '
          'was written', code)
-  verbosity = logging.get_verbosity()
-  logging.set_verbosity(logging.WARNING)
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.WARNING)
   try:
     return run_fn(args, checked)
   except errors.InputError as e:  # e.g. a model that does not load
@@ -96,7 +100,7 @@ def _run_checked(prepare_fn, run_fn, args):
     fail(str(e) if isinstance(e, errors.Interrupted) else
          'terminated' if code == TERMINATED else 'interrupted', code)
   finally:
-    logging.set_verbosity(verbosity)
+    absl_logging.set_verbosity(verbosity)
 
 
 def parse_flags(argv):
@@ -129,10 +133,43 @@ def parse_flags(argv):
     fail(str(e).splitlines()[0])
 
 
+class _StderrHandler(logging.StreamHandler):
+  """Writes to `sys.stderr` as it is at each record, not as it was when the
+  handler was made: a CLI run in-process (a test capturing stderr) writes
+  where `print(..., file=sys.stderr)` would."""
+
+  def __init__(self):
+    logging.Handler.__init__(self)  # no stream of its own: `stream` below
+
+  @property
+  def stream(self):
+    return sys.stderr
+
+
+def _show_library_notes():
+  """The library's notes (WARNINGs and above of the `jaxinpaint` loggers,
+  e.g. `loading.load_model`'s on an unfinished work dir) as plain lines on
+  stderr, like the CLI's own notes and errors.
+
+  Shown whatever the root logger's level (absl's --verbosity), as a print
+  would be, and not propagated to the root logger, where absl's handler
+  (`app.run`) would print them a second time, prefixed. Idempotent.
+  """
+  logger = logging.getLogger('jaxinpaint')
+  if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter('%(message)s'))
+    logger.addHandler(handler)
+  logger.setLevel(logging.WARNING)
+  logger.propagate = False
+
+
 def prepare_host():
-  """What every CLI does first: on a CPU, reuse freed memory instead of
+  """What every CLI does first: the library's notes as lines on stderr
+  (`_show_library_notes`), and on a CPU, reuse freed memory instead of
   page-faulting each XLA execution's temporaries afresh (~10% of a
   completion step; `host_memory`)."""
   # pylint: disable-next=g-import-not-at-top
   from jaxinpaint import host_memory
+  _show_library_notes()
   host_memory.reuse_freed_memory()

@@ -17,6 +17,7 @@ from jaxinpaint.models import checkpoint, export
 
 
 def main(argv=None):
+  cli.prepare_host()
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--workdir', required=True, help='training work dir')
   parser.add_argument('--out', required=True,

@@ -1,6 +1,6 @@
 """Training curves of one model from its work dirs' metrics.jsonl.
 
-  python -m jaxinpaint.cli.plot runs/celeba64_a runs/celeba64_b --out curves.png
+  jaxinpaint-plot runs/celeba64_a runs/celeba64_b --out curves.png
 
 Panels: the Wasserstein estimates of the critics D and Dp, their gradient
 penalties, G's loss, and iterations/s, over generator steps. Several work

@@ -20,7 +20,8 @@ TRAIN_USAGE = r"""Trains a WGAN-GP (or the DCGAN baseline) for image completion.
 
 Rerunning the same command resumes from the latest checkpoint. Any config
 value can be overridden with --config.<key>=<value> (the keys are those of
-jaxinpaint/training/config_schema.py); --helpfull lists every flag of the libraries too.
+jaxinpaint/training/config_schema.py); --helpfull lists every flag of the
+libraries too.
 """
 
 # The multi-process flags, spelled as inpaint.py spells them; the
@@ -96,8 +97,8 @@ def _run_training(args, _):
     how = ('terminated by SIGTERM' if cli.interrupt_code(e) == TERMINATED
            else 'interrupted')
     raise errors.Interrupted(
-        f'{how} outside the training loop; rerun the same command to resume from '
-        f'the latest checkpoint in {workdir}') from e
+        f'{how} outside the training loop; rerun the same command to resume '
+        f'from the latest checkpoint in {workdir}') from e
 
 
 def _train(argv):
@@ -112,7 +113,8 @@ def _train(argv):
       or config.train.multiprocess):
     kwargs = {}
     if FLAGS.coordinator_address:
-      from jaxinpaint.inpaint_job import processes  # pylint: disable=g-import-not-at-top
+      # pylint: disable-next=g-import-not-at-top
+      from jaxinpaint.inpaint_job import processes
       problem = processes.check_address(FLAGS.coordinator_address)
       if problem:
         fail(problem)

@@ -37,7 +37,8 @@ import jax
 import numpy as np
 import tqdm
 
-from jaxinpaint import completion, errors, host_memory, models, sharding
+from jaxinpaint import errors, host_memory, models, sharding
+from jaxinpaint.completion import api, objectives, search
 from jaxinpaint.ops import metrics
 
 RESULT_KEYS = ('generated', 'overlay', 'blended', 'z', 'final_loss',
@@ -154,8 +155,73 @@ def rows_reader(name: str, x, n: int):
   return lambda rows: x[rows]
 
 
+def _checked_inputs(images, indices, batch_size: int, keep):
+  """(images, indices) as arrays, after `inpaint_batches`' argument checks
+  (ValueError, one line)."""
+  if not hasattr(images, 'read'):
+    images = np.asarray(images, np.float32)
+    if images.ndim != 4:
+      raise ValueError(f'images must be (N, H, W, C) with N >= 1, got shape '
+                       f'{images.shape}')
+  n = len(images)
+  if n == 0:
+    raise ValueError('images must be (N, H, W, C) with N >= 1, got none')
+  if batch_size < 1:
+    raise ValueError(f'batch_size must be >= 1, got {batch_size}')
+  unknown = set(keep) - set(RESULT_KEYS)
+  if unknown:
+    raise ValueError(f'keep={tuple(keep)}: {sorted(unknown)} are not among '
+                     f'{RESULT_KEYS}')
+  indices = np.asarray(indices)
+  if indices.shape != (n,):
+    raise ValueError(f'indices must have shape ({n},), got {indices.shape}')
+  return images, indices
+
+
+def _batch_reader(images, masks, reference, n: int):
+  """`read(rows)` → a batch's inputs {'images', 'masks'[, 'reference']},
+  their shapes checked against the images'."""
+  read_images = rows_reader('images', images, n)
+  read_masks = rows_reader('masks', masks, n)
+  read_reference = (None if reference is None
+                    else rows_reader('reference', reference, n))
+
+  def read(rows):
+    batch = {'images': read_images(rows), 'masks': read_masks(rows)}
+    if batch['masks'].shape[1:3] != batch['images'].shape[1:3] or (
+        batch['masks'].shape[-1] != 1):
+      raise ValueError(f'masks {batch["masks"].shape[1:]} do not fit images '
+                       f'{batch["images"].shape[1:]}: expected (N or 1, H, '
+                       'W, 1)')
+    if read_reference is not None:
+      batch['reference'] = read_reference(rows)
+      if batch['reference'].shape[1:] != batch['images'].shape[1:]:
+        raise ValueError(f'reference {batch["reference"].shape[1:]} does not '
+                         f'fit images {batch["images"].shape[1:]}')
+    return batch
+
+  return read
+
+
+def _batch_search(model, spec, options: search.Options, reference,
+                  place_batch):
+  """`run(batch, keys)`: `api.complete` of a batch's inputs, or
+  `api.complete_conditional` with a reference, placed on the devices."""
+  if reference is None:
+    return lambda b, keys: api.complete(
+        model, *place_batch((b['images'], b['masks'], keys)), spec=spec,
+        options=options)
+  cond_spec = spec if spec is not None else objectives.ConditionalSpec()
+  if not isinstance(cond_spec, objectives.ConditionalSpec):
+    raise ValueError('conditional completion (reference given) needs a '
+                     f'completion.ConditionalSpec, got {type(spec).__name__}')
+  return lambda b, keys: api.complete_conditional(
+      model, *place_batch((b['images'], b['reference'], b['masks'], keys)),
+      spec=cond_spec, options=options)
+
+
 def inpaint_batches(model: models.Model, images, masks, indices, *,
-                    spec, options: completion.Options, batch_size: int,
+                    spec, options: search.Options, batch_size: int,
                     seed: int, progress: bool = True,
                     reference=None, on_batch=None,
                     devices: sharding.Devices = None,
@@ -207,60 +273,16 @@ def inpaint_batches(model: models.Model, images, masks, indices, *,
     W, 3) float32 in [-1, 1]; 'z' (N, z_dim) in `options`' constraint set;
     'final_loss' (N, restarts); 'loss_trace' (N, steps) of the kept
     restart; 'cg_iterations' (N,) int32 (-1 when not blending);
-    'tune_trace' (N, options.tune_steps), the loss at G_θ(ẑ) before each
-    pivotal-tuning step (`completion.Options`).
+    'tune_trace' (N, options.tuning.steps), the loss at G_θ(ẑ) before each
+    pivotal-tuning step (`completion.Tuning`).
   """
-  if not hasattr(images, 'read'):
-    images = np.asarray(images, np.float32)
-    if images.ndim != 4:
-      raise ValueError(f'images must be (N, H, W, C) with N >= 1, got shape '
-                       f'{images.shape}')
+  images, indices = _checked_inputs(images, indices, batch_size, keep)
   n = len(images)
-  if n == 0:
-    raise ValueError('images must be (N, H, W, C) with N >= 1, got none')
-  if batch_size < 1:
-    raise ValueError(f'batch_size must be >= 1, got {batch_size}')
-  unknown = set(keep) - set(RESULT_KEYS)
-  if unknown:
-    raise ValueError(f'keep={tuple(keep)}: {sorted(unknown)} are not among '
-                     f'{RESULT_KEYS}')
-  indices = np.asarray(indices)
-  if indices.shape != (n,):
-    raise ValueError(f'indices must have shape ({n},), got {indices.shape}')
-  read_images = rows_reader('images', images, n)
-  read_masks = rows_reader('masks', masks, n)
-  read_reference = (None if reference is None
-                    else rows_reader('reference', reference, n))
-
-  def read(rows):
-    batch = {'images': read_images(rows), 'masks': read_masks(rows)}
-    if batch['masks'].shape[1:3] != batch['images'].shape[1:3] or (
-        batch['masks'].shape[-1] != 1):
-      raise ValueError(f'masks {batch["masks"].shape[1:]} do not fit images '
-                       f'{batch["images"].shape[1:]}: expected (N or 1, H, '
-                       'W, 1)')
-    if read_reference is not None:
-      batch['reference'] = read_reference(rows)
-      if batch['reference'].shape[1:] != batch['images'].shape[1:]:
-        raise ValueError(f'reference {batch["reference"].shape[1:]} does not '
-                         f'fit images {batch["images"].shape[1:]}')
-    return batch
-
+  read = _batch_reader(images, masks, reference, n)
   devices = sharding.completion_devices(devices)
   place_batch, place_replicated = sharding.batch_placement(devices)
   model = model.with_variables(place_replicated(model.variables))
-  if reference is None:
-    run = lambda b, keys: completion.complete(
-        model, *place_batch((b['images'], b['masks'], keys)), spec=spec,
-        options=options)
-  else:
-    cond_spec = spec if spec is not None else completion.ConditionalSpec()
-    if not isinstance(cond_spec, completion.ConditionalSpec):
-      raise ValueError('conditional completion (reference given) needs a '
-                       f'completion.ConditionalSpec, got {type(spec).__name__}')
-    run = lambda b, keys: completion.complete_conditional(
-        model, *place_batch((b['images'], b['reference'], b['masks'], keys)),
-        spec=cond_spec, options=options)
+  run = _batch_search(model, spec, options, reference, place_batch)
 
   batch = sharding.round_batch_size(batch_size, n, len(devices))
   starts = list(range(0, n, batch))
@@ -275,7 +297,7 @@ def inpaint_batches(model: models.Model, images, masks, indices, *,
       inputs = upcoming.result()
       if i + 1 < len(starts):
         upcoming = reader.submit(read, _padded_rows(starts[i + 1], n, batch))
-      keys = completion.image_keys(seed, indices[rows])
+      keys = api.image_keys(seed, indices[rows])
       out = run(inputs, keys)
       if out.get('cg_iterations') is None:
         out = dict(out, cg_iterations=np.full((batch,), -1, np.int32))

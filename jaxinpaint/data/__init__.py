@@ -2,14 +2,17 @@
 from jaxinpaint import _lazy
 
 __getattr__, __dir__, __all__ = _lazy.exports(__name__, {
+    # decoding
+    'PathLike': 'decoding', 'IMAGE_EXTENSIONS': 'decoding',
+    'exif_orientation': 'decoding',
+    'upright': 'decoding', 'upright_size': 'decoding',
+    'list_image_files': 'decoding',
     # sources
-    'PathLike': 'sources', 'IMAGE_EXTENSIONS': 'sources',
-    'exif_orientation': 'sources',
-    'upright': 'sources', 'upright_size': 'sources',
-    'list_image_files': 'sources', 'open_source': 'sources',
-    'describe_source': 'sources', 'stream_indices': 'sources',
-    'epoch_permutation': 'sources', 'BatchIterator': 'sources',
-    'make_batch_iterator': 'sources', 'load_images': 'sources',
-    'cache_record': 'sources', 'load_all': 'sources',
-    'device_batches': 'sources',
+    'open_source': 'sources', 'describe_source': 'sources',
+    'load_images': 'sources', 'cache_record': 'sources',
+    'load_all': 'sources',
+    # pipeline
+    'stream_indices': 'pipeline', 'epoch_permutation': 'pipeline',
+    'BatchIterator': 'pipeline', 'make_batch_iterator': 'pipeline',
+    'device_batches': 'pipeline',
 })

@@ -10,7 +10,7 @@ from typing import Tuple
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
-from jaxinpaint import data
+from jaxinpaint.data import decoding
 
 MASK_KINDS = ('center', 'three_squares', 'random', 'free_form')
 
@@ -202,7 +202,7 @@ def load_mask(path: str, h: int, w: int) -> np.ndarray:
   """
   try:
     with Image.open(path) as img:
-      img = data.upright(img)
+      img = decoding.upright(img)
       img.load()
       size = img.size
       grey = _to_unit_grey(img)

@@ -55,7 +55,7 @@ def measure(model: models.Model, *, losses=('paper', 'yeh'),
   tune_steps.
 
   tune_steps, tune_options: pivotal tuning after the search
-  (`completion.Options.tune_steps` and a dict of its other tune_* fields);
+  (`completion.Tuning.steps` and a dict of its other fields, e.g. lr);
   the blend is then of G_θ(ẑ), and 'g_hole_mse' is G_θ(ẑ)'s.
   """
   for c in constraints:
@@ -74,8 +74,8 @@ def measure(model: models.Model, *, losses=('paper', 'yeh'),
   for constraint in constraints:
     options = completion.Options(steps=steps, restarts=restarts,
                                  z_constraint=constraint, z_bound=z_bound,
-                                 tune_steps=tune_steps,
-                                 **(tune_options or {}))
+                                 tuning=completion.Tuning(
+                                     steps=tune_steps, **(tune_options or {})))
     z_star, x_star = targets(model, n, target_seed, options)
     y = np.where(holes_mask > 0.5, x_star, np.float32(0))
     harmonic_fill, _ = poisson.harmonic_fill(y, holes_mask)

@@ -128,9 +128,9 @@ def start(coordinator_address=None, num_processes=None, process_id=None,
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   try:
     child = subprocess.run(
-        [sys.executable, '-m', 'jaxinpaint.inpaint_job.processes', json.dumps(request),
-         str(int(timeout))], env=env, capture_output=True, text=True,
-        timeout=timeout + 60)
+        [sys.executable, '-m', 'jaxinpaint.inpaint_job.processes',
+         json.dumps(request), str(int(timeout))], env=env,
+        capture_output=True, text=True, timeout=timeout + 60)
   except subprocess.TimeoutExpired:
     raise RuntimeError(f'the processes did not join within {timeout:g} s')
   if child.returncode != 0:
@@ -145,8 +145,10 @@ def start(coordinator_address=None, num_processes=None, process_id=None,
 
 def _join(request: dict, timeout: int) -> dict:
   """The child of `start`: joins, agrees on the token, prints them."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  import jax
+  from jax.experimental import multihost_utils
+  # pylint: enable=g-import-not-at-top
   jax.distributed.initialize(**request, initialization_timeout=timeout)
   token = np.frombuffer(secrets.token_bytes(8), np.uint8)
   # Every process's token; all keep process 0's.
@@ -183,7 +185,6 @@ class Status:
     # last line, which it ignores.
     with open(self.path, 'a', encoding='utf-8') as f:
       f.write(line)
-
 
 
 @contextlib.contextmanager
@@ -251,11 +252,12 @@ def wait_for_all(out: Path, share: Share, timeout: float, on_update=None,
     if all(s in (DONE, FAILED) for s in states):
       failed = [i for i, s in enumerate(states) if s == FAILED]
       if failed:
+        log = outputs.text(status_path(out, failed[0]))
         raise errors.RunError('; '.join(
             f'process {i} of {share.count} failed: {statuses[i]["error"]}'
-            for i in failed) + f' (see {outputs.text(status_path(out, failed[0]))}'
-            '); the other processes\' images are kept: rerun the same '
-            'command on every process with --resume to do the rest')
+            for i in failed) + f' (see {log}); the other processes\' images '
+            'are kept: rerun the same command on every process with --resume '
+            'to do the rest')
       return [statuses[i] for i in range(share.count)]
     if time.monotonic() - last_change > timeout:
       silent = [f'process {i} ({s or "no status file"})'
@@ -307,5 +309,6 @@ def grid_rows_path(out: Path, index: int) -> Path:
 
 
 if __name__ == '__main__':
-  # `start`'s child: python -m jaxinpaint.inpaint_job.processes REQUEST_JSON TIMEOUT.
+  # `start`'s child:
+  # python -m jaxinpaint.inpaint_job.processes REQUEST_JSON TIMEOUT.
   print(json.dumps(_join(json.loads(sys.argv[1]), int(sys.argv[2]))))

@@ -1,14 +1,15 @@
-"""Executes a checked `inpaint.py` run (`inpaint_cli` parses and plans).
+"""Executes a checked `inpaint.py` run (`cli.inpaint` parses and plans).
 
 The images stream: `batched.inpaint_batches` reads each batch when it
 is due (the next one on a thread), completes it and hands it to
-`outputs.BatchWriter`, which writes its PNGs and metrics rows at once; only
+`writer.BatchWriter`, which writes its PNGs and metrics rows at once; only
 per-image numbers (N floats) and the grid's first rows are kept, so memory
-is bounded by the batch size whatever the number of images. One of several
-processes completes and writes its own block of images only (and reads
-only those), logging each batch in its status file; process 0 then waits
-for the others and writes grid.png, metrics.csv and summary.json of all of
-them (`_finish_processes`).
+is bounded by the batch size whatever the number of images. What this
+process completes and writes is its role's (`roles`): all of it for one
+process; for one of several, its own block of images only (and it reads
+only those), logging each batch in its status file, and process 0 then
+waits for the others and writes grid.png, metrics.csv and summary.json of
+all of them.
 """
 import dataclasses
 from pathlib import Path
@@ -17,13 +18,11 @@ from typing import Any
 import numpy as np
 
 from jaxinpaint import atomic, errors
-from jaxinpaint.inpaint_job import inputs, outputs, processes
+from jaxinpaint.inpaint_job import inputs, outputs, processes, roles
 from jaxinpaint.models import loading
 
 PAPER_STEPS = 1000
 CPU_DEFAULT_STEPS = 200
-# Images read at a time when metrics are computed from written PNGs.
-METRICS_CHUNK = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,51 +92,27 @@ def execute(plan: Plan) -> Outcome:
 
 
 def _execute(plan: Plan) -> Outcome:
-  # Here, not at the top: inpaint.py's --help and checks need no JAX.
-  # pylint: disable=g-import-not-at-top
-  from jaxinpaint import completion, sharding
-  from jaxinpaint.completion import batched
-  from jaxinpaint.ops import metrics
-  # pylint: enable=g-import-not-at-top
-  s, out, share, n = plan.settings, plan.out, plan.share, len(plan.names)
-  with errors.naming_flags(devices='--devices'):
-    devices = sharding.completion_devices(s.devices)
-  model = load_model(plan.model_dir)
-  conditional = plan.reference is not None
-  loss_name = None if conditional else (s.loss or 'paper')
-  spec = (completion.ConditionalSpec() if conditional
-          else completion.get_loss(loss_name))
-  steps = s.steps or (CPU_DEFAULT_STEPS if devices[0].platform == 'cpu'
-                      else PAPER_STEPS)
-  dtype = s.dtype or str(model.config.model.dtype)
-  record = dict(plan.record, **{'model step': int(model.step),
-                                '--steps': steps, '--dtype': dtype})
+  """`execute`, but for the lock's release."""
+  s, out, n = plan.settings, plan.out, len(plan.names)
+  search = _set_up_search(plan)
+  record = dict(plan.record, **{'model step': int(search.model.step),
+                                '--steps': search.steps,
+                                '--dtype': search.dtype})
   outputs.check_run_settings(out, record, s.resume)
-  if share is None or share.index == 0:
+  role = roles.for_plan(plan)
+  if role.is_chief:
     try:
       atomic.write_json(out / outputs.RUN_FILE, record)
     except OSError as e:
       raise errors.RunError(f'cannot write {outputs.text(out)}/'
                             f'{outputs.RUN_FILE}: {e.strerror or e}') from e
 
-  block = np.arange(n) if share is None else share.rows(n)
+  block = role.block(n)
   todo = block[~plan.done[block]]
-  # Several processes: this one writes its images only (no grid, no
-  # metrics); it leaves its grid rows' G(z) for process 0.
-  writer = outputs.BatchWriter(
-      out, plan.names, _grid_inputs(plan) if share is None else
-      (None, None, None), plan.done, plan.grid_rows if share is None else 0)
-  if s.evaluate and share is None and plan.done.any():
-    _add_written_metrics(writer, plan, np.flatnonzero(plan.done))
-  status = None if share is None else processes.Status(out, share)
-  progress = None if share is None else processes.Progress(n, share, out)
-  grid_kept = {}  # several processes: this one's rows of the grid
-  final_losses = np.zeros(0, np.float32)
+  writer = role.open_writer()
   try:
-    if status is not None:
-      status.write(processes.RUNNING, completed=0, todo=len(todo),
-                   resumed=len(block) - len(todo))
-    if len(todo) and not s.evaluate and (share is None or share.index == 0):
+    role.start(todo=len(todo), resumed=len(block) - len(todo))
+    if len(todo) and not s.evaluate and role.is_chief:
       stale = outputs.remove_stale_metrics(out)
       if stale:
         inputs.note(f'note: removed {" and ".join(stale)} of an earlier '
@@ -148,77 +123,14 @@ def _execute(plan: Plan) -> Outcome:
       inputs.note(f'--resume: {len(block) - len(todo)} of {len(block)} '
                   f'images are finished in {outputs.text(out)}/; skipping '
                   'them')
-    if len(todo):
-      batch = sharding.round_batch_size(s.batch_size, len(todo),
-                                                len(devices))
-      # Before compiling a search that cannot fit.
-      with errors.naming_flags(restarts='--restarts',
-                               batch_size='--batch-size'):
-        batched.check_search_memory(model, batch, s.restarts, devices)
-      _announce(share, len(todo), model.step, steps, s, devices, batch)
-
-      def on_batch(start, stop, results):
-        rows = todo[start:stop]
-        per_image = None
-        if s.evaluate and share is None:
-          per_image, _ = batched.evaluate(results['images'], results,
-                                           results['masks'])
-        writer.batch(rows, results, per_image)
-        if share is not None:
-          for j in np.flatnonzero(rows < s.grid_max):
-            grid_kept[int(rows[j])] = (results['generated'][j],
-                                       results['blended'][j])
-          status.write(processes.RUNNING, completed=stop,
-                       written=outputs.image_files(plan.names, rows))
-          progress.update()
-
-      options = completion.Options(steps=steps, restarts=s.restarts,
-                                   blend=s.blend, dtype=s.dtype,
-                                   tune_steps=s.tune_steps)
-      # With --evaluate the inputs are whole images: completion never reads
-      # their hole pixels (the grid shows them damaged, `_damaged`).
-      results = batched.inpaint_batches(
-          model, _BlockReader(plan.images, todo),
-          _BlockReader(plan.mask, todo) if hasattr(plan.mask, 'read')
-          else plan.mask, todo, spec=spec, options=options,
-          batch_size=s.batch_size, seed=s.seed, reference=plan.reference,
-          on_batch=on_batch, devices=devices, progress=share is None,
-          keep=('final_loss',))
-      final_losses = results['final_loss'].min(axis=1)
-
-    resumed = n - len(todo)
-    if share is not None:
-      if grid_kept:
-        rows = sorted(grid_kept)
-        processes.save_arrays(
-            processes.grid_rows_path(out, share.index), rows=np.array(rows),
-            generated=np.stack([grid_kept[i][0] for i in rows]),
-            blended=np.stack([grid_kept[i][1] for i in rows]))
-      status.write(processes.DONE, final_losses=final_losses.tolist())
-      if share.index != 0:
-        return Outcome({}, len(todo), len(block) - len(todo))
-      writer.close()
-      writer, resumed, final_losses = _finish_processes(plan, progress)
-    summary = {}
-    if s.evaluate:
-      summary = metrics.summarize(*(writer.per_image[k]
-                                    for k in outputs.METRIC_KEYS))
-    summary.update(
-        method='conditional' if conditional else 'inpainting',
-        loss=loss_name or 'conditional',
-        loss_weights=dataclasses.asdict(spec), steps=steps,
-        restarts=s.restarts, tune_steps=s.tune_steps,
-        batch_size=s.batch_size, seed=s.seed, mask=record['--mask'],
-        blend=s.blend, input=record['--input'],
-        reference=record['--reference'], checkpoint=record['--checkpoint'],
-        checkpoint_step=model.step,
-        model={k: model.config.model[k]
-               for k in ('arch', 'resolution', 'width', 'z_dim')},
-        dtype=dtype, resumed=resumed,
-        # Of the images completed in this run (None: all were resumed).
-        final_loss_mean=(float(final_losses.mean()) if len(final_losses)
-                         else None),
-        device=devices[0].device_kind)
+    final_losses = (_complete(plan, search, role, writer, todo) if len(todo)
+                    else np.zeros(0, np.float32))
+    # Process 0 of several: the writer, counts and losses of all processes.
+    writer, resumed, final_losses = role.finish(
+        writer, len(block) - len(todo), final_losses)
+    if not role.is_chief:
+      return Outcome({}, len(todo), resumed)
+    summary = _summary(plan, search, record, writer, resumed, final_losses)
     writer.finish(summary if s.evaluate else None)
   except KeyboardInterrupt as e:
     what = ('terminated by SIGTERM' if isinstance(e, errors.Terminated)
@@ -228,9 +140,99 @@ def _execute(plan: Plan) -> Outcome:
         f'{outputs.text(out)}/; rerun with --resume to do the rest') from e
   finally:
     writer.close()
-    if progress is not None:
-      progress.close()
+    role.close()
   return Outcome(summary, n - resumed, resumed)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Search:
+  """What completes the images, as the flags and the model decide."""
+  model: Any  # models.Model
+  devices: list
+  loss_name: str | None  # None: conditional completion (its own loss)
+  spec: Any  # the loss's weights (completion.LossSpec, ConditionalSpec)
+  steps: int
+  dtype: str
+
+
+def _set_up_search(plan: Plan) -> _Search:
+  """Picks the devices, loads the model and resolves the flags' defaults."""
+  # Here, not at the top: inpaint.py's --help and checks need no JAX.
+  # pylint: disable-next=g-import-not-at-top
+  from jaxinpaint import completion, sharding
+  s = plan.settings
+  with errors.naming_flags(devices='--devices'):
+    devices = sharding.completion_devices(s.devices)
+  model = load_model(plan.model_dir)
+  conditional = plan.reference is not None
+  loss_name = None if conditional else (s.loss or 'paper')
+  spec = (completion.ConditionalSpec() if conditional
+          else completion.get_loss(loss_name))
+  steps = s.steps or (CPU_DEFAULT_STEPS if devices[0].platform == 'cpu'
+                      else PAPER_STEPS)
+  dtype = s.dtype or str(model.config.model.dtype)
+  return _Search(model, devices, loss_name, spec, steps, dtype)
+
+
+def _complete(plan: Plan, search: _Search, role: roles.Role, writer,
+              todo) -> np.ndarray:
+  """Completes the images `todo` (indices, at least one) batch by batch,
+  each written by `role` as it is done; returns their final losses (K,)."""
+  # pylint: disable=g-import-not-at-top
+  from jaxinpaint import completion, sharding
+  from jaxinpaint.completion import batched
+  # pylint: enable=g-import-not-at-top
+  s, model, devices = plan.settings, search.model, search.devices
+  batch = sharding.round_batch_size(s.batch_size, len(todo), len(devices))
+  # Before compiling a search that cannot fit.
+  with errors.naming_flags(restarts='--restarts', batch_size='--batch-size'):
+    batched.check_search_memory(model, batch, s.restarts, devices)
+  _announce(role.who, len(todo), model.step, search.steps, s, devices, batch)
+
+  def on_batch(start, stop, results):
+    role.write_batch(writer, todo[start:stop], results, completed=stop)
+
+  options = completion.Options(steps=search.steps, restarts=s.restarts,
+                               blend=s.blend, dtype=s.dtype,
+                               tuning=completion.Tuning(steps=s.tune_steps))
+  # With --evaluate the inputs are whole images: completion never reads
+  # their hole pixels (the grid shows them damaged, `roles`).
+  results = batched.inpaint_batches(
+      model, _BlockReader(plan.images, todo),
+      _BlockReader(plan.mask, todo) if hasattr(plan.mask, 'read')
+      else plan.mask, todo, spec=search.spec, options=options,
+      batch_size=s.batch_size, seed=s.seed, reference=plan.reference,
+      on_batch=on_batch, devices=devices, progress=role.batch_progress,
+      keep=('final_loss',))
+  return results['final_loss'].min(axis=1)
+
+
+def _summary(plan: Plan, search: _Search, record: dict, writer, resumed: int,
+             final_losses) -> dict:
+  """summary.json: the metrics (with --evaluate) and the run's settings."""
+  from jaxinpaint.ops import metrics  # pylint: disable=g-import-not-at-top
+  s, model = plan.settings, search.model
+  summary = {}
+  if s.evaluate:
+    summary = metrics.summarize(*(writer.per_image[k]
+                                  for k in outputs.METRIC_KEYS))
+  summary.update(
+      method='conditional' if plan.reference is not None else 'inpainting',
+      loss=search.loss_name or 'conditional',
+      loss_weights=dataclasses.asdict(search.spec), steps=search.steps,
+      restarts=s.restarts, tune_steps=s.tune_steps,
+      batch_size=s.batch_size, seed=s.seed, mask=record['--mask'],
+      blend=s.blend, input=record['--input'],
+      reference=record['--reference'], checkpoint=record['--checkpoint'],
+      checkpoint_step=model.step,
+      model={k: model.config.model[k]
+             for k in ('arch', 'resolution', 'width', 'z_dim')},
+      dtype=search.dtype, resumed=resumed,
+      # Of the images completed in this run (None: all were resumed).
+      final_loss_mean=(float(final_losses.mean()) if len(final_losses)
+                       else None),
+      device=search.devices[0].device_kind)
+  return summary
 
 
 def load_model(model_dir):
@@ -246,8 +248,7 @@ def load_model(model_dir):
                             f'{type(e).__name__}: {first}') from e
 
 
-def _announce(share, count, model_step, steps, s: Settings, devices, batch):
-  who = '' if share is None else f'process {share.index}: '
+def _announce(who, count, model_step, steps, s: Settings, devices, batch):
   tuning = f', then {s.tune_steps} steps tuning G' if s.tune_steps else ''
   batches = -(-count // batch)
   inputs.note(
@@ -269,74 +270,3 @@ class _BlockReader:
 
   def read(self, rows):
     return self.source.read(self.rows[np.asarray(rows)])
-
-
-def _damaged(images):
-  """Holes grey (0 in [-1, 1]): the grid's input column."""
-  return np.where(images['masks'] > 0.5, images['images'], np.float32(0))
-
-
-def _grid_inputs(plan: Plan):
-  """(masked, reference, original or None) of the grid's rows: the first
-  `plan.grid_rows` images, read once here (a bounded number)."""
-  rows = np.arange(plan.grid_rows)
-  images = plan.images.read(rows) if len(rows) else None
-  masked = (None if images is None else
-            _damaged({'images': images, 'masks': plan.read_masks(rows)}))
-  truth = images if plan.settings.evaluate else None
-  return masked, plan.reference, truth
-
-
-def _add_written_metrics(writer, plan: Plan, rows):
-  """--evaluate: the metrics of images already written in OUT (of an
-  earlier run, or of other processes), from their PNGs, against the
-  originals; `METRICS_CHUNK` images at a time."""
-  # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint.completion import batched
-  for start in range(0, len(rows), METRICS_CHUNK):
-    chunk = rows[start:start + METRICS_CHUNK]
-    written = outputs.read_finished(plan.out, plan.names, chunk,
-                                   plan.resolution)
-    per_image, _ = batched.evaluate(
-        plan.images.read(chunk), written.astype(np.float32) / 127.5 - 1,
-        plan.read_masks(chunk))
-    writer.add_metrics(chunk, per_image)
-
-
-def _finish_processes(plan: Plan, progress):
-  """Process 0, after its own block: waits for every process, then writes
-  grid.png (from the G(z) each process left) and, with --evaluate,
-  metrics.csv and summary.json from the PNGs of all processes, read back as
-  --resume does. Returns (writer, resumed count, final losses)."""
-  share, out, names, s = plan.share, plan.out, plan.names, plan.settings
-  n = len(names)
-  statuses = processes.wait_for_all(out, share, s.process_timeout,
-                                    on_update=progress.update)
-  # The grid's images were all done before (and grid.png kept) or are all
-  # completed in this run (outputs.finished): each process left its rows.
-  grid_done = plan.done[:plan.grid_rows].all()
-  writer = outputs.BatchWriter(out, names, _grid_inputs(plan),
-                               np.full(n, grid_done), plan.grid_rows)
-  if not grid_done:
-    for i in range(share.count):
-      block = dataclasses.replace(share, index=i).rows(n)
-      if len(block) and block[0] < plan.grid_rows:  # it had rows of the grid
-        path = processes.grid_rows_path(out, i)
-        try:
-          with np.load(path) as rows:
-            writer.add_grid_rows(rows['rows'], rows['generated'],
-                                 rows['blended'])
-        except (OSError, ValueError, KeyError) as e:
-          raise errors.RunError(f'cannot read {outputs.text(path)}, the '
-                                f'grid rows of process {i}: {e}') from e
-    if writer.grid is not None:
-      raise errors.RunError(
-          f'the processes left {len(writer.grid)} of the {plan.grid_rows} '
-          f'rows of {outputs.text(out / outputs.GRID_FILE)}; rerun without '
-          '--resume')
-  if s.evaluate:
-    _add_written_metrics(writer, plan, np.arange(n))
-  resumed = sum(s['resumed'] for s in statuses)
-  final_losses = np.concatenate([np.asarray(s['final_losses'], np.float32)
-                                 for s in statuses])
-  return writer, resumed, final_losses

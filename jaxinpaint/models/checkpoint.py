@@ -11,7 +11,7 @@ Layout of a model directory (a training work dir or an exported model):
 
 "Finalized" says whether a step's `g_stats_eval` (G's BatchNorm statistics
 for inference) were recalibrated for that step's weights: true for the
-checkpoint written at the end of training (`training.finalize`) and for an
+checkpoint written at the end of training (training's `finalize`) and for an
 exported model, false for a periodic or a signal's checkpoint, whose
 `g_stats_eval` are the running averages. A checkpoint written before the
 flag existed counts as not finalized. `loading.load_model` recalibrates

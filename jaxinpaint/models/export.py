@@ -8,8 +8,8 @@ the running averages), the arrays in a storage dtype with their SHA-256
 """
 import jax.numpy as jnp
 
-from jaxinpaint import errors, models
-from jaxinpaint.models import checkpoint
+from jaxinpaint import errors
+from jaxinpaint.models import checkpoint, model, networks
 
 
 def export(workdir, out, dtype='bfloat16', recalibration_batches=None):
@@ -28,8 +28,8 @@ def export(workdir, out, dtype='bfloat16', recalibration_batches=None):
         f'{workdir}: its checkpoint is from step 0, a model that never '
         'trained (its completions would be noise); train it first')
   raw, step = checkpoint.restore_raw(workdir)
-  nets = models.build_models(config.model)
-  g_stats = models.recalibrated_stats(
+  nets = networks.build_models(config.model)
+  g_stats = model.recalibrated_stats(
       nets['generator'], raw['g_params'], raw['g_stats'], config,
       recalibration_batches)
   variables = checkpoint.inference_variables(dict(raw, g_stats_eval=g_stats))

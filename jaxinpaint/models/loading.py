@@ -6,7 +6,7 @@ for the default one (`DEFAULT_MODEL`).
 
   find_model(model)  -> (model directory, its config), loading no array:
                         for checks before any work
-  load_model(model)  -> the `models.Model` handle completion takes
+  load_model(model)  -> the `model.Model` handle completion takes
 
 `load_model` is the one loader for every kind of model directory:
   an exported model      its checksums are checked, loaded as saved;
@@ -15,15 +15,19 @@ for the default one (`DEFAULT_MODEL`).
   an unfinished work dir a periodic or a signal's checkpoint (not finalized,
                          `checkpoint.is_finalized`): G's BatchNorm statistics
                          are recalibrated as the end of training does
-                         (`models.recalibrated_stats`), with a note.
+                         (`model.recalibrated_stats`), with a note: a
+                         WARNING on this module's logger (the CLIs print
+                         it as one line on stderr: `cli.common`).
 
 Nothing here starts JAX until a model is found or loaded (`--help` and
 argument errors stay fast).
 """
-import sys
+import logging
 from pathlib import Path
 
 from jaxinpaint import errors
+
+_log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).parents[1] / 'assets'  # the package's shipped files
 DEFAULT_MODEL = ASSETS / 'celeba64'
@@ -31,7 +35,8 @@ DEFAULT_MODEL = ASSETS / 'celeba64'
 
 def shipped_model_names() -> list:
   """The models in the package (folders of assets/ with a config)."""
-  from jaxinpaint.models import checkpoint  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from jaxinpaint.models import checkpoint
   if not ASSETS.is_dir():
     return []
   return sorted(p.name for p in ASSETS.iterdir()
@@ -46,22 +51,23 @@ def find_model(model=None):
   directory nor a shipped model's name, a directory that is not a model, and
   a model that never trained (step 0).
   """
-  from jaxinpaint.models import checkpoint  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from jaxinpaint.models import checkpoint
   if model is None:
     model_dir = DEFAULT_MODEL
     if not model_dir.is_dir():
-      raise errors.ArgumentError('model', f'no shipped model is installed (nothing '
-                          f'at {model_dir}); pass a model directory (a '
-                          'training work dir or an exported model)')
+      raise errors.ArgumentError(
+          'model', f'no shipped model is installed (nothing at {model_dir}); '
+          'pass a model directory (a training work dir or an exported model)')
   else:
     model = str(model)
     model_dir = Path(model)
     if not model_dir.is_dir() and model_dir.name == model:
       model_dir = ASSETS / model  # a shipped model's name
     if not model_dir.is_dir():
-      raise errors.ArgumentError('model', f'{model}: no such directory (nor a '
-                          'shipped model: '
-                          f'{", ".join(shipped_model_names())})')
+      raise errors.ArgumentError(
+          'model', f'{model}: no such directory (nor a shipped model: '
+          f'{", ".join(shipped_model_names())})')
   try:
     config = checkpoint.load_config(model_dir)
   except (FileNotFoundError, ValueError) as e:  # ValueError: bad JSON
@@ -70,30 +76,33 @@ def find_model(model=None):
   if step is None:
     writing = checkpoint.steps_being_written(model_dir)
     if writing:
-      raise errors.ArgumentError('model', f'{model_dir}: its first checkpoint (step '
-                          f'{writing[-1]}) is being written (is training '
-                          'running there?); retry when it is saved')
-    raise errors.ArgumentError('model', f'{model_dir}: not a jaxinpaint model '
-                        'directory (no checkpoint under '
-                        f'{checkpoint.CHECKPOINT_DIR}/)')
+      raise errors.ArgumentError(
+          'model', f'{model_dir}: its first checkpoint (step {writing[-1]}) '
+          'is being written (is training running there?); retry when it is '
+          'saved')
+    raise errors.ArgumentError(
+        'model', f'{model_dir}: not a jaxinpaint model directory (no '
+        f'checkpoint under {checkpoint.CHECKPOINT_DIR}/)')
   if step == 0:
-    raise errors.ArgumentError('model', f'{model_dir}: its checkpoint is from step '
-                        '0, a model that never trained (its completions '
-                        'would be noise); train it, or pass another model')
+    raise errors.ArgumentError(
+        'model', f'{model_dir}: its checkpoint is from step 0, a model that '
+        'never trained (its completions would be noise); train it, or pass '
+        'another model')
   return model_dir, config
 
 
 def load_model(model=None):
-  """The `models.Model` handle of `model` (module docs): nets, float32
+  """The `model.Model` handle of `model` (module docs): nets, float32
   inference variables, arch, z_dim, resolution, step and config.
 
   Raises ArgumentError as `find_model`, errors.ChecksumError for a
   damaged exported model, errors.DamagedCheckpointError for a damaged
   checkpoint.
   """
-  # pylint: disable-next=g-import-not-at-top
-  from jaxinpaint.models import checkpoint
-  from jaxinpaint import models
+  # pylint: disable=g-import-not-at-top
+  from jaxinpaint.models import checkpoint, networks
+  from jaxinpaint.models import model as model_lib  # `model`: the argument
+  # pylint: enable=g-import-not-at-top
   model_dir, config = find_model(model)
   raw, step = checkpoint.restore_raw(model_dir)
   checkpoint.check_checksums(model_dir, raw)
@@ -101,14 +110,15 @@ def load_model(model=None):
     # A periodic or a signal's checkpoint: G's statistics for inference are
     # the running averages, which lag behind a GAN's weights.
     batches = config.train.bn_recalibration_batches
-    print(f'note: {model_dir}: the checkpoint of step {step} was saved '
-          "before the end of training, so G's BatchNorm statistics are "
-          f'running averages; recalibrating them over {batches} batches of z '
-          f'(`python -m jaxinpaint.cli.export --workdir {model_dir} --out DIR` '
-          'does it once)', file=sys.stderr)
-    generator = models.build_models(config.model)['generator']
-    raw = dict(raw, g_stats_eval=models.recalibrated_stats(
+    _log.warning(
+        "note: %s: the checkpoint of step %s was saved before the end of "
+        "training, so G's BatchNorm statistics are running averages; "
+        'recalibrating them over %s batches of z (`python -m '
+        'jaxinpaint.cli.export --workdir %s --out DIR` does it once)',
+        model_dir, step, batches, model_dir)
+    generator = networks.build_models(config.model)['generator']
+    raw = dict(raw, g_stats_eval=model_lib.recalibrated_stats(
         generator, raw['g_params'], raw['g_stats'], config))
   variables = checkpoint.to_float32(checkpoint.inference_variables(raw))
-  return models.Model.from_config(config.model, variables, step=step,
-                                  config=config)
+  return model_lib.Model.from_config(config.model, variables, step=step,
+                                     config=config)

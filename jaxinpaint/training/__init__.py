@@ -2,14 +2,15 @@
 from jaxinpaint import _lazy
 
 __getattr__, __dir__, __all__ = _lazy.exports(__name__, {
+    # step
+    'TrainState': 'step',
+    'make_optimizer': 'step', 'init_state': 'step', 'critic_names': 'step',
+    'step_randomness': 'step', 'train_step': 'step',
+    'resolve_critic_loop': 'step', 'TrainFunctions': 'step',
+    'build_train_functions': 'step', 'sample_images': 'step',
+    # progress
+    'process_start_time': 'progress',
     # loop
-    'TrainState': 'loop',
-    'make_optimizer': 'loop', 'init_state': 'loop', 'critic_names': 'loop',
-    'step_randomness': 'loop', 'train_step': 'loop',
-    'resolve_critic_loop': 'loop', 'TrainFunctions': 'loop',
-    'build_train_functions': 'loop', 'sample_images': 'loop',
-    'process_start_time': 'loop', 'warm_start_state': 'loop',
-    'free_memory': 'loop', 'check_data_size': 'loop',
-    'train_and_evaluate': 'loop',
-    'finalize': 'loop',
+    'warm_start_state': 'loop', 'check_data_size': 'loop',
+    'train_and_evaluate': 'loop', 'finalize': 'loop',
 })

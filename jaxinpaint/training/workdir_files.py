@@ -4,8 +4,9 @@
 `RunFiles` writes metrics.jsonl, samples/, checkpoints/ and config.json,
 each on first use, and the same scalars and sample grids as TensorBoard
 event files (events.out.tfevents.*, beside metrics.jsonl: `tensorboard
---logdir runs/` shows every work dir under runs/ as a run); `StopRequest` turns SIGTERM/SIGINT into a flag the
-training loop polls between steps, so that it can save a checkpoint first.
+--logdir runs/` shows every work dir under runs/ as a run); `StopRequest`
+turns SIGTERM/SIGINT into a flag the training loop (`loop.py`) polls
+between steps, so that it can save a checkpoint first.
 """
 import json
 import signal
@@ -79,12 +80,13 @@ def check_resumable(workdir, config):
         'these (the old config is kept as config.<step>.json)')
 
 
-def _write_error(what, workdir, last_saved, error: OSError) -> errors.WriteError:
+def _write_error(what, workdir, last_saved,
+                 error: OSError) -> errors.WriteError:
   kept = (f'the checkpoint of step {last_saved} is kept' if last_saved
           is not None else 'no checkpoint was saved')
   return errors.WriteError(f'cannot write {what} in {workdir}: '
-                    f'{error.strerror or error}; {kept}: make room and rerun '
-                    'the same command to resume')
+                           f'{error.strerror or error}; {kept}: make room and '
+                           'rerun the same command to resume')
 
 
 class StopRequest:
@@ -149,7 +151,7 @@ class RunFiles:
     """Saves a checkpoint; raises errors.WriteError (one line) if it cannot.
 
     `finalized`: whether the state's `g_stats_eval` are recalibrated for its
-    weights (`training.finalize`), recorded in the step's metadata
+    weights (`loop.finalize`), recorded in the step's metadata
     (`checkpoint.is_finalized`).
     """
     if step == self.last_saved:
