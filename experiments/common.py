@@ -28,9 +28,10 @@ from jaxinpaint import completion, data, errors, models
 from jaxinpaint.completion import batched
 from jaxinpaint.data import grids, masks as masks_lib
 from jaxinpaint.errors import InputError
-from jaxinpaint.evaluation import baselines
+from jaxinpaint.evaluation import baselines, identity
 from jaxinpaint.inpaint_job import inputs
 from jaxinpaint.models import loading
+from jaxinpaint.ops import metrics
 
 # GAN methods: (model, completion.LOSSES key).
 GAN_METHODS = {
@@ -50,6 +51,11 @@ PAPER_TABLE = {'center': 'Table 1', 'three_squares': 'Table 2'}
 COLUMNS = (('mse', 'MSE', False), ('psnr', 'PSNR', True),
            ('psnr_mean', 'mean PSNR', True), ('ssim', 'SSIM', True),
            ('hole_mse', 'hole MSE', False))
+# With the `eval` extra and `<identity>_<n>` names (evaluation.identity):
+# dlib's face-recognition distance to the person's other photos, and the
+# rate of completions it calls the same person.
+IDENTITY_COLUMNS = (('identity_mean', 'identity dist.', False),
+                    ('identity_rate', 'same person', True))
 
 
 # ----------------------------------------------------------------------------
@@ -150,6 +156,20 @@ def find_table_model(name: str, arg, skipped: dict,
   return TableModel(name, model_dir, label, config)
 
 
+def identity_references(names, images):
+  """The identity columns' photos (`identity.References` over the
+  originals `images`, in [-1, 1]), or None: no person among `names` has
+  two photos, or the `eval` extra is missing (then a note says how to get
+  them)."""
+  if not identity.has_references(names):
+    return None
+  if not identity.available():
+    inputs.note("note: no identity columns (is it still the same person?): "
+                "they need dlib: pip install -e '.[eval]'")
+    return None
+  return identity.References(names, metrics.to_uint8(images))
+
+
 def common_resolution(table_models, input_path) -> int:
   """The models' resolution, or without a model the input images' size
   (they are never resized)."""
@@ -193,6 +213,9 @@ class Plan:
   mask_kinds: list
   masks: dict  # kind -> (1 or N, R, R, 1)
   input_label: str
+  # The persons' photos for the identity columns, or None
+  # (`identity_references`).
+  identity_photos: identity.References | None = None
 
 
 # ----------------------------------------------------------------------------
@@ -307,9 +330,16 @@ def run_methods(plan: Plan, search: Search, figure_rows: int) -> dict:
           raise errors.RunError(f'{method} produced non-finite values on '
                                 f'mask {kind}; is the checkpoint healthy?')
         values, summary = batched.evaluate(images, result, mask)
+        if plan.identity_photos is not None:
+          values.update(identity.identity_distances(
+              metrics.to_uint8(result), metrics.to_uint8(images), plan.names,
+              plan.identity_photos))
+          summary.update(identity.summarize(values))
         out['metrics'][kind][method] = summary
-        out['per_image'][kind][method] = {k: v.tolist()
-                                          for k, v in values.items()}
+        # NaN (an identity without other photos) as JSON's null.
+        out['per_image'][kind][method] = {
+            k: [None if np.isnan(x) else x for x in v.tolist()]
+            for k, v in values.items()}
         out['extra'][kind][method] = extra
         out['timing'][kind][method] = dict(
             wall_seconds=wall, compile_seconds=compile_s,
@@ -341,6 +371,14 @@ def _fmt(v) -> str:
   return f'{v:.4f}'
 
 
+def table_columns(metrics_by_method) -> tuple:
+  """The table's columns: `COLUMNS`, then `IDENTITY_COLUMNS` when the
+  methods' metrics have them."""
+  first = next(iter(metrics_by_method.values()), {})
+  return COLUMNS + (IDENTITY_COLUMNS if first.get('identity_mean') is not None
+                    else ())
+
+
 def table_markdown(kind, plan: Plan, settings, metrics_by_method) -> str:
   """The paper's table for one mask: a header with the settings, one row
   per method, the best of each column in bold. No timing: reproducible."""
@@ -365,19 +403,21 @@ def table_markdown(kind, plan: Plan, settings, metrics_by_method) -> str:
             'images), PSNR = 10·log10(255²/MSE) (the paper\'s table PSNR), '
             'mean PSNR (of per-image PSNRs), SSIM, hole MSE (hole pixels '
             'only); best of each column in bold',
+            *_identity_lines(metrics_by_method),
             '- timing (not reproducible): '
             f'[timing_{kind}.md](timing_{kind}.md); figure: '
             f'[fig_{kind}.png](fig_{kind}.png)', '']
-  header = ['Method', 'Loss / method'] + [c[1] for c in COLUMNS]
+  columns = table_columns(metrics_by_method)
+  header = ['Method', 'Loss / method'] + [c[1] for c in columns]
   lines.append('| ' + ' | '.join(header) + ' |')
-  lines.append('|' + '|'.join(['---', '---'] + ['---:'] * len(COLUMNS)) + '|')
+  lines.append('|' + '|'.join(['---', '---'] + ['---:'] * len(columns)) + '|')
   best = {}
-  for key, _, higher in COLUMNS:
+  for key, _, higher in columns:
     values = [metrics_by_method[m][key] for m in plan.methods]
     best[key] = _fmt(max(values) if higher else min(values))
   for m in plan.methods:
     cells = [m, describe(m, settings['telea_radius'])]
-    for key, _, _ in COLUMNS:
+    for key, _, _ in columns:
       s = _fmt(metrics_by_method[m][key])
       cells.append(f'**{s}**' if s == best[key] and len(plan.methods) > 1
                    else s)
@@ -392,6 +432,21 @@ def table_markdown(kind, plan: Plan, settings, metrics_by_method) -> str:
   lines.append(f'fig_{kind}.png: the first {rows} images, columns: {cols}.')
   lines.append('')
   return '\n'.join(lines)
+
+
+def _identity_lines(metrics_by_method) -> list:
+  """The table header's line on the identity columns, if it has them."""
+  if table_columns(metrics_by_method) == COLUMNS:
+    return []
+  first = next(iter(metrics_by_method.values()))
+  return [f'- identity: dlib\'s face-recognition distance of each completion '
+          'to the other photos of the same person (aligned with the '
+          'original\'s landmarks), its mean, and the rate below '
+          f'{identity.SAME_PERSON} (dlib\'s "same person"), over the '
+          f'{first["identity_count"]} images whose person has other photos; '
+          f'the originals themselves: '
+          f'{_fmt(first["identity_original_mean"])}, '
+          f'{_fmt(first["identity_original_rate"])}']
 
 
 def timing_markdown(kind, plan: Plan, settings, timing) -> str:

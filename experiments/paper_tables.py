@@ -58,7 +58,12 @@ metrics (jaxinpaint.batched.evaluate, on the uint8 [0, 255] values,
 whole image, after Poisson blending for the GAN methods): MSE = mean over images
 of the per-image MSE; PSNR = 10*log10(255^2 / MSE), the paper's table PSNR;
 mean PSNR = mean of per-image PSNRs; SSIM (Gaussian window 11, sigma 1.5);
-hole MSE = MSE over the hole pixels only.
+hole MSE = MSE over the hole pixels only. With the eval extra (pip install
+-e '.[eval]') and input names <identity>_<n> (CelebA's), where some person
+has several images: identity dist. = mean over images of dlib's
+face-recognition distance of the completion to the other images of the same
+person (the originals; aligned with the completion's original), same person
+= the rate below 0.6 (evaluation/identity.py).
 
 Every GAN method starts image i from the latent drawn from (--seed, i), so
 the three WGAN losses start from the same z and the numbers do not depend on
@@ -150,7 +155,9 @@ def prepare(args) -> tuple[common.Plan, Path]:
     raise InputError(f'--out {out}: exists and is not a folder')
   outputs.refuse_existing(_output_files(out, mask_kinds), args.overwrite)
   return common.Plan(methods, skipped, models, images, names, mask_kinds,
-                     masks, input_label), out
+                     masks, input_label,
+                     identity_photos=common.identity_references(names,
+                                                                images)), out
 
 
 def run(args, checked) -> dict:

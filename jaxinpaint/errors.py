@@ -14,7 +14,8 @@ flags and exit codes, `cli.run_checked`).
 
 and their kinds, each raised by one part of the library:
 
-  InputError:  CorruptImageError (data), ChecksumError, DamagedCheckpointError
+  InputError:  CorruptImageError, its kinds ImageTooLargeError and
+               ImageRangeError (data), ChecksumError, DamagedCheckpointError
                and CheckpointBeingWrittenError (models), TimeLimitTooShort
                (training), PageError (the demo's visitor input)
   RunError:    NonFiniteLossError (training), WriteError (a training work dir)
@@ -81,6 +82,29 @@ class Terminated(KeyboardInterrupt):
 
 class CorruptImageError(InputError):
   """An image file that cannot be read or decoded; the message names it."""
+
+
+class ImageTooLargeError(CorruptImageError):
+  """An image file over Pillow's decompression-bomb limit
+  (PIL.Image.MAX_IMAGE_PIXELS), refused from its header.
+
+  `str(error)` reads 'what detail' (e.g. 'image x.png is 9000x9000 (...),
+  over ...'); `size` is (width, height), or None where Pillow refused the
+  header itself (over twice the limit) and only said the pixel count.
+  """
+
+  def __init__(self, what: str, detail: str, size=None):
+    self.what, self.detail, self.size = what, detail, size
+    super().__init__(f'{what} {detail}')
+
+
+class ImageRangeError(CorruptImageError):
+  """A 16-bit or float image file whose values lie outside its type's range
+  ([0, 65535], or [0, 1] for float). `str(error)` reads 'what detail'."""
+
+  def __init__(self, what: str, detail: str):
+    self.what, self.detail = what, detail
+    super().__init__(f'{what} {detail}')
 
 
 class ChecksumError(InputError):

@@ -12,6 +12,7 @@ from helpers import REPO, load_config, run, write_npz
 from jaxinpaint import errors, models, training
 from jaxinpaint.cli import export
 from jaxinpaint.models import checkpoint, loading
+from jaxinpaint.models import export as export_lib
 from jaxinpaint.models import model as model_lib
 from jaxinpaint.training import config_schema
 
@@ -98,6 +99,39 @@ def test_a_bad_value_on_the_command_line_is_one_line(npz, tmp_path):
   assert result.returncode == 2  # a usage error (docs/design.md)
   assert result.stderr.strip().splitlines()[-1] == (
       'error: config.train.log_every=0: must be >= 1')
+  assert not workdir.exists()
+
+
+@pytest.mark.parametrize('text,problem', [
+    ('def get_config(:\n  pass\n', None),  # Python's words: see below
+    ('X = 1\n', 'cannot load it: it defines no get_config() (a config file '
+     'returns its config from get_config(), as configs/*.py do)'),
+    ('import math\n\ndef get_config():\n  return math.sqrt(-1)\n',
+     'cannot load it: line 4: ValueError: math domain error'),
+    ('def get_config():\n  return 1 / 0\n',
+     'cannot load it: line 2: ZeroDivisionError: division by zero'),
+    ('def get_config():\n  return {"train": {}}\n',
+     'get_config() returned a dict, expected an ml_collections.ConfigDict '
+     '(start from jaxinpaint.training.config_schema.base_config(), as '
+     'configs/*.py do)'),
+])
+def test_a_config_file_that_does_not_load_is_one_line(tmp_path, text,
+                                                      problem):
+  # A syntax error or an exception was a traceback; no get_config() was
+  # said to be 'an unknown config key'.
+  config = tmp_path / 'mine.py'
+  config.write_text(text)
+  if problem is None:
+    with pytest.raises(SyntaxError) as e:
+      compile(text, str(config), 'exec')
+    problem = f'cannot load it: line 1: SyntaxError: {e.value.msg}'
+  workdir = tmp_path / 'w'
+  for overrides in ([], ['--config.train.steps=3']):
+    result = run(['train.py', '--config', str(config), '--workdir',
+                  str(workdir), *overrides])
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines() == [
+        f'error: --config {config}: {problem}']
   assert not workdir.exists()
 
 
@@ -210,6 +244,30 @@ def test_export_writes_checksums_that_loading_checks(tmp_path):
   assert 'g_params/Dense_0/kernel' in sums and 'step' in sums
   _, _, step = checkpoint.load_inference_variables(model)
   assert step == 3
+
+
+def test_exporting_an_exported_model_says_so(tmp_path, capsys):
+  # It has no training state (G's running averages): it was a KeyError:
+  # 'g_stats' after the checks; now one line, before any work.
+  c = tiny_model_config()
+  model = tmp_path / 'model'
+  checkpoint.export_inference(model, c, models.random_variables(c.model), 5)
+  out = tmp_path / 'again'
+  with pytest.raises(SystemExit) as e:
+    export.main(['--workdir', str(model), '--out', str(out)])
+  assert e.value.code == 2
+  assert capsys.readouterr().err.strip().splitlines() == [
+      f'error: {model}: already an exported model, not a training work dir: '
+      'nothing to export; copy the folder to use it elsewhere']
+  # An export that did not finish (no checksums.json, see below) too.
+  (model / checkpoint.CHECKSUM_FILE).unlink()
+  with pytest.raises(errors.InputError) as e:
+    export_lib.export(model, out)
+  assert str(e.value) == (
+      f'{model}: an exported model whose export did not finish (no '
+      'checksums.json), not a training work dir: nothing to export; export '
+      'its training work dir again')
+  assert not out.exists()
 
 
 def test_a_damaged_config_json_is_named(tmp_path):

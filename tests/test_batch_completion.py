@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxinpaint import completion, models
+from jaxinpaint import completion, errors, models
 from jaxinpaint.completion import api, batched
 from jaxinpaint.data import masks
 from jaxinpaint.ops import metrics
@@ -90,7 +90,7 @@ def test_batch_size_independence_and_padding(model, images, monkeypatch):
 def test_bad_arguments(model, images):
   kw = dict(spec=SPEC, options=OPTIONS, batch_size=2, seed=0, progress=False)
   mask = masks.center_mask(1, RES, RES)
-  with pytest.raises(ValueError, match='masks has 3 rows'):
+  with pytest.raises(ValueError, match='masks: has 3 rows'):
     batched.inpaint_batches(model, images,
                              np.repeat(mask, 3, 0), np.arange(4), **kw)
   with pytest.raises(ValueError, match='indices'):
@@ -99,6 +99,79 @@ def test_bad_arguments(model, images):
   with pytest.raises(ValueError, match='ConditionalSpec'):
     batched.inpaint_batches(model, images, mask,
                              np.arange(4), reference=images[:1], **kw)
+
+
+class Rows:
+  """A rows reader (`batched.rows_reader`) over an array, as
+  `inputs.ImageFiles` reads files: `read(rows)` gives those rows."""
+
+  def __init__(self, array):
+    self.array = array
+
+  def __len__(self):
+    return len(self.array)
+
+  def read(self, rows):
+    return self.array[np.asarray(rows)]
+
+
+def refused(argument, match, *args, **kwargs):
+  """`inpaint_batches(model, images, masks, indices, ...)` raises
+  errors.ArgumentError about `argument`, one line."""
+  kw = dict(spec=SPEC, options=OPTIONS, batch_size=2, seed=0, progress=False)
+  with pytest.raises(errors.ArgumentError, match=match) as raised:
+    batched.inpaint_batches(*args, **dict(kw, **kwargs))
+  assert raised.value.argument == argument
+  assert '\n' not in str(raised.value)
+
+
+def test_array_inputs_are_checked_before_any_work(model, images,
+                                                  monkeypatch):
+  def no_search(*args, **kwargs):
+    raise AssertionError('searched with bad inputs')
+
+  monkeypatch.setattr(api, 'complete', no_search)
+  monkeypatch.setattr(api, 'complete_conditional', no_search)
+  mask = masks.center_mask(1, RES, RES)
+  indices = np.arange(4)
+  as_uint8 = metrics.to_uint8(images)
+  refused('images', r'got uint8 \d+\.\.\d+: divide by 127\.5 and subtract 1$',
+          model, as_uint8, mask, indices)
+  refused('images', r'channels first', model, images.transpose(0, 3, 1, 2),
+          mask, indices)
+  refused('masks', r'0\.\.255: divide by 255$', model, images, mask * 255,
+          indices)
+  refused('masks', r'mask\[\.\.\., None\]', model, images, mask[..., 0],
+          indices)
+  nan_known = images.copy()
+  nan_known[3, 0, 0, 0] = np.nan  # a corner: known in the center mask
+  refused('images', 'image 3 has NaN or inf at a known pixel', model,
+          nan_known, mask, indices)
+  refused('reference', 'got uint8', model, images, mask, indices,
+          spec=None, reference=as_uint8[:1])
+  refused('options', r'Options\.restarts 0', model, images, mask, indices,
+          options=completion.Options(steps=3, restarts=0))
+  refused('options', r'Options\.learning_rate nan', model, images, mask,
+          indices, options=completion.Options(learning_rate=float('nan')))
+  refused('model', r'jaxinpaint\.load_model\(path\)', 'runs/celeba64',
+          images, mask, indices)
+
+
+def test_rows_readers_are_checked_batch_by_batch(model, images):
+  mask = masks.center_mask(1, RES, RES)
+  hole = np.broadcast_to(mask == 0, images.shape)
+  y = np.where(hole, np.nan, images)  # NaN in every hole: never read
+  y[3, 0, 0, 0] = np.nan  # a known pixel of image 3, in the second batch
+  done = []
+  refused('images', 'image 3 has NaN or inf at a known pixel', model,
+          Rows(y), mask, np.arange(4),
+          on_batch=lambda start, stop, batch: done.append(
+              np.isfinite(batch['blended']).all()))
+  assert done == [True]  # the first batch's holes were NaN, and ran
+  refused('images', 'got uint8', model, Rows(metrics.to_uint8(images)), mask,
+          np.arange(4))
+  refused('masks', 'divide by 255', model, images,
+          Rows(np.repeat(mask, 4, 0) * 255), np.arange(4))
 
 
 def test_evaluate_matches_numpy():

@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxinpaint import completion, models
-from jaxinpaint.completion import search
+from jaxinpaint import completion, errors, models
+from jaxinpaint.completion import api, search
 from jaxinpaint.ops import image_ops, metrics
 from jaxinpaint.training import config_schema
 
@@ -877,3 +877,172 @@ def test_bad_dtype_option():
     completion.with_dtype(nets, 'int8')
   with pytest.raises(ValueError, match='Options.dtype'):
     completion.with_dtype(nets, 'float17')
+
+
+# ---------------------------------------------------------------------------
+# 9. Bad arguments: one line naming the argument, before any work
+# ---------------------------------------------------------------------------
+
+def refused(argument, match, fn, *args, **kwargs):
+  """`fn(...)` raises errors.ArgumentError about `argument`, one line."""
+  with pytest.raises(errors.ArgumentError, match=match) as raised:
+    fn(*args, **kwargs)
+  assert raised.value.argument == argument
+  assert '\n' not in str(raised.value)
+
+
+def complete_args(damaged, **changes):
+  """complete's arguments on the damaged pair, with `changes`."""
+  y_noise, _, mask = damaged
+  args = dict(y=y_noise, mask=mask, keys=completion.image_keys(SEED, [0, 1]),
+              spec=completion.LOSSES['paper'], options=PAPER_OPTIONS)
+  return dict(args, **changes)
+
+
+def test_images_must_be_floats_in_minus_one_one(wgan, damaged):
+  y_noise = damaged[0]
+  as_uint8 = metrics.to_uint8(y_noise)
+  hint = r': divide by 127.5 and subtract 1$'
+  refused('y', r'float values in \[-1, 1\], got uint8 \d+\.\.\d+' + hint,
+          completion.complete, wgan, **complete_args(damaged, y=as_uint8))
+  refused('y', r'got \d+\.\.\d+' + hint, completion.complete, wgan,
+          **complete_args(damaged, y=as_uint8.astype(np.float32)))
+  _, _, mask = damaged
+  refused('y', r'got -3\.\.-3$', completion.complete, wgan,
+          **complete_args(damaged, y=np.where(mask == 1, -3.0, y_noise)))
+  refused('y2', 'got uint8', completion.complete_conditional, wgan, y_noise,
+          as_uint8, mask, completion.image_keys(SEED, [0, 1]))
+
+
+def test_arrays_must_be_channels_last_with_a_channel_axis(wgan, damaged):
+  y_noise, _, mask = damaged
+  refused('y', r'channels first\): np\.transpose', completion.complete, wgan,
+          **complete_args(damaged, y=y_noise.transpose(0, 3, 1, 2)))
+  refused('mask', r'without the channel axis: mask\[\.\.\., None\]',
+          completion.complete, wgan, **complete_args(damaged,
+                                                    mask=mask[..., 0]))
+  refused('mask', r'channels first', completion.complete, wgan,
+          **complete_args(damaged, mask=mask.transpose(0, 3, 1, 2)))
+  refused('y', r'add the batch axis, x\[None\]', completion.complete, wgan,
+          **complete_args(damaged, y=y_noise[0]))
+  refused('y', rf'expected \(N, {RES}, {RES}, 3\)', completion.complete,
+          wgan, **complete_args(damaged, y=y_noise[:, :16, :16]))
+  refused('mask', r'has 3 rows; expected 1 .* or one per image \(2\)',
+          completion.complete, wgan,
+          **complete_args(damaged, mask=np.concatenate([mask, mask[:1]])))
+  refused('keys', r'one PRNG key per image \(2\), got 3', completion.complete,
+          wgan, **complete_args(damaged,
+                                keys=completion.image_keys(SEED, [0, 1, 2])))
+
+
+def test_known_pixels_must_be_finite_the_hole_may_hold_anything(wgan,
+                                                                damaged):
+  y_noise, y_nan, mask = damaged
+  for bad in (np.nan, np.inf):
+    y = y_noise.copy()
+    y[1][np.broadcast_to(mask[1] == 1, y[1].shape)] = bad  # known pixels
+    refused('y', 'image 1 has NaN or inf at a known pixel', completion.complete,
+            wgan, **complete_args(damaged, y=y))
+  # NaN (or anything) in the hole passes the checks: the search never reads
+  # it (test_hole_pixels_of_y_are_never_read runs it).
+  wild = np.where(mask == 1, y_noise, 300.0).astype(np.float32)
+  for y in (y_nan, wild):
+    checked, _ = api.checked_inputs(wgan, y, mask)
+    np.testing.assert_array_equal(checked, y)
+  # Conditional completion reads y2 where M < 1 only.
+  keys = completion.image_keys(SEED, [0, 1])
+  keep = np.broadcast_to(mask == 1, y_noise.shape)
+  refused('y2', 'image 0 has NaN or inf at a pixel it gives',
+          completion.complete_conditional, wgan, y_noise,
+          np.where(keep, y_noise, np.nan), mask, keys)
+  _, _, y2 = api.checked_inputs(wgan, y_noise, mask,
+                                np.where(keep, np.nan, y_noise))
+  assert np.isnan(y2[keep]).all()
+
+
+def test_mask_values_are_zero_to_one(wgan, damaged):
+  _, _, mask = damaged
+  refused('mask', r'values in \[0, 1\] .*got 0\.\.255: divide by 255$',
+          completion.complete, wgan, **complete_args(damaged,
+                                                    mask=mask * 255))
+  refused('mask', r'got -1\.\.1$', completion.complete, wgan,
+          **complete_args(damaged, mask=2 * mask - 1))
+  with_nan = mask.copy()
+  with_nan[0, 3, 3] = np.nan
+  refused('mask', 'got NaN or inf', completion.complete, wgan,
+          **complete_args(damaged, mask=with_nan))
+  _, as_bool = api.checked_inputs(wgan, damaged[0], mask == 1)
+  np.testing.assert_array_equal(as_bool, mask)  # True = known
+
+
+@pytest.mark.parametrize('field, value', [
+    ('steps', -5), ('steps', 2.5), ('learning_rate', float('nan')),
+    ('learning_rate', float('inf')), ('learning_rate', 0.0), ('b1', 1.0),
+    ('b2', -0.1), ('window', 4), ('window', 0), ('cg_tol', 0.0),
+    ('cg_max_iters', 0), ('z_bound', float('nan')), ('loop', 'gpu'),
+    ('blend', 'yes'), ('dtype', 'int8')])
+def test_options_out_of_range_are_refused(wgan, damaged, field, value):
+  # Each once accepted (a search that did nothing, a NaN latent, a skewed
+  # window, no blend) or failed inside JAX. steps=0 stays allowed: ẑ is
+  # then the best start (test_dcgan_handle_brings_its_latent_and_prior).
+  options = dataclasses.replace(PAPER_OPTIONS, **{field: value})
+  refused('options', rf'^options: Options\.{field} ', completion.complete,
+          wgan, **complete_args(damaged, options=options))
+
+
+def test_bad_tuning_fields_and_every_entry_point_check_options(wgan,
+                                                               damaged):
+  y_noise, _, mask = damaged
+  keys = completion.image_keys(SEED, [0, 1])
+  spec = completion.LOSSES['paper']
+  z_hat = np.zeros((2, Z_DIM), np.float32)
+  # The first two once ran; the others were refused as plain ValueErrors.
+  for bad in (dict(near_scale=-1.0), dict(locality=float('inf')),
+              dict(lr=float('nan')), dict(steps=-1)):
+    options = dataclasses.replace(PAPER_OPTIONS,
+                                  tuning=completion.Tuning(**bad))
+    for run in (
+        lambda: completion.complete(wgan, y_noise, mask, keys, spec=spec,
+                                    options=options),
+        lambda: completion.complete_conditional(wgan, y_noise, y_noise, mask,
+                                                keys, options=options),
+        lambda: completion.fill_from_latents(wgan, y_noise, mask, z_hat,
+                                             keys, spec=spec,
+                                             options=options),
+        lambda: completion.tune_generators(wgan, y_noise, mask, z_hat, keys,
+                                           spec=spec, options=options)):
+      refused('options', rf'Tuning\.{next(iter(bad))} ', run)
+
+
+def test_zero_restarts_is_refused(wgan, damaged):
+  y_noise, _, mask = damaged
+  options = dataclasses.replace(PAPER_OPTIONS, restarts=0)
+  match = r'Options\.restarts 0: expected an int >= 1'
+  refused('options', match, completion.complete, wgan,
+          **complete_args(damaged, options=options))
+  refused('options', match, completion.complete_conditional, wgan, y_noise,
+          y_noise, mask, completion.image_keys(SEED, [0, 1]),
+          options=options)
+
+
+def test_the_model_must_be_a_handle(wgan, damaged):
+  refused('model', r"the path 'runs/celeba64': use "
+          r'jaxinpaint\.load_model\(path\)', completion.complete,
+          'runs/celeba64', **complete_args(damaged))
+  refused('model', 'got dict', completion.generate, {'generator': None},
+          np.zeros((1, Z_DIM), np.float32))
+  refused('z', rf'\(N, {Z_DIM}\) latents', completion.generate, wgan,
+          np.zeros((1, Z_DIM + 1), np.float32))
+  refused('z_hat', 'finite', completion.fill_from_latents, wgan, damaged[0],
+          damaged[2], np.full((2, Z_DIM), np.nan, np.float32),
+          completion.image_keys(SEED, [0, 1]),
+          spec=completion.LOSSES['paper'], options=PAPER_OPTIONS)
+
+
+def test_a_one_row_mask_is_shared_by_all_images(wgan, damaged):
+  # As in the CLI and `inpaint_batches`: (1, H, W, 1) for N images.
+  y_noise, _, mask = damaged
+  shared = run_complete(wgan, y_noise, mask[:1], [0, 1])
+  tiled = run_complete(wgan, y_noise, np.repeat(mask[:1], 2, 0), [0, 1])
+  for name in ('z', 'final_loss', 'blended'):
+    np.testing.assert_array_equal(shared[name], tiled[name], err_msg=name)

@@ -128,7 +128,7 @@ def test_greyscale_and_rgba_become_rgb(tmp_path):
   np.testing.assert_array_equal(got[0], [100, 100, 100])
   np.testing.assert_array_equal(got[1], [70, 70, 70])  # Resized 9 -> 6.
   np.testing.assert_array_equal(got[3], [10, 20, 30])
-  np.testing.assert_array_equal(got[4], [40000 >> 8] * 3)
+  np.testing.assert_array_equal(got[4], [round(40000 / 257)] * 3)  # / 65535
   assert images.dtype == np.float32 and images.shape == (5, 6, 6, 3)
 
 
@@ -138,6 +138,46 @@ def test_greyscale_and_cmyk_jpegs_load(tmp_path):
   images, names = data.load_images(tmp_path, 8)
   assert names == ['cmyk', 'grey'] and images.shape == (2, 8, 8, 3)
   np.testing.assert_allclose(_to_uint8(images[1]), 50, atol=2)
+
+
+def test_16bit_and_float_tiffs_are_scaled_by_their_range(tmp_path):
+  # One rule for images and masks: 16-bit by 65535, float taken in [0, 1].
+  from jaxinpaint.data import masks  # pylint: disable=g-import-not-at-top
+  unit = np.array([[0.0, 0.2, 0.49, 0.51, 0.8, 1.0]] * 6, np.float32)
+  Image.fromarray(unit).save(tmp_path / 'float.tif')
+  Image.fromarray(np.round(unit * 65535).astype(np.uint16)).save(
+      tmp_path / 'sixteen.tif')
+  Image.fromarray(np.round(unit * 65535).astype(np.int32)).save(
+      tmp_path / 'thirty_two.tif')
+  for name, mode in (('float', 'F'), ('sixteen', 'I;16'),
+                     ('thirty_two', 'I')):
+    path = str(tmp_path / f'{name}.tif')
+    with Image.open(path) as img:
+      assert img.mode == mode  # as Pillow reads them back
+    image = decoding.decode_file(path, 6)
+    np.testing.assert_array_equal(image[..., 0], np.round(unit * 255), name)
+    assert (image == image[..., :1]).all()  # greyscale
+    mask = masks.load_mask(path, 6, 6)[0, ..., 0]
+    np.testing.assert_array_equal(mask, unit >= 0.5, name)
+
+
+def test_float_tiff_outside_its_range_is_refused(tmp_path):
+  from jaxinpaint.data import masks  # pylint: disable=g-import-not-at-top
+  Image.fromarray(np.array([[0, 12.5, 255]] * 3, np.float32)).save(
+      tmp_path / 'byte_range.tif')
+  Image.fromarray(np.array([[0, np.nan, 1]] * 3, np.float32)).save(
+      tmp_path / 'nan.tif')
+  for name, fragment in (('byte_range', 'values in [0, 255], outside [0, 1]'),
+                         ('nan', 'not finite')):
+    path = str(tmp_path / f'{name}.tif')
+    for read in (lambda: decoding.decode_file(path, 3),
+                 lambda: masks.load_mask(path, 3, 3)):
+      with pytest.raises(errors.ImageRangeError) as e:
+        read()
+      message = str(e.value)
+      assert len(message.splitlines()) == 1, message
+      assert f'{name}.tif' in message and fragment in message, message
+      assert isinstance(e.value, errors.CorruptImageError)
 
 
 def test_a_cache_of_other_images_is_refused(tmp_path):
@@ -152,26 +192,31 @@ def test_a_cache_of_other_images_is_refused(tmp_path):
   assert record['resolution'] == 4
   np.testing.assert_array_equal(data.load_all(config, 4), first)  # reused
 
-  def refused(match, **overrides):
-    with pytest.raises(ValueError, match=match):
+  def refused(message, resolution=4, **overrides):
+    with pytest.raises(ValueError) as e:
       data.load_all(_data_config(**{'folder': str(a), 'cache': str(cache),
-                                    **overrides}), 4)
+                                    **overrides}), resolution)
+    assert str(e.value) == (f'config.data.cache={cache}: {message}; delete '
+                            'it (it is rebuilt) or point to another file')
 
   # Another folder of the same size and names: B's images are not A's.
-  refused(rf'data\.cache={cache} was decoded from another source '
-          rf'\(folder {a}; this run: folder {b}\).*delete it',
+  refused(f'it was decoded from folder {a}, this run reads folder {b}',
           folder=str(b))
+  refused('it was decoded at resolution 4, this run uses 8', resolution=8)
   # An image of A rewritten, or one more: the same folder holds others now.
   pixels = np.full((4, 4, 3), 9, np.uint8)
   Image.fromarray(pixels).save(a / '002.png')
   os.utime(a / '002.png', ns=(1, 1))
-  refused(r'another files \(names, sizes or times\)')
+  refused(f'folder {a} changed since it was decoded (a file added, removed, '
+          'renamed or rewritten: other names, sizes or modification times)')
   Image.fromarray(pixels).save(a / '004.png')
-  refused(r'another image count \(4; this run: 5\)')
+  refused(f'it holds 4 images, folder {a} has 5 now')
   (a / '004.png').unlink()
   # A cache without its record (made by hand, or by an older version).
   (tmp_path / 'A.npy.json').unlink()
-  refused(r'no .*A\.npy\.json says what it was decoded from')
+  with pytest.raises(ValueError, match=r'no .*A\.npy\.json says what it was '
+                     'decoded from'):
+    data.load_all(config, 4)
 
 
 def _save_with_orientation(path, pixels, orientation):

@@ -48,12 +48,13 @@ def test_colour_modes_are_read_as_training_reads_them(tmp_path):
                         -1)
   got = demo.load_crop(write(tmp_path / 'a.png', Image.fromarray(rgba)), RES)
   np.testing.assert_array_equal(demo.to_uint8(got), rgb)
-  # 16-bit greyscale: its 8 high bits, on all three channels.
+  # 16-bit greyscale: scaled by 65535 (v / 257 rounded), on all three
+  # channels.
   grey16 = rng.integers(0, 65536, (RES, RES)).astype(np.uint16)
   got = demo.load_crop(write(tmp_path / 'g.png', Image.fromarray(grey16)),
                        RES)
-  np.testing.assert_array_equal(demo.to_uint8(got),
-                                np.repeat((grey16 >> 8)[..., None], 3, -1))
+  np.testing.assert_array_equal(
+      demo.to_uint8(got), np.repeat(np.round(grey16 / 257)[..., None], 3, -1))
   # CMYK JPEG: PIL's conversion, to JPEG rounding.
   cmyk = Image.fromarray(rgb).convert('CMYK')
   path = write(tmp_path / 'c.jpg', cmyk, quality=100)
@@ -83,6 +84,30 @@ def test_bad_files_give_one_clear_line(tmp_path):
     demo.load_crop(huge, RES)
   with pytest.raises(errors.PageError, match='no image'):
     demo.load_crop(None, RES)
+
+
+def test_float_and_oversized_uploads_follow_the_file_rules(tmp_path,
+                                                           monkeypatch):
+  # Float TIFFs are taken in [0, 1], as inpaint.py reads them; outside it
+  # they are refused with their range, as a mask file too.
+  grey = demo.load_crop(write(tmp_path / 'f.tif', Image.fromarray(
+      np.full((RES, RES), 0.6, np.float32))), RES)
+  np.testing.assert_array_equal(demo.to_uint8(grey), 153)  # 0.6 * 255
+  bytes_ = write(tmp_path / 'b.tif', Image.fromarray(
+      np.full((RES, RES), 200, np.float32)))
+  with pytest.raises(errors.PageError,
+                     match=r'^the image \(b\.tif\) has float .* \[200, 200\], '
+                     r'outside \[0, 1\]'):
+    demo.load_crop(bytes_, RES)
+  with pytest.raises(errors.PageError,
+                     match=r'^the mask file \(b\.tif\) has float .*\[0, 1\]'):
+    demo.mask_file(bytes_, RES, None)
+  # Over Pillow's decompression-bomb limit (lowered here): one line.
+  monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', RES * RES)
+  big = write(tmp_path / 'big.png', Image.new('L', (RES + 1, RES + 1)))
+  with pytest.raises(errors.PageError, match=r'^the mask file \(big\.png\) '
+                     r'is 65x65 .*limit of 4,096 pixels'):
+    demo.mask_file(big, RES, None)
 
 
 def test_painted_layers_become_the_hole():

@@ -23,6 +23,7 @@ from jaxinpaint import completion, data, errors, models
 from jaxinpaint.cli import inpaint
 from jaxinpaint.completion import api
 from jaxinpaint.data import decoding
+from jaxinpaint.evaluation import identity
 from jaxinpaint.inpaint_job import inputs, outputs, runner
 from jaxinpaint.models import checkpoint, loading
 from jaxinpaint.training import config_schema
@@ -121,7 +122,10 @@ def test_evaluate_celeba(ckpt, tmp_path, capsys):
   with open(out / 'metrics.csv') as f:
     rows = list(csv.DictReader(f))
   assert [r['name'] for r in rows] == names
-  assert set(rows[0]) == {'name', 'mse', 'psnr', 'ssim', 'hole_mse'}
+  columns = {'name', 'mse', 'psnr', 'ssim', 'hole_mse'}
+  if identity.available():  # three photos of one person: tests/test_identity
+    columns |= set(identity.PER_IMAGE_KEYS)
+  assert set(rows[0]) == columns
 
   # The metrics describe the PNGs on disk; known pixels are the originals'.
   u8 = np.round((originals + 1) * 127.5)
@@ -525,6 +529,85 @@ def test_resume_with_other_settings_is_refused(ckpt, tmp_path, capsys):
   assert summary['resumed'] == 2 and summary['mask'] == 'center'
 
 
+def test_resume_without_a_usable_record_is_refused(ckpt, tmp_path, capsys):
+  """Without OUT/run.json the finished images cannot be checked against the
+  resumed run's settings: it would keep them beside images of others."""
+  for i, name in enumerate('abc'):
+    write_image(tmp_path / 'in' / f'{name}.png', seed=i)
+  out = tmp_path / 'out'
+  argv = ['--checkpoint', ckpt, '--input', tmp_path / 'in', '--out', out,
+          '--grid-max', '1', *FAST]
+  code, _, _, err = cli(argv + ['--mask', 'center'], capsys)
+  assert code == 0, err
+  (out / 'c.png').unlink()
+  record = out / outputs.RUN_FILE
+  before = {f: (out / f).read_bytes() for f in files_under(out)}
+  for content, says in [
+      (None, f'--resume: {out}/ holds outputs of an earlier run but no '
+             'run.json'),
+      ('[]', f'--resume: {record} records no settings'),
+      ('{}', f'--resume: {record} records no settings'),
+      ('{"--mask": ', f'--resume: cannot read {record}'),
+      # A record without some setting cannot vouch for it.
+      ('{"--mask": "three_squares"}', f'--resume: {record} does not record '
+                                      '--checkpoint')]:
+    if content is None:
+      record.unlink()
+    else:
+      record.write_text(content)
+    code, _, _, err = cli(argv + ['--mask', 'three_squares', '--resume'],
+                          capsys)
+    assert code == 2, (content, err)
+    assert_one_error_line(err, says, 'start anew with --overwrite or another '
+                          '--out')
+    assert {f: (out / f).read_bytes() for f in files_under(out)} == before
+    assert (record.read_text() if record.exists() else None) == content
+  # With nothing written yet there is nothing to check: --resume starts.
+  code, _, _, err = cli(['--checkpoint', ckpt, '--input', tmp_path / 'in',
+                         '--out', tmp_path / 'new', '--resume', *FAST],
+                        capsys)
+  assert code == 0, err
+
+
+def test_sigterm_before_grid_png_says_which_images_resume_does_again(
+    ckpt, tmp_path, capsys, monkeypatch):
+  """grid.png is written once its rows are all done, from their G(z), which
+  no other file keeps: until then a resume completes them again, and says
+  so."""
+  for i, name in enumerate('abc'):
+    write_image(tmp_path / 'in' / f'{name}.png', seed=i)
+  out = tmp_path / 'out'
+  argv = ['--checkpoint', ckpt, '--input', tmp_path / 'in', '--out', out,
+          *FAST]  # --grid-max 64: all three are rows of the grid
+  complete = completion.complete
+  calls = []
+
+  def complete_until_sigterm(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:
+      os.kill(os.getpid(), signal.SIGTERM)
+    return complete(*args, **kwargs)
+
+  monkeypatch.setattr(api, 'complete', complete_until_sigterm)
+  code, _, _, err = cli(argv, capsys)
+  assert code == 143 and 'Traceback' not in err
+  assert err.strip().splitlines()[-1] == (
+      f'error: terminated by SIGTERM: 2 of 3 images are complete in {out}/; '
+      'rerun with --resume to do the rest; it completes those 2 again: '
+      'grid.png, not written yet, needs their G(z), which no file keeps')
+  assert files_under(out) == ['a.png', 'b.png', 'raw/a.png', 'raw/b.png']
+  calls.clear()
+  monkeypatch.setattr(api, 'complete', complete)
+  code, summary, _, err = cli(argv + ['--resume'], capsys)
+  assert code == 0, err
+  assert ('note: --resume: grid.png is missing; it shows the G(z) of the '
+          'first 3 images (--grid-max), which no other file keeps: '
+          'completing a, b again') in err
+  assert summary['resumed'] == 0 and 'finished in' not in err
+  assert files_under(out) == ['a.png', 'b.png', 'c.png', 'grid.png',
+                              'raw/a.png', 'raw/b.png', 'raw/c.png']
+
+
 def test_a_second_run_on_the_same_out_is_refused(ckpt, tmp_path, capsys,
                                                  monkeypatch):
   import socket  # pylint: disable=g-import-not-at-top
@@ -607,6 +690,7 @@ def test_out_of_range_flags_and_unusable_models(ckpt, tmp_path, capsys):
       (['--seed', str(2**63)], [f'--seed must be >= 0 and < 2**32, got '
                                 f'{2**63}']),
       (['--steps', str(10**20)], ['--steps must be <= 1000000']),
+      (['--tune-steps', str(10**11)], ['--tune-steps must be <= 1000000']),
       (['--checkpoint', untrained], [str(untrained), 'step 0',
                                      'never trained']),
       (['--checkpoint', bad_json], [str(bad_json / 'config.json'),
@@ -747,3 +831,40 @@ def test_help_explains_devices_dtype_and_processes(capsys):
     assert flag in text
   assert ('process 0 then writes grid.png, metrics.csv and summary.json for '
           'all') in text
+
+
+def test_images_over_the_bomb_limit_are_one_line_and_no_warning(
+    ckpt, tmp_path, capsys, monkeypatch, recwarn):
+  # Pillow's limit lowered to one 64x64 image: 80x80 is over it (Pillow
+  # warns, and would decode), 91x91 over twice it (Pillow raises).
+  monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', RES * RES)
+  good = tmp_path / 'face.png'
+  write_image(good)
+  out = tmp_path / 'out'
+  for side in (80, 91):
+    big = tmp_path / f'big{side}.png'
+    write_image(big, size=side)
+    for extra in (['--input', big], ['--input', good, '--mask', big],
+                  ['--input', good, '--reference', big]):
+      code, _, _, err = cli(['--checkpoint', ckpt, '--out', out, *FAST,
+                             *extra], capsys)
+      assert code == 2, (extra, err)
+      lines = err.strip().splitlines()
+      assert len(lines) == 1 and lines[0].startswith('error: '), err
+      for fragment in (big.name, f'{side * side:,} pixels',
+                       f'limit of {RES * RES:,} pixels', 'resize it'):
+        assert fragment in lines[0], (fragment, lines[0])
+      assert not out.exists(), extra
+  assert not [w for w in recwarn
+              if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_a_reference_folder_is_called_a_folder(ckpt, tmp_path, capsys):
+  write_image(tmp_path / 'face.png')
+  (tmp_path / 'refs').mkdir()
+  code, _, _, err = cli(['--checkpoint', ckpt, '--input', tmp_path / 'face.png',
+                         '--reference', tmp_path / 'refs', '--out',
+                         tmp_path / 'out', *FAST], capsys)
+  assert code == 2, err
+  assert err.strip() == (f'error: reference {tmp_path / "refs"} is a folder, '
+                         'not an image file; give one image file')

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from PIL import Image
 import pytest
 
 from helpers import REPO
@@ -199,3 +200,39 @@ def test_shipped_examples_are_package_data():
   assert not (REPO / 'examples').exists()
   assert 'examples' not in loading.shipped_model_names()
   assert Path(inputs.__file__).parents[1] / 'assets' == loading.ASSETS
+
+
+@pytest.mark.parametrize('side', [12, 15])  # Pillow: a warning, an error
+def test_inputs_over_the_bomb_limit_are_refused_from_the_header(
+    tmp_path, monkeypatch, recwarn, side):
+  # 100 pixels is Pillow's limit here: 12x12 is over it (Pillow warns and
+  # decodes), 15x15 over twice it (Pillow raises DecompressionBombError).
+  monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 100)
+  folder = tmp_path / 'in'
+  folder.mkdir()
+  Image.new('RGB', (8, 8)).save(folder / 'good.png')
+  big = folder / 'big.png'
+  Image.new('RGB', (side, side)).save(big)
+  reads = {
+      'image': lambda: inputs.load_inputs(str(folder), 8),
+      'mask file': lambda: inputs.load_masks(str(big), ['good'], 8, 0),
+      'reference': lambda: inputs.load_image_files([str(big)], 8,
+                                                   'reference'),
+  }
+  for what, read in reads.items():
+    with pytest.raises(errors.ImageTooLargeError) as e:
+      read()
+    message = str(e.value)
+    assert len(message.splitlines()) == 1, message
+    assert message.startswith(what) and 'big.png' in message, message
+    assert f'{side * side:,} pixels' in message, message
+    assert 'limit of 100 pixels' in message and 'resize it' in message
+  assert not [w for w in recwarn
+              if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_a_reference_folder_is_called_a_folder(tmp_path):
+  with pytest.raises(errors.InputError) as e:
+    inputs.load_image_files([str(tmp_path)], 8, 'reference')
+  assert str(e.value) == (f'reference {tmp_path} is a folder, not an image '
+                          'file; give one image file')

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jaxinpaint import errors
 from jaxinpaint.data import masks
 
 
@@ -136,3 +137,22 @@ def test_load_mask_unreadable_names_file(tmp_path):
     masks.load_mask(str(path), 8, 8)
   with pytest.raises(ValueError, match='missing.png'):
     masks.load_mask(str(tmp_path / 'missing.png'), 8, 8)
+
+
+@pytest.mark.parametrize('side', [12, 15])  # Pillow: a warning, an error
+def test_load_mask_over_the_bomb_limit_is_one_line_and_no_warning(
+    tmp_path, monkeypatch, recwarn, side):
+  # 100 pixels is Pillow's limit here: 12x12 is over it (Pillow warns and
+  # decodes), 15x15 over twice it (Pillow raises DecompressionBombError).
+  monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 100)
+  path = tmp_path / 'big.png'
+  Image.new('L', (side, side), 255).save(path)
+  with pytest.raises(errors.ImageTooLargeError) as e:
+    masks.load_mask(str(path), 8, 8)
+  message = str(e.value)
+  assert len(message.splitlines()) == 1, message
+  assert 'big.png' in message and f'{side * side:,} pixels' in message
+  assert 'limit of 100 pixels' in message and 'resize it' in message
+  assert isinstance(e.value, ValueError)  # what load_mask documents
+  assert not [w for w in recwarn
+              if issubclass(w.category, Image.DecompressionBombWarning)]

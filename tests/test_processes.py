@@ -149,9 +149,9 @@ def test_blocks_are_contiguous_disjoint_and_balanced():
 def test_multi_process_flags_are_checked_before_any_work(capsys):
   for argv, says in (
       (['--num_processes=2'], 'go together'),
-      (['--coordinator_address=h:1', '--num_processes=2',
+      (['--coordinator_address=localhost:1', '--num_processes=2',
         '--process_id=2'], '--process_id must be from 0 to'),
-      (['--coordinator_address=h:1', '--num_processes=0',
+      (['--coordinator_address=localhost:1', '--num_processes=0',
         '--process_id=0'], '--num_processes must be >= 1'),
       (['--multiprocess', '--process_id=0'], 'drop --process_id'),
       (['--process-timeout=0'], '--process-timeout must be > 0'),
@@ -200,6 +200,40 @@ def test_train_refuses_a_coordinator_address_without_a_port(tmp_path):
   assert result.stderr.strip().splitlines() == [
       "error: --coordinator_address 'notahost': expected HOST:PORT of "
       'process 0, e.g. 10.0.0.1:1234']
+
+
+# .invalid never resolves (RFC 2606).
+UNKNOWN_HOST = "--coordinator_address 'nosuchhost.invalid:1234': cannot " \
+    "resolve the host 'nosuchhost.invalid' ("
+
+
+def test_an_unresolvable_coordinator_host_fails_at_once(tmp_path, capsys,
+                                                        monkeypatch):
+  # It waited for jax.distributed's 300 s, then printed a C++ frame.
+  assert processes.check_address('nosuchhost.invalid:1234').startswith(
+      UNKNOWN_HOST)
+  for address in ('localhost:1234', '127.0.0.1:1', '[::1]:1234'):
+    assert processes.check_address(address) is None, address
+
+  def join(*args):
+    raise AssertionError('must not try to join')
+
+  monkeypatch.setattr(processes, 'start', join)
+  with pytest.raises(SystemExit) as e:
+    inpaint.main(['--out', str(tmp_path / 'out'),
+                  '--coordinator_address=nosuchhost.invalid:1234',
+                  '--num_processes=2', '--process_id=0'])
+  assert e.value.code == 2
+  lines = capsys.readouterr().err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(f'error: {UNKNOWN_HOST}')
+  result = run(['train.py', '--config', 'configs/tiny.py', '--workdir',
+                str(tmp_path / 'w'),
+                '--coordinator_address=nosuchhost.invalid:1234',
+                '--num_processes=2', '--process_id=0'])
+  assert result.returncode == 2, result.stderr[-2000:]
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith(f'error: {UNKNOWN_HOST}')
+  assert not (tmp_path / 'w').exists() and not (tmp_path / 'out').exists()
 
 
 def test_the_package_uses_public_jax_only():

@@ -417,6 +417,88 @@ def test_resume_with_another_config_is_refused_and_the_old_one_kept(
   assert config['train']['steps'] == 3
 
 
+def image_folder(folder, n):
+  """n distinct 32x32 PNGs in a new `folder`."""
+  folder.mkdir(parents=True)
+  images = np.load(write_npz(folder.with_suffix('.npz'), n=n))['images']
+  for i, image in enumerate(images):
+    Image.fromarray(image).save(folder / f'img{i}.png')
+  return folder
+
+
+def test_a_workdir_or_export_inside_the_data_folder_is_refused(tmp_path):
+  # Its sample grids became training images (and the resume took them).
+  data_dir = image_folder(tmp_path / 'dC', 8)
+  config = load_config('tiny', **{'data.folder': str(data_dir),
+                                  'train.steps': 2})
+  for workdir, what in ((data_dir, 'is'), (data_dir / 'run1', 'is inside')):
+    with pytest.raises(ValueError) as e:
+      training.train_and_evaluate(config, workdir)
+    assert str(e.value) == (
+        f'workdir {workdir}: {what} config.data.folder={data_dir}: its '
+        'sample grids (samples/*.png) would become training images; use a '
+        'workdir outside the data folder')
+  export_to = data_dir / 'model'
+  config.train.export_to = str(export_to)
+  with pytest.raises(ValueError) as e:
+    training.train_and_evaluate(config, tmp_path / 'w')
+  assert str(e.value) == (
+      f'config.train.export_to={export_to}: is inside config.data.folder='
+      f'{data_dir}: the exported model would be written among the training '
+      'images; export to a folder outside the data folder')
+  result = run([*TRAIN, '--workdir', str(data_dir / 'run1'),
+                f'--config.data.folder={data_dir}'])
+  assert_clean_failure(result, data_dir / 'run1',
+                       f'error: workdir {data_dir / "run1"}: is inside '
+                       f'config.data.folder={data_dir}: ')
+  assert sorted(p.name for p in data_dir.iterdir()) == [
+      f'img{i}.png' for i in range(8)]
+  assert not (tmp_path / 'w').exists()
+
+
+def test_a_resume_on_changed_data_is_refused_unless_allowed(tmp_path):
+  data_dir = image_folder(tmp_path / 'data', 8)
+  workdir = tmp_path / 'w'
+
+  def config(steps, **overrides):
+    return load_config('tiny', **{'data.folder': str(data_dir),
+                                  'train.steps': steps, **overrides})
+
+  def refused(change):
+    with pytest.raises(ValueError) as e:
+      training.train_and_evaluate(config(2), workdir)
+    assert str(e.value) == (
+        f'workdir {workdir}: the data changed since its run was saved: '
+        f'config.data.folder={data_dir} {change}; resume with the same '
+        'data, use a new workdir, or set config.train.allow_data_change=True '
+        'to continue with this data')
+    assert checkpoint.latest_step(workdir) == 1
+
+  training.train_and_evaluate(config(1), workdir)
+  listing = json.loads((workdir / workdir_files.DATA_LISTING_FILE).read_text())
+  assert listing['count'] == 8 and listing['source'] == f'folder {data_dir}'
+  # One more image (as a sample grid written into the folder was).
+  (data_dir / 'img0.png').rename(data_dir / 'img8.png')
+  shutil.copy(data_dir / 'img8.png', data_dir / 'img0.png')
+  refused('has 9 images now, 8 then')
+  # As many, but another file.
+  (data_dir / 'img8.png').rename(data_dir / 'other.png')
+  (data_dir / 'img0.png').unlink()
+  refused('has other files than then (as many images, 8, but other names '
+          'or sizes)')
+  # Allowed: the run goes on, and the listing saved is this data's.
+  training.train_and_evaluate(config(2, **{'train.allow_data_change': True}),
+                              workdir)
+  assert checkpoint.latest_step(workdir) == 2
+  same = data.listing_record(data.open_source(config(3).data))
+  workdir_files.check_same_data(workdir, config(3), same)
+  # A work dir of an older version, without a listing: nothing to compare.
+  (workdir / workdir_files.DATA_LISTING_FILE).unlink()
+  (data_dir / 'other.png').unlink()
+  workdir_files.check_same_data(
+      workdir, config(3), data.listing_record(data.open_source(config(3).data)))
+
+
 def test_missing_and_empty_data_folder(tmp_path):
   workdir = tmp_path / 'w'
   missing = tmp_path / 'nope'

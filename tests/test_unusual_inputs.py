@@ -1,12 +1,16 @@
 """Unusual but valid inputs to inpaint.py, and runs that were cut short:
 one clear note or error, and the run does the right thing."""
 
+import errno
+import os
+from pathlib import Path
+
 import jax
 import numpy as np
 import pytest
 from PIL import Image
 
-from jaxinpaint import errors, host_memory
+from jaxinpaint import atomic, errors, host_memory
 from jaxinpaint.cli import inpaint
 from jaxinpaint.completion import api, batched
 from jaxinpaint.data import masks
@@ -38,6 +42,64 @@ def test_a_truncated_output_is_completed_again_on_resume(ckpt, tmp_path,
   assert summary['resumed'] == 2
   for key in ('mse', 'psnr', 'ssim', 'hole_mse'):
     assert summary[key] == pytest.approx(first[key], rel=1e-2), key
+
+
+def test_a_truncated_grid_is_made_again_on_resume(ckpt, tmp_path, capsys):
+  for i, name in enumerate('abc'):
+    write_image(tmp_path / 'in' / f'{name}.png', seed=i)
+  out = tmp_path / 'out'
+  argv = ['--checkpoint', ckpt, '--input', tmp_path / 'in', '--out', out,
+          '--grid-max', '2', *FAST]
+  code, _, _, err = cli(argv, capsys)
+  assert code == 0, err
+  shape = read_png(out / 'grid.png').shape
+  whole = (out / 'grid.png').read_bytes()
+  (out / 'grid.png').write_bytes(whole[:len(whole) // 2])  # the disk filled
+  code, _, _, err = cli(argv + ['--resume'], capsys)
+  assert code == 0, err
+  assert ('note: --resume: grid.png is truncated or unreadable; it shows the '
+          'G(z) of the first 2 images (--grid-max), which no other file '
+          'keeps: completing a, b again') in err
+  assert '1 of 3 images are finished' in err  # c only
+  assert read_png(out / 'grid.png').shape == shape  # decodes whole again
+
+
+def test_the_longest_file_name_the_folder_takes_is_completed(ckpt, tmp_path,
+                                                             capsys):
+  """An output as long as the file system allows: its temporary file
+  (`atomic.write`) must fit too, else no run or resume ever writes it."""
+  longest = os.pathconf(tmp_path, 'PC_NAME_MAX')
+  stem = 'f' * (longest - len('.png'))
+  write_image(tmp_path / 'in' / f'{stem}.png')
+  out = tmp_path / 'out'
+  code, _, _, err = cli(['--checkpoint', ckpt, '--input', tmp_path / 'in',
+                         '--out', out, *FAST], capsys)
+  assert code == 0, err
+  assert files_under(out) == sorted([f'{stem}.png', 'grid.png',
+                                     f'raw/{stem}.png'])
+
+
+def test_atomic_writes_fit_any_name_and_leave_nothing_on_failure(tmp_path):
+  path = tmp_path / ('x' * os.pathconf(tmp_path, 'PC_NAME_MAX'))
+  atomic.write_text(path, 'first')
+  assert path.read_text() == 'first'
+  plain = tmp_path / 'plain'
+  plain.write_text('')
+  # Made like any file (the umask's mode), not as a private temporary.
+  assert path.stat().st_mode == plain.stat().st_mode
+  plain.unlink()
+
+  for error in (OSError(errno.ENOSPC, 'No space left on device'),
+                KeyboardInterrupt()):
+
+    def fails_half_way(tmp, error=error):
+      Path(tmp).write_text('half')
+      raise error
+
+    with pytest.raises(type(error)):
+      atomic.write(path, fails_half_way)
+    assert path.read_text() == 'first'
+    assert os.listdir(tmp_path) == [path.name]  # no temporary file left
 
 
 def parse(argv):
@@ -161,12 +223,40 @@ def test_a_search_too_large_for_the_device_is_refused_before_compiling(
   assert line.startswith('error: --batch-size: 8 images x 10 restarts need '
                          'about ')
   assert line.endswith('use at most 4, or fewer restarts')
-  assert not any((tmp_path / 'out').glob('*.png'))
+  assert not (tmp_path / 'out').exists()  # nothing written, run.json neither
   # From Python the same check names the arguments, not the flags.
   with pytest.raises(errors.ArgumentError) as e:
     batched.check_search_memory(model, 8, 10, jax.devices()[:1])
   assert e.value.argument == 'batch_size'
   assert str(e.value).startswith('batch_size: 8 images x 10 restarts need')
+
+
+def test_a_refused_search_leaves_the_outputs_of_an_earlier_run_alone(
+    ckpt, tmp_path, capsys, monkeypatch):
+  """The memory check refuses before anything in OUT changes: the earlier
+  run's metrics and run.json stay, and it still resumes."""
+  for i, name in enumerate('ab'):
+    write_image(tmp_path / 'in' / f'{name}.png', seed=i)
+  out = tmp_path / 'out'
+  argv = ['--checkpoint', ckpt, '--input', tmp_path / 'in', '--out', out,
+          '--evaluate', *FAST]
+  code, _, _, err = cli(argv, capsys)
+  assert code == 0, err
+  before = {f: (out / f).read_bytes() for f in (*files_under(out),
+                                                 'run.json')}
+  assert 'metrics.csv' in before and 'summary.json' in before
+  with monkeypatch.context() as patch:
+    patch.setattr(host_memory, 'free_memory', lambda device: 1)  # no room
+    code, _, _, err = cli(['--checkpoint', ckpt, '--input', tmp_path / 'in',
+                           '--out', out, '--overwrite', '--restarts',
+                           '100000', '--steps', '3', '--batch-size', '2'],
+                          capsys)
+  assert code == 2 and 'error: --restarts: 100000 latents' in err
+  assert {f: (out / f).read_bytes() for f in before} == before
+  assert files_under(out) == sorted(set(before) - {'run.json'})
+  code, summary, _, err = cli(argv + ['--resume'], capsys)
+  assert code == 0, err
+  assert summary['resumed'] == 2
 
 
 def test_resume_without_evaluate_removes_the_stale_metrics(ckpt, tmp_path,

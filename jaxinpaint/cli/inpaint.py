@@ -45,9 +45,11 @@ outputs (under --out):
                     to >= 128 px, columns labelled; the first --grid-max
                     images only (64: about 2 MB at 64x64)
   metrics.csv       with --evaluate: name, mse, psnr, ssim, hole_mse
+                    [, identity, identity_original, face_detected]
   summary.json      with --evaluate: mse, psnr (10*log10(255^2/mean MSE),
                     as in the paper's tables), psnr_mean, ssim, hole_mse,
-                    n_images, and the run's settings
+                    n_images [, identity_mean, identity_rate,
+                    identity_count, ...], and the run's settings
   run.json          the settings that change the images (model and its
                     step, input, mask, loss, steps, restarts, seed, dtype,
                     ...): --resume refuses to continue with others
@@ -59,6 +61,12 @@ Images and metrics rows are written as each batch finishes: after Ctrl-C
 the rest (an --out is held by one run at a time: OUT/.lock). In metrics.csv
 and summary.json, bytes of a file name that are not UTF-8 are written as
 \\xNN.
+Identity (with the eval extra, pip install -e '.[eval]', and input names
+<identity>_<n> as CelebA's, where some person has several inputs): dlib's
+face-recognition distance of each completion, and of its original, to the
+other inputs of the same person (their originals; empty where there are
+none), aligned with the original's landmarks; dlib calls < 0.6 the same
+person (identity_rate).
 
 several GPUs, several hosts:
   Each batch is split over the local devices (--devices N: the first N).
@@ -78,6 +86,8 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
+  """inpaint.py's flags. Long because it is a list: one `add_argument` per
+  flag with its help text, read top to bottom as `--help` shows them."""
   p = argparse.ArgumentParser(
       description=_DESCRIPTION, epilog=_EPILOG,
       formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -152,9 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
                  help='complete an interrupted run (same flags): skip the '
                  'images whose outputs are already in --out (<name>.png and '
                  'raw/<name>.png, and for the first --grid-max images also '
-                 'grid.png), complete the others, and extend metrics.csv '
-                 '(the skipped images\' rows are recomputed from their PNGs) '
-                 'and rewrite summary.json.')
+                 'grid.png, drawn from their G(z): until it is written '
+                 'they are done again), complete the others, and extend '
+                 'metrics.csv (the skipped images\' rows are recomputed from '
+                 'their PNGs) and rewrite summary.json. Outputs without '
+                 'OUT/run.json, the record of their settings, are refused.')
   p.add_argument('--limit', type=int, default=None, metavar='N',
                  help='use only the first N images.')
   p.add_argument('--no-blend', action='store_true',
@@ -217,6 +229,9 @@ def _check_flags(args):
                      'replaces them: pass one of them')
   if args.tune_steps < 0:
     raise InputError(f'--tune-steps must be >= 0, got {args.tune_steps}')
+  if args.tune_steps > inputs.MAX_STEPS:  # as --steps: a typo, days of work
+    raise InputError(f'--tune-steps must be <= {inputs.MAX_STEPS}, got '
+                     f'{args.tune_steps}')
   if args.devices is not None and args.devices < 1:
     raise InputError(f'--devices must be >= 1, got {args.devices}')
   if not args.process_timeout > 0:
@@ -235,6 +250,9 @@ def prepare(args) -> runner.Plan:
     model_dir, config = loading.find_model(args.checkpoint)
   resolution = int(config.model.resolution)
   out, share = Path(args.out), args.share
+  # Before the inputs, which look for --out inside --input: a path that
+  # cannot be one (a name too long, ...) is named as --out's.
+  outputs.check_out_folder(out)
   images, names = inputs.load_inputs(args.input, resolution, args.limit,
                                      out=out)
   mask = inputs.load_masks(args.mask, names, resolution, args.seed)
@@ -246,7 +264,6 @@ def prepare(args) -> runner.Plan:
       inputs.note(f'note: --loss {args.loss} does not apply to conditional '
                   'completion (--reference); it has its own loss (paper eq. '
                   '10-12)')
-  outputs.check_out_folder(out)
   # Before the outputs are checked: a run started meanwhile on OUT cannot
   # write what this one finds absent. Released by `runner.execute`.
   lock = outputs.OutLock(out, None if share is None else share.index)
@@ -313,6 +330,13 @@ def run(args, plan: runner.Plan) -> dict:
           f'{len(plan.names)} images -> '
           f'{outputs.text(plan.out / outputs.METRICS_FILE)}, '
           f'{outputs.text(plan.out / outputs.SUMMARY_FILE)}')
+    if summary.get('identity_count'):
+      print(f'identity: distance to the other photos of the same person '
+            f'{summary["identity_mean"]:.3f} (originals '
+            f'{summary["identity_original_mean"]:.3f}), the same person '
+            f'(< 0.6) for {100 * summary["identity_rate"]:.1f}% (originals '
+            f'{100 * summary["identity_original_rate"]:.1f}%) of '
+            f'{summary["identity_count"]} images')
   return summary
 
 

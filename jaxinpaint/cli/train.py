@@ -4,8 +4,12 @@ Parses the config file and its overrides, joins the processes of a
 multi-host run, then calls `training.train_and_evaluate`; expected failures
 end with one `error: ...` line and the exit codes of `cli`.
 """
+import os
 import sys
+import traceback
+import types
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -31,12 +35,81 @@ _PROCESS_FLAGS = {'coordinator_address': 'coordinator-address',
                   'process_id': 'process-id'}
 
 
+class _ConfigFileParser:
+  """config_flags' parser of --config (`parser`), with one line for a file
+  that opens but gives no config (a syntax error, no get_config(), an
+  exception, another type): absl's IllegalFlagValueError, which absl
+  passes on as it is and `cli.parse_flags` prints as one `error:` line. A
+  file that cannot be opened stays config_flags' deferred error
+  (`_load_config_flag`). Everything else is `parser`'s."""
+
+  def __init__(self, parser):
+    self._parser = parser
+
+  def __getattr__(self, name):
+    return getattr(self._parser, name)
+
+  def parse(self, argument):
+    path = argument.split(':', 1)[0]  # config_flags' FILE:ARGUMENT
+    try:
+      config = self._parser.parse(argument)
+    except Exception as e:  # pylint: disable=broad-except
+      # The file's own code ran: it may raise anything.
+      raise flags.IllegalFlagValueError(
+          f'--config {path}: cannot load it: {_load_problem(path, e)}'
+      ) from e
+    if not isinstance(config, ml_collections.ConfigDict) and not (
+        _deferred_error(config)):
+      kind = type(config).__name__
+      kind = 'None' if config is None else (
+          f'{"an" if kind[0] in "aeiou" else "a"} {kind}')
+      raise flags.IllegalFlagValueError(
+          f'--config {path}: get_config() returned {kind}, expected an '
+          'ml_collections.ConfigDict (start from jaxinpaint.training.'
+          'config_schema.base_config(), as configs/*.py do)')
+    return config
+
+
+def _deferred_error(config) -> bool:
+  """Whether `config` is config_flags' stand-in for a file it could not
+  open: it raises OSError on any attribute."""
+  try:
+    getattr(config, 'lock', None)
+  except OSError:
+    return True
+  return False
+
+
+def _load_problem(path, error) -> str:
+  """What went wrong loading the config file `path`, in a few words with
+  the line of the file where it did."""
+  if (isinstance(error, (TypeError, ValueError)) and error.__context__
+      and str(error).startswith('Error whilst parsing config file')):
+    error = error.__context__  # config_flags put its traceback in the text
+  if (isinstance(error, AttributeError) and error.name == 'get_config'
+      and isinstance(error.obj, types.ModuleType)):
+    return ('it defines no get_config() (a config file returns its config '
+            'from get_config(), as configs/*.py do)')
+  same = lambda name: os.path.realpath(name or '') == os.path.realpath(path)
+  if isinstance(error, SyntaxError):
+    where = (f'line {error.lineno}' if same(error.filename)
+             else f'{error.filename}, line {error.lineno}')
+    return f'{where}: SyntaxError: {error.msg}'
+  text = (str(error).strip().splitlines() or [''])[0]
+  what = f'{type(error).__name__}: {text}' if text else type(error).__name__
+  lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
+           if same(frame.filename)]
+  return f'line {lines[-1]}: {what}' if lines else what
+
+
 def _define_train_flags():
   config_flags.DEFINE_config_file(
       'config', None,
       'Training config file, e.g. configs/celeba64.py; any value can be '
       'overridden, e.g. --config.train.steps=200 --config.model.width=32.',
       lock_config=True)
+  flags.FLAGS['config'].parser = _ConfigFileParser(
+      flags.FLAGS['config'].parser)
   flags.DEFINE_string('workdir', None,
                       'Where checkpoints, metrics.jsonl and samples/ go. '
                       'Rerunning with the same work dir resumes.')

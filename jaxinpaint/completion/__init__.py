@@ -15,7 +15,8 @@ __getattr__, __dir__, __all__ = _lazy.exports(__name__, {
     'conditional_loss': 'objectives',
     # search
     'Options': 'search', 'Tuning': 'search', 'Z_CONSTRAINTS': 'search',
-    'check_constraint': 'search', 'constrain_latent': 'search',
+    'check_options': 'search', 'check_constraint': 'search',
+    'constrain_latent': 'search',
     'constrain_start': 'search', 'initial_latents': 'search',
     'uses_host_loop': 'search',
     # tuning

@@ -139,33 +139,50 @@ def check_search_memory(model: models.Model, batch_size: int, restarts: int,
       f'{gib(need)} ({where}); use at most {fits}, or fewer restarts')
 
 
-def rows_reader(name: str, x, n: int):
+def rows_reader(name: str, x, n: int, dtype=np.float32):
   """`read(rows)` of the rows of `x`: an array with n rows, one row shared
   by all n (broadcast, not copied), or an object with `__len__` (n) and
   `read(rows)` that reads only those rows (e.g. `inputs.ImageFiles`: files
-  decoded on demand, so memory is bounded by the batch size)."""
+  decoded on demand, so memory is bounded by the batch size). The rows
+  come in `dtype` (None: as `x` gives them)."""
   if hasattr(x, 'read'):
     if len(x) != n:
       raise ValueError(f'{name} has {len(x)} rows; expected {n}')
-    return lambda rows: np.asarray(x.read(rows), np.float32)
-  x = np.asarray(x, np.float32)
+    return lambda rows: np.asarray(x.read(rows), dtype)
+  x = np.asarray(x, dtype)
   if x.shape[0] == 1:
     return lambda rows: np.broadcast_to(x, (len(rows),) + x.shape[1:])
   _broadcast_rows(name, x, n)  # checks the count
   return lambda rows: x[rows]
 
 
-def _checked_inputs(images, indices, batch_size: int, keep):
-  """(images, indices) as arrays, after `inpaint_batches`' argument checks
-  (ValueError, one line)."""
-  if not hasattr(images, 'read'):
-    images = np.asarray(images, np.float32)
-    if images.ndim != 4:
-      raise ValueError(f'images must be (N, H, W, C) with N >= 1, got shape '
-                       f'{images.shape}')
+_INPUT_NAMES = ('images', 'masks', 'reference')
+
+
+def _checked_inputs(model, images, masks, reference, indices,
+                    batch_size: int, keep):
+  """(images, masks, reference, indices, whether each batch needs its
+  checks) after `inpaint_batches`' argument checks (ValueError, one line).
+
+  Arrays are checked here, before any work (`api.checked_inputs`: dtype,
+  shape, then values when no input is a rows reader); a reader's rows can
+  only be checked as they are read, a batch at a time (`_batch_reader`).
+  """
+  r = model.resolution
+  readers = [hasattr(x, 'read') for x in (images, masks, reference)]
+  if not readers[0]:
+    images = api.check_images('images', images, r)
   n = len(images)
   if n == 0:
-    raise ValueError('images must be (N, H, W, C) with N >= 1, got none')
+    raise errors.ArgumentError('images', 'expected (N, H, W, 3) with N >= 1, '
+                               'got none')
+  if not readers[1]:
+    masks = api.check_mask('masks', masks, n, r)
+  if reference is not None and not readers[2]:
+    reference = api.check_images('reference', reference, r)
+    api.check_rows('reference', len(reference), n)
+  if not any(readers):
+    api.checked_inputs(model, images, masks, reference, names=_INPUT_NAMES)
   if batch_size < 1:
     raise ValueError(f'batch_size must be >= 1, got {batch_size}')
   unknown = set(keep) - set(RESULT_KEYS)
@@ -175,30 +192,26 @@ def _checked_inputs(images, indices, batch_size: int, keep):
   indices = np.asarray(indices)
   if indices.shape != (n,):
     raise ValueError(f'indices must have shape ({n},), got {indices.shape}')
-  return images, indices
+  return images, masks, reference, indices, any(readers)
 
 
-def _batch_reader(images, masks, reference, n: int):
+def _batch_reader(model, images, masks, reference, n: int, check: bool):
   """`read(rows)` → a batch's inputs {'images', 'masks'[, 'reference']},
-  their shapes checked against the images'."""
-  read_images = rows_reader('images', images, n)
-  read_masks = rows_reader('masks', masks, n)
+  float32; with `check`, every check of `api.checked_inputs` on the batch
+  (errors name the input and the image's row)."""
+  read_images = rows_reader('images', images, n, dtype=None)
+  read_masks = rows_reader('masks', masks, n, dtype=None)
   read_reference = (None if reference is None
-                    else rows_reader('reference', reference, n))
+                    else rows_reader('reference', reference, n, dtype=None))
 
   def read(rows):
-    batch = {'images': read_images(rows), 'masks': read_masks(rows)}
-    if batch['masks'].shape[1:3] != batch['images'].shape[1:3] or (
-        batch['masks'].shape[-1] != 1):
-      raise ValueError(f'masks {batch["masks"].shape[1:]} do not fit images '
-                       f'{batch["images"].shape[1:]}: expected (N or 1, H, '
-                       'W, 1)')
-    if read_reference is not None:
-      batch['reference'] = read_reference(rows)
-      if batch['reference'].shape[1:] != batch['images'].shape[1:]:
-        raise ValueError(f'reference {batch["reference"].shape[1:]} does not '
-                         f'fit images {batch["images"].shape[1:]}')
-    return batch
+    inputs = (read_images(rows), read_masks(rows),
+              None if read_reference is None else read_reference(rows))
+    if check:
+      inputs = api.checked_inputs(model, *inputs, names=_INPUT_NAMES,
+                                  rows=rows)
+    return {name: np.asarray(x, np.float32)
+            for name, x in zip(_INPUT_NAMES, inputs) if x is not None}
 
   return read
 
@@ -231,13 +244,16 @@ def inpaint_batches(model: models.Model, images, masks, indices, *,
   Args:
     model: the `models.Model` handle (`loading.load_model`); its arch
       picks the latent distribution and prior.
-    images: (N, H, W, 3) float32 in [-1, 1], the damaged images y (hole
-      pixels are never read), or a rows reader (`rows_reader`): then each
-      batch is read when it is due, the next one on a thread while the
-      current one is completed. With `reference`, the images y1 to change.
+    images: (N, R, R, 3) float in [-1, 1], the damaged images y (hole
+      pixels are never read: they may hold anything, NaN included), or a
+      rows reader (`rows_reader`): then each batch is read when it is due,
+      the next one on a thread while the current one is completed, and is
+      checked as `api.complete` checks its arguments (errors.ArgumentError
+      naming the input and the image's row); arrays are checked before any
+      work. With `reference`, the images y1 to change.
     masks: (N, H, W, 1) or (1, H, W, 1) float, 1 = known, 0 = hole, or a
-      rows reader of N masks; one mask broadcasts to all images. With
-      `reference`, 1 = keep from y1.
+      rows reader of N masks, values in [0, 1]; one mask broadcasts to all
+      images. With `reference`, 1 = keep from y1.
     indices: (N,) int, each image's index in its data set; with `seed` it
       fixes the image's PRNG key (`completion.image_keys`), so results do not
       depend on `batch_size` or on which images share a batch.
@@ -276,9 +292,12 @@ def inpaint_batches(model: models.Model, images, masks, indices, *,
     'tune_trace' (N, options.tuning.steps), the loss at G_θ(ẑ) before each
     pivotal-tuning step (`completion.Tuning`).
   """
-  images, indices = _checked_inputs(images, indices, batch_size, keep)
+  api.check_model(model)
+  search.check_options(options)
+  images, masks, reference, indices, check = _checked_inputs(
+      model, images, masks, reference, indices, batch_size, keep)
   n = len(images)
-  read = _batch_reader(images, masks, reference, n)
+  read = _batch_reader(model, images, masks, reference, n, check)
   devices = sharding.completion_devices(devices)
   place_batch, place_replicated = sharding.batch_placement(devices)
   model = model.with_variables(place_replicated(model.variables))

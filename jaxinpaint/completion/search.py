@@ -21,12 +21,15 @@ static ones.
 """
 import dataclasses
 import functools
+import math
+import numbers
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from jaxinpaint import models
+from jaxinpaint import errors, models
 from jaxinpaint.completion import objectives
 from jaxinpaint.ops import poisson
 
@@ -91,16 +94,110 @@ class Options:
 
 
 Z_CONSTRAINTS = ('box', 'sphere')
+TUNE_LAYERS = ('all', 'late')
+LOOPS = ('auto', 'scan', 'host')
+
+
+def _refuse(field: str, value, expected: str):
+  raise errors.ArgumentError('options', f'{field} {value!r}: expected '
+                             f'{expected}')
+
+
+def _is_int(value) -> bool:
+  return (isinstance(value, numbers.Integral)
+          and not isinstance(value, bool))
+
+
+def _is_number(value) -> bool:
+  return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and math.isfinite(value))
+
+
+def _check_ints(owner: str, fields: dict) -> None:
+  """fields: name -> (value, least allowed)."""
+  for name, (value, least) in fields.items():
+    if not _is_int(value) or value < least:
+      _refuse(f'{owner}.{name}', value, f'an int >= {least}')
 
 
 def check_constraint(options: Options) -> None:
-  """ValueError (one line) for an unknown `z_constraint` or a bad bound."""
+  """errors.ArgumentError ('options', one line) for an unknown
+  `z_constraint` or a bad bound."""
   if options.z_constraint not in Z_CONSTRAINTS:
-    raise ValueError(f'Options.z_constraint {options.z_constraint!r}: '
-                     f'expected one of {Z_CONSTRAINTS}')
-  if options.z_constraint == 'box' and not options.z_bound > 0:
-    raise ValueError(f'Options.z_bound {options.z_bound!r}: expected a '
-                     'positive number')
+    _refuse('Options.z_constraint', options.z_constraint,
+            f'one of {Z_CONSTRAINTS}')
+  if options.z_constraint == 'box' and not (_is_number(options.z_bound)
+                                            and options.z_bound > 0):
+    _refuse('Options.z_bound', options.z_bound, 'a finite number > 0')
+
+
+def check_tuning(options: Options) -> None:
+  """errors.ArgumentError ('options', one line) for tuning options out of
+  range."""
+  tuning = options.tuning
+  if not isinstance(tuning, Tuning):
+    _refuse('Options.tuning', tuning, 'a Tuning')
+  _check_ints('Tuning', dict(steps=(tuning.steps, 0),
+                             locality_samples=(tuning.locality_samples, 0)))
+  if tuning.layers not in TUNE_LAYERS:
+    _refuse('Tuning.layers', tuning.layers, f'one of {TUNE_LAYERS}')
+  if not (_is_number(tuning.lr) and tuning.lr > 0):
+    _refuse('Tuning.lr', tuning.lr, 'a finite number > 0')
+  for name in ('locality', 'near_scale'):
+    value = getattr(tuning, name)
+    if not (_is_number(value) and value >= 0):
+      _refuse(f'Tuning.{name}', value, 'a finite number >= 0')
+
+
+def checked_dtype(dtype):
+  """`Options.dtype` as a jnp dtype (None stays None); errors.ArgumentError
+  ('options') unless it names a float dtype."""
+  if dtype is None:
+    return None
+  try:
+    dtype = jnp.dtype(dtype)
+  except TypeError:
+    _refuse('Options.dtype', dtype,
+            "None or a float dtype such as 'float32' or 'bfloat16'")
+  if not jnp.issubdtype(dtype, jnp.floating):
+    _refuse('Options.dtype', str(dtype),
+            "a float dtype such as 'float32' or 'bfloat16'")
+  return dtype
+
+
+def check_options(options: Options) -> None:
+  """errors.ArgumentError ('options', one line naming the field) unless
+  every field of `options` is in range; every public entry point calls it
+  before any work (on the host: nothing is compiled).
+
+  steps may be 0: ẑ is then the best start (tests, latent recovery).
+  """
+  if not isinstance(options, Options):
+    raise errors.ArgumentError('options', 'expected a completion.Options, '
+                               f'got {type(options).__name__}')
+  _check_ints('Options', dict(steps=(options.steps, 0),
+                              restarts=(options.restarts, 1),
+                              window=(options.window, 1),
+                              cg_max_iters=(options.cg_max_iters, 1)))
+  if options.window % 2 == 0:
+    _refuse('Options.window', options.window, 'an odd int >= 1 (a window '
+            'centred on its pixel)')
+  if not (_is_number(options.learning_rate) and options.learning_rate > 0):
+    _refuse('Options.learning_rate', options.learning_rate,
+            'a finite number > 0')
+  for name in ('b1', 'b2'):
+    value = getattr(options, name)
+    if not (_is_number(value) and 0 <= value < 1):
+      _refuse(f'Options.{name}', value, 'a number in [0, 1)')
+  if not (_is_number(options.cg_tol) and options.cg_tol > 0):
+    _refuse('Options.cg_tol', options.cg_tol, 'a finite number > 0')
+  if not isinstance(options.blend, (bool, np.bool_)):
+    _refuse('Options.blend', options.blend, 'True or False')
+  if options.loop not in LOOPS:
+    _refuse('Options.loop', options.loop, f'one of {LOOPS}')
+  checked_dtype(options.dtype)
+  check_constraint(options)
+  check_tuning(options)
 
 
 def constrain_latent(z, options: Options):
@@ -277,9 +374,8 @@ def _search_fused(variables, data, keys, known, mask, *, objective, options,
 
 def uses_host_loop(options: Options) -> bool:
   """Whether the search runs its steps from Python (`Options.loop`)."""
-  if options.loop not in ('auto', 'scan', 'host'):
-    raise ValueError(f"Options.loop {options.loop!r}: expected 'auto', "
-                     "'scan' or 'host'")
+  if options.loop not in LOOPS:
+    _refuse('Options.loop', options.loop, f'one of {LOOPS}')
   if options.loop == 'auto':
     return jax.default_backend() == 'cpu'
   return options.loop == 'host'

@@ -18,27 +18,9 @@ import optax
 from jaxinpaint import models
 from jaxinpaint.completion import objectives, search
 
-TUNE_LAYERS = ('all', 'late')
-
-
-def check_tuning(options: search.Options) -> None:
-  """ValueError (one line) for tuning options out of range."""
-  tuning = options.tuning
-  if not isinstance(tuning, search.Tuning):
-    raise ValueError(f'Options.tuning {tuning!r}: expected a Tuning')
-  if tuning.steps < 0:
-    raise ValueError(f'Tuning.steps {tuning.steps!r}: expected 0 or more')
-  if tuning.layers not in TUNE_LAYERS:
-    raise ValueError(f'Tuning.layers {tuning.layers!r}: expected one of '
-                     f'{TUNE_LAYERS}')
-  if not tuning.lr > 0:
-    raise ValueError(f'Tuning.lr {tuning.lr!r}: expected a positive number')
-  if not tuning.locality >= 0:
-    raise ValueError(f'Tuning.locality {tuning.locality!r}: expected 0 or '
-                     'more')
-  if tuning.locality_samples < 0:
-    raise ValueError(f'Tuning.locality_samples {tuning.locality_samples!r}: '
-                     'expected 0 or more')
+# Checked with the other options where they are defined (`search`).
+TUNE_LAYERS = search.TUNE_LAYERS
+check_tuning = search.check_tuning
 
 
 def tuned_layer_names(generator_params, options: search.Options) -> tuple:

@@ -10,6 +10,7 @@ __getattr__, __dir__, __all__ = _lazy.exports(__name__, {
     # sources
     'open_source': 'sources', 'describe_source': 'sources',
     'load_images': 'sources', 'cache_record': 'sources',
+    'listing_record': 'sources',
     'load_all': 'sources',
     # pipeline
     'stream_indices': 'pipeline', 'epoch_permutation': 'pipeline',

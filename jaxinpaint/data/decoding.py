@@ -2,7 +2,9 @@
 center crops and resizes, uint8 -> float.
 
 Every image is center-cropped to a square, resized to the model resolution
-and scaled to float32 in [-1, 1] (the library's convention, docs/design.md).
+and scaled to float32 in [-1, 1] (the library's convention, docs/design.md);
+16-bit and float files are scaled by their type's range first, as masks
+are (`unit_values`).
 Training data, completion inputs and the demo's uploads all go through
 `decode_file` (or `crop_resize_array` for arrays), so they are preprocessed
 alike; every image, mask and reference is read `upright`.
@@ -12,8 +14,12 @@ PIL's resize release the GIL, and what holds it is the Python code around
 each image, so JPEGs are decoded at reduced scale (`Image.draft`) where the
 output is smaller.
 """
+import contextlib
 import os
 import pathlib
+import re
+import threading
+import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -30,6 +36,92 @@ _JPEG_EXTENSIONS = ('.jpg', '.jpeg')
 # executor's per-task cost is negligible, small enough that a batch spreads
 # over several threads.
 IMAGES_PER_TASK = 16
+
+
+# ----------------------------------------------------------------------------
+# Opening and value ranges (the same rules for images, masks and references).
+
+
+def _too_large(what: str, pixels: str, size=None):
+  return errors.ImageTooLargeError(
+      what, f'{pixels}, over Pillow\'s limit of {Image.MAX_IMAGE_PIXELS:,} '
+      'pixels against decompression bombs (PIL.Image.MAX_IMAGE_PIXELS): '
+      'resize it first', size)
+
+
+@contextlib.contextmanager
+def _no_bomb_warning():
+  """Within it, Pillow's DecompressionBombWarning is not printed
+  (`open_image` refuses those images itself, in one line). In the main
+  thread only: `warnings.catch_warnings` swaps the process's filters, and
+  two threads inside it at once can put back each other's (the inputs a
+  thread reads were checked by the main thread already)."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+    yield
+
+
+def open_image(path: PathLike, what: str = 'image',
+               formats=None) -> Image.Image:
+  """`Image.open` (lazy: the header only) for an image, mask or reference
+  file, refusing one over Pillow's decompression-bomb limit before any
+  pixel is decoded, with one line instead of Pillow's warning (over the
+  limit) or traceback (over twice the limit).
+
+  Args:
+    path: the file.
+    what: how messages name it, e.g. 'mask file x.png'.
+    formats: as `Image.open`'s.
+
+  Raises:
+    errors.ImageTooLargeError: more pixels than PIL.Image.MAX_IMAGE_PIXELS.
+    OSError, ValueError, SyntaxError: as `Image.open` (not an image).
+  """
+  with _no_bomb_warning():
+    try:
+      img = Image.open(path, formats=formats)
+    except Image.DecompressionBombError as e:
+      # Pillow refused from the header, not saying the size: its count.
+      count = re.search(r'\((\d+) pixels\)', str(e))
+      raise _too_large(what, f'has {int(count[1]):,} pixels' if count
+                       else 'is too large') from None
+  limit = Image.MAX_IMAGE_PIXELS
+  w, h = img.size
+  if limit is not None and max(w, 1) * max(h, 1) > limit:
+    img.close()
+    raise _too_large(what, f'is {w}x{h} ({w * h:,} pixels)', (w, h))
+  return img
+
+
+def unit_values(img: Image.Image, what: str = 'image') -> np.ndarray | None:
+  """The values of a 16-bit or float image, in [0, 1] (float32 (H, W)); None
+  for the 8-bit modes. One rule for images and masks: integers (modes I;16*
+  and I, as 16-bit PNGs and TIFFs open) are divided by 65535; float (F)
+  carries no range and is taken to be in [0, 1] already (0 = black).
+
+  Raises:
+    errors.ImageRangeError: values outside [0, 65535] (integers) or [0, 1]
+      (float), or not finite; the message names `what` and the range.
+  """
+  if img.mode == 'F':
+    top, kind = 1, 'float (mode F)'
+  elif img.mode == 'I' or img.mode.startswith('I;16'):
+    top, kind = 65535, f'integer (mode {img.mode})'
+  else:
+    return None
+  values = np.asarray(img, dtype=np.float32)
+  lo, hi = (float(values.min()), float(values.max())) if values.size else (0, 0)
+  if not (np.isfinite(lo) and np.isfinite(hi)):
+    raise errors.ImageRangeError(
+        what, f'has {kind} values that are not finite (NaN or infinity)')
+  if lo < 0 or hi > top:
+    raise errors.ImageRangeError(
+        what, f'has {kind} values in [{lo:g}, {hi:g}], outside [0, {top}] '
+        f'(read as 0 = black, {top} = white): rescale it to [0, {top}]')
+  return values / np.float32(top)
 
 
 # ----------------------------------------------------------------------------
@@ -64,12 +156,14 @@ def upright_size(img: Image.Image) -> tuple[int, int]:
   return (h, w) if exif_orientation(img) in _TRANSPOSED else (w, h)
 
 
-def _crop_resize(img: Image.Image, resolution: int) -> np.ndarray:
+def _crop_resize(img: Image.Image, resolution: int,
+                 what: str = 'image') -> np.ndarray:
   """Center-crops `img` to a square, resizes it and converts it to RGB.
 
   Args:
     img: a PIL image of any mode and size (a JPEG may be opened lazily).
     resolution: side of the output.
+    what: how an error names the image (`unit_values`).
 
   Returns:
     uint8 array (resolution, resolution, 3).
@@ -79,9 +173,11 @@ def _crop_resize(img: Image.Image, resolution: int) -> np.ndarray:
     # short side stays >= resolution: far less work than a full decode.
     img.draft(img.mode, (resolution, resolution))
   img = upright(img)
-  if img.mode.startswith('I;16'):
-    # 16-bit PNGs: keep the 8 most significant bits (convert('RGB') clips).
-    img = Image.fromarray((np.asarray(img) >> 8).astype(np.uint8))
+  unit = unit_values(img, what)
+  if unit is not None:
+    # 16-bit and float greyscale, scaled by their range as masks are
+    # (convert('RGB') would clip them to 0..255: float [0, 1] turns black).
+    img = Image.fromarray(np.round(unit * 255).astype(np.uint8))
   elif img.mode not in ('RGB', 'L', 'RGBA', 'LA'):
     # Palette, CMYK, ...: resize needs a continuous mode ('P' would only
     # allow nearest-neighbour resampling).
@@ -146,7 +242,9 @@ def decode_file(path: str, resolution: int) -> np.ndarray:
   """Reads an image file -> uint8 (resolution, resolution, 3).
 
   Raises:
-    errors.CorruptImageError: the file cannot be read or decoded (naming it).
+    errors.CorruptImageError: the file cannot be read or decoded (naming
+      it); its kind errors.ImageRangeError: 16-bit or float values outside
+      their range (`unit_values`).
   """
   try:
     # Restricting the formats skips PIL's probing of every plugin; the
@@ -155,7 +253,9 @@ def decode_file(path: str, resolution: int) -> np.ndarray:
                else ('PNG', 'JPEG') if path.lower().endswith('.png')
                else None)  # GIF, WebP, TIFF, BMP: let Pillow probe
     with Image.open(path, formats=formats) as img:
-      return _crop_resize(img, resolution)
+      return _crop_resize(img, resolution, f'image {path}')
+  except errors.ImageRangeError:
+    raise  # names the file and its range already
   except (OSError, SyntaxError, ValueError, Image.DecompressionBombError,
           EOFError) as e:
     # PIL signals truncated/garbage files with OSError (UnidentifiedImageError

@@ -10,6 +10,7 @@ from typing import Tuple
 import numpy as np
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
+from jaxinpaint import errors
 from jaxinpaint.data import decoding
 
 MASK_KINDS = ('center', 'three_squares', 'random', 'free_form')
@@ -163,14 +164,13 @@ def free_form(n: int, h: int, w: int, seed: int, indices=None) -> np.ndarray:
   return _stack((one(int(i)) for i in _indices(n, indices)), h, w)
 
 
-def _to_unit_grey(img: Image.Image) -> np.ndarray:
+def _to_unit_grey(img: Image.Image, what: str) -> np.ndarray:
   """Greyscale values in [0, 1] from any PIL mode."""
-  if img.mode.startswith('I;16') or img.mode == 'I':
-    # 16-bit greyscale (PNG/TIFF): convert('L') would clip, not rescale.
-    return np.asarray(img, dtype=np.float64) / 65535.0
-  if img.mode == 'F':
-    # Float images carry no range; we take them to be in [0, 1] already.
-    return np.asarray(img, dtype=np.float64)
+  unit = decoding.unit_values(img, what)
+  if unit is not None:
+    # 16-bit or float greyscale, by the rule images follow (convert('L')
+    # would clip, not rescale).
+    return unit
   if 'A' in img.mode or 'transparency' in img.info:
     rgba = np.asarray(img.convert('RGBA'))
     if (rgba[..., :3] == 255).all():
@@ -187,7 +187,8 @@ def load_mask(path: str, h: int, w: int) -> np.ndarray:
   Any image mode is read as greyscale (colour via luminance, alpha ignored),
   except an image with alpha whose colour is white everywhere: its alpha
   is the mask (opaque = known, transparent = hole). Grey values >= 0.5 of
-  full scale are known, below are holes.
+  full scale are known, below are holes; 16-bit and float files are scaled
+  as images are (`decoding.unit_values`: by 65535, float in [0, 1]).
 
   Args:
     path: image file (PNG, BMP, ...).
@@ -198,20 +199,26 @@ def load_mask(path: str, h: int, w: int) -> np.ndarray:
     float32 (1, h, w, 1), 1 = known, 0 = hole; it broadcasts over a batch.
 
   Raises:
-    ValueError: the file cannot be read as an image, or has another size.
+    ValueError: the file cannot be read as an image, or has another size;
+      errors.ImageTooLargeError over Pillow's decompression-bomb limit,
+      errors.ImageRangeError for 16-bit or float values out of range.
   """
+  what = f'mask file {path!r}'
   try:
-    with Image.open(path) as img:
+    # The size is checked from the header, before the pixels are decoded.
+    with decoding.open_image(path, what) as img:
+      size = decoding.upright_size(img)
+      if size != (w, h):
+        raise errors.InputError(
+            f'{what} is {size[0]}x{size[1]} (width x height) but the images '
+            f'are {w}x{h}; give a mask of the same size')
       img = decoding.upright(img)
       img.load()
-      size = img.size
-      grey = _to_unit_grey(img)
-  except (OSError, UnidentifiedImageError, ValueError) as e:
-    raise ValueError(f'cannot read mask file {path!r} as an image: {e}') from e
-  if size != (w, h):
-    raise ValueError(
-        f'mask file {path!r} is {size[0]}x{size[1]} (width x height) but the '
-        f'images are {w}x{h}; give a mask of the same size')
+      grey = _to_unit_grey(img, what)
+  except errors.InputError:
+    raise  # names the file already
+  except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+    raise ValueError(f'cannot read {what} as an image: {e}') from e
   return (grey >= 0.5).astype(np.float32)[None, :, :, None]
 
 

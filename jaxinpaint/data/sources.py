@@ -201,32 +201,48 @@ def load_images(paths: decoding.PathLike | Iterable[decoding.PathLike],
 # The whole set as one array (data on the accelerator).
 
 
-def _files_digest(paths, root=None) -> str:
-  """SHA-256 over the names (relative to `root`), sizes and modification
-  times of `paths`: changes when a file is added, removed, renamed or
-  rewritten, without reading any image."""
+def _files_digest(paths, root=None, times: bool = True) -> str:
+  """SHA-256 over the names (relative to `root`), sizes and (`times`)
+  modification times of `paths`: changes when a file is added, removed,
+  renamed or rewritten, without reading any image."""
   digest = hashlib.sha256()
   for path in paths:
     st = os.stat(path)
     name = os.path.relpath(path, root) if root else os.path.abspath(path)
-    digest.update(f'{name}\0{st.st_size}\0{st.st_mtime_ns}\n'.encode(
-        'utf-8', 'surrogateescape'))
+    line = f'{name}\0{st.st_size}' + (f'\0{st.st_mtime_ns}' if times else '')
+    digest.update(f'{line}\n'.encode('utf-8', 'surrogateescape'))
   return digest.hexdigest()
+
+
+def _source_files(source, times: bool = True) -> tuple[str, str]:
+  """(origin, digest of its files) of a source: for a folder its image
+  files, for an npz the file, for tfds nothing ('')."""
+  if isinstance(source, _FolderSource):
+    return (f'folder {os.path.abspath(source.folder)}',
+            _files_digest(source.paths, source.folder, times))
+  if isinstance(source, _ArraySource):
+    return (f'npz {os.path.abspath(source.path)}',
+            _files_digest([source.path], times=times))
+  # tfds: prepared files that a name and split identify
+  return f'tfds {source.label}', ''
 
 
 def cache_record(source, resolution: int) -> dict:
   """What a decoded cache is made from: the source, its image count, a
   digest of its files (folder, npz) and the resolution."""
-  if isinstance(source, _FolderSource):
-    origin = f'folder {os.path.abspath(source.folder)}'
-    files = _files_digest(source.paths, source.folder)
-  elif isinstance(source, _ArraySource):
-    origin, files = f'npz {os.path.abspath(source.path)}', _files_digest(
-        [source.path])
-  else:  # tfds: prepared files that a name and split identify
-    origin, files = f'tfds {source.label}', ''
+  origin, files = _source_files(source)
   return {'source': origin, 'count': len(source), 'files_sha256': files,
           'resolution': resolution}
+
+
+def listing_record(source) -> dict:
+  """What a training run reads: the source, its image count and a digest
+  of its files' names and sizes (folder, npz), saved with the run so a
+  resume can tell that the data changed. Without the modification times
+  the cache's record has: a copy of the same files (another host, a
+  restored backup) is the same data."""
+  origin, files = _source_files(source, times=False)
+  return {'source': origin, 'count': len(source), 'files_sha256': files}
 
 
 def _check_cache_record(cache: str, record: dict):
@@ -244,17 +260,32 @@ def _check_cache_record(cache: str, record: dict):
                      'delete both to rebuild') from e
   if not isinstance(saved, dict):
     saved = {}
-  names = {'source': 'source', 'count': 'image count',
-           'files_sha256': 'files (names, sizes or times)',
-           'resolution': 'resolution'}
-  for key, what in names.items():
-    if saved.get(key) != record[key]:
-      theirs, ours = saved.get(key), record[key]
-      if key == 'files_sha256':
-        theirs, ours = 'as they were', 'changed since'
-      raise ValueError(f'{label} was decoded from another {what} ({theirs}; '
-                       f'this run: {ours}): it holds other images; delete '
-                       'it or point to another file')
+  problem = _cache_mismatch(saved, record)
+  if problem:
+    raise ValueError(f'{label}: {problem}; delete it (it is rebuilt) or '
+                     'point to another file')
+
+
+def _cache_mismatch(saved: dict, record: dict) -> str | None:
+  """What differs between a cache's saved record and this run's, as a
+  clause (None: nothing). The most telling difference first: another
+  source or resolution, then another image count, then other files."""
+  theirs = saved.get
+  if theirs('source') != record['source']:
+    return (f'it was decoded from {theirs("source")}, this run reads '
+            f'{record["source"]}')
+  if theirs('resolution') != record['resolution']:
+    return (f'it was decoded at resolution {theirs("resolution")}, this run '
+            f'uses {record["resolution"]}')
+  if theirs('count') != record['count']:
+    return (f'it holds {theirs("count")} images, {record["source"]} has '
+            f'{record["count"]} now')
+  if theirs('files_sha256') != record['files_sha256']:
+    # Only a digest is kept: which file changed cannot be told.
+    return (f'{record["source"]} changed since it was decoded (a file added, '
+            'removed, renamed or rewritten: other names, sizes or '
+            'modification times)')
+  return None
 
 
 def load_all(data_config: Any, resolution: int, source=None) -> np.ndarray:

@@ -44,23 +44,28 @@ def load_crop(path, resolution: int, what: str = 'the image') -> np.ndarray:
     raise errors.PageError(f'no image: upload {what} or pick an example')
   path = os.fspath(path)
   name = os.path.basename(path)
+  too_large = False
   try:
     with warnings.catch_warnings():  # the size is checked below
       warnings.simplefilter('ignore', Image.DecompressionBombWarning)
       (w, h), _ = inputs.inspect_image(path)
+  except errors.ImageTooLargeError as e:  # over Pillow's limit
+    if e.size is None:
+      raise errors.PageError(f'{what} ({name}) is far larger than the '
+                             f'{MAX_PIXELS / 1e6:.0f} megapixels this page '
+                             'takes: scale it down first') from None
+    (w, h), too_large = e.size, True
   except errors.CorruptImageError:
     raise errors.PageError(f'{what} ({name}) is not an image this page can '
                            'read (PNG, JPEG, ...)') from None
-  except Image.DecompressionBombError:
-    raise errors.PageError(f'{what} ({name}) is far larger than the '
-                           f'{MAX_PIXELS / 1e6:.0f} megapixels this page '
-                           'takes: scale it down first') from None
-  if w * h > MAX_PIXELS:
+  if too_large or w * h > MAX_PIXELS:
     raise errors.PageError(f'{what} ({name}) is {w}x{h} ({w * h / 1e6:.0f} '
                            f'megapixels); this page takes up to '
                            f'{MAX_PIXELS / 1e6:.0f}: scale it down first')
   try:
     images, _ = data.load_images([path], resolution)
+  except errors.ImageRangeError as e:  # 16-bit or float values out of range
+    raise errors.PageError(f'{what} ({name}) {e.detail}') from None
   except (errors.CorruptImageError, ValueError, OSError) as e:
     raise errors.PageError(f'cannot decode {what} ({name}): it may be '
                            'truncated or damaged '
@@ -119,11 +124,15 @@ def mask_file(path, resolution: int, image_path) -> np.ndarray:
   name = os.path.basename(os.fspath(path))
   try:
     (w, h), _ = inputs.inspect_image(path)
+  except errors.ImageTooLargeError as e:
+    raise errors.PageError(f'the mask file ({name}) {e.detail}') from None
   except errors.CorruptImageError:
     raise errors.PageError(f'the mask file ({name}) is not an image') from None
   if (w, h) == (resolution, resolution):
     try:
       return masks.load_mask(os.fspath(path), resolution, resolution)[0]
+    except errors.ImageRangeError as e:
+      raise errors.PageError(f'the mask file ({name}) {e.detail}') from None
     except ValueError as e:
       raise errors.PageError(str(e).splitlines()[0]) from None
   size = None

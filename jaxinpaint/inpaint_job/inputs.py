@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 from ml_collections import ConfigDict
-from PIL import Image
 
 from jaxinpaint import data, errors
-from jaxinpaint.data import masks
+from jaxinpaint.data import decoding, masks
 from jaxinpaint.errors import InputError
 from jaxinpaint.models.loading import ASSETS
 
@@ -65,11 +64,15 @@ def check_counts(limit=None, seed=0, **positive):
 # Images.
 
 
-def inspect_image(path):
-  """(width, height), mode of an image file, from its header."""
+def inspect_image(path, what: str = 'image'):
+  """(width, height), mode of an image file, from its header; an image over
+  Pillow's decompression-bomb limit is refused before it is decoded
+  (errors.ImageTooLargeError, naming `what` and the file)."""
   try:
-    with Image.open(path) as img:
+    with decoding.open_image(path, f'{what} {path}') as img:
       return data.upright_size(img), img.mode
+  except errors.ImageTooLargeError:
+    raise
   except (OSError, SyntaxError, ValueError) as e:
     raise errors.CorruptImageError(
         f'cannot read image {path}: {type(e).__name__}: {e}') from e
@@ -129,9 +132,12 @@ def check_image_files(paths, resolution: int, what: str = 'image',
   converted = {}
   for path in tqdm.tqdm(paths, desc=f'checking {what}s', unit=what,
                         leave=False, disable=not progress):
+    if os.path.isdir(path):
+      raise InputError(f'{what} {path} is a folder, not an image file; '
+                       'give one image file')
     if not os.path.isfile(path):
       raise InputError(f'{what} file {path} does not exist')
-    (w, h), mode = inspect_image(path)
+    (w, h), mode = inspect_image(path, what)
     if (w, h) != (resolution, resolution):
       raise InputError(
           f'{what} {path} is {w}x{h} but the model works at '

@@ -25,6 +25,8 @@ METRICS_FILE, SUMMARY_FILE = 'metrics.csv', 'summary.json'
 RUN_FILE = 'run.json'  # the settings the images were completed with
 LOCK_FILE = '.lock'  # held by the run writing OUT (see OutLock)
 METRIC_KEYS = ('mse', 'psnr', 'ssim', 'hole_mse')
+# How a refused --resume ends: what the user can do instead.
+START_ANEW = 'start anew with --overwrite or another --out'
 
 
 def text(name) -> str:
@@ -46,11 +48,24 @@ def refuse_existing(files, overwrite: bool):
 def check_out_folder(out: Path):
   """--out is a folder or can be made one, and can be written to: checked
   before any work, so a run does not fail at its end."""
+  try:
+    _check_out_folder(out)
+  except OSError as e:  # e.g. a name too long for the file system
+    raise InputError(f'--out {text(out)}: {e.strerror or e}') from e
+
+
+def _check_out_folder(out: Path):
   raw = out / RAW_DIR
+  absolute = out.absolute()
+  # mkdir cannot make a folder where a symlink points nowhere.
+  for path in (absolute / RAW_DIR, absolute, *absolute.parents):
+    if path.is_symlink() and not path.exists():
+      raise InputError(f'--out {text(out)}: {text(path)} is a dangling '
+                       f'symlink (to {text(os.readlink(path))}); point it '
+                       'at a folder or choose another --out')
   for folder in (out, raw):
     if folder.exists() and not folder.is_dir():
       raise InputError(f'--out {out}: {folder} exists and is not a folder')
-  absolute = out.absolute()
   existing = next(p for p in (absolute, *absolute.parents) if p.exists())
   if not existing.is_dir():
     raise InputError(f'--out {out}: {existing} is not a folder')
@@ -87,9 +102,13 @@ class OutLock:
     that holds it."""
     absolute = self.out.absolute()
     self._made = [p for p in (absolute, *absolute.parents) if not p.exists()]
-    self.out.mkdir(parents=True, exist_ok=True)
     me = {'pid': os.getpid(), 'host': socket.gethostname()}
     try:
+      try:
+        self.out.mkdir(parents=True, exist_ok=True)
+      except OSError as e:  # a file system where none can be made (/sys)
+        raise InputError(f'--out {text(self.out)}: cannot make the folder: '
+                         f'{e.strerror or e}') from e
       for _ in range(3):
         try:  # O_EXCL: only one run creates it (`atomic` would replace it)
           fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -99,6 +118,9 @@ class OutLock:
         except FileNotFoundError:  # another process's failed run removed OUT
           self.out.mkdir(parents=True, exist_ok=True)
           continue
+        except OSError as e:
+          raise InputError(f'--out {text(self.out)}: cannot write '
+                           f'{text(self.path)}: {e.strerror or e}') from e
         with os.fdopen(fd, 'w') as f:
           json.dump(me, f)
         self.held = True
@@ -148,8 +170,15 @@ class OutLock:
     """Removes the lock if held, and the folders acquire() made if
     nothing else was written there."""
     if self.held:
-      self.path.unlink(missing_ok=True)
       self.held = False
+      try:
+        self.path.unlink(missing_ok=True)
+      except OSError as e:
+        # Not raised: it would hide the error that ended the run (OUT made
+        # read-only, ...), which the user must see.
+        note(f'warning: cannot remove {text(self.path)}: '
+             f'{e.strerror or e} (a later run on this host takes it over, '
+             'its process being gone; elsewhere, delete it)')
     for folder in self._made:
       try:
         folder.rmdir()
@@ -197,9 +226,10 @@ def input_files(image_spec: str, mask_spec: str, reference=None,
 def finished(out: Path, names, grid_rows: int) -> np.ndarray:
   """--resume: which images an earlier run wrote completely, bool (N,).
 
-  An image is finished when both its PNGs exist. The first `grid_rows`
-  images also need grid.png, which is written once all of them are done:
-  their G(z) is in no file, so without the grid they are all done again.
+  An image is finished when both its PNGs exist and decode. The first
+  `grid_rows` images also need grid.png (whole), which is written once all
+  of them are done: their G(z) is in no file, so without the grid they are
+  all done again (with a note).
   """
   done = np.array([(out / f'{n}.png').is_file()
                    and (out / RAW_DIR / f'{n}.png').is_file() for n in names])
@@ -213,7 +243,18 @@ def finished(out: Path, names, grid_rows: int) -> np.ndarray:
     note(f'note: --resume: the outputs of {shown} are truncated or '
          'unreadable; completing them again')
   rows = min(len(names), grid_rows)
-  if not (done[:rows].all() and (out / GRID_FILE).is_file()):
+  grid = out / GRID_FILE
+  whole = grid.is_file() and _decodes(grid)
+  if not (done[:rows].all() and whole):
+    redone = np.flatnonzero(done[:rows])
+    if len(redone):
+      why = ('is missing' if not grid.exists() else
+             'is truncated or unreadable' if not whole else
+             'is made again for its rows not finished')
+      note(f'note: --resume: {GRID_FILE} {why}; it shows the G(z) of the '
+           f'first {rows} images (--grid-max), which no other file keeps: '
+           f'completing {names_list([text(names[i]) for i in redone])} '
+           'again')
     done[:rows] = False
   return done
 
@@ -257,6 +298,11 @@ def check_outputs(out: Path, names, inputs: dict, *, evaluate: bool,
       raise InputError(f'{t} is an input ({inputs[_file_id(t)]}): writing '
                       'there would destroy it; choose another --out')
   if resume:
+    if read_run_record(out) is None and any(t.exists() for t in targets):
+      raise InputError(
+          f'--resume: {text(out)}/ holds outputs of an earlier run but no '
+          f'{RUN_FILE}, the record of its settings, so they cannot be '
+          f'checked against this run\'s; {START_ANEW}')
     return finished(out, names, grid_rows)
   refuse_existing(targets, overwrite)
   return np.zeros(len(names), bool)
@@ -274,23 +320,39 @@ def remove_stale_metrics(out: Path) -> list:
   return removed
 
 
-def check_run_settings(out: Path, settings: dict, resume: bool):
-  """--resume: refuses settings ({flag: value}) that differ from those
-  recorded in OUT/run.json by the run being resumed, naming the first one:
-  its finished images would be kept beside images of other settings."""
+def read_run_record(out: Path) -> dict | None:
+  """OUT/run.json, the settings ({flag: value}) of the run that wrote OUT;
+  None if there is none. An InputError if it cannot be read or records no
+  settings: --resume cannot check what it would keep."""
   path = out / RUN_FILE
-  if not resume or not path.is_file():
-    return
+  if not path.exists():
+    return None
   try:
     saved = json.loads(path.read_text(encoding='utf-8'))
   except (OSError, ValueError) as e:
     raise InputError(f'--resume: cannot read {text(path)}, the settings of '
-                    f'the run in {text(out)}/ ({e}); rerun without --resume '
-                    '(--overwrite) or choose another --out') from e
-  if not isinstance(saved, dict):
-    saved = {}
+                     f'the run in {text(out)}/ ({e}); {START_ANEW}') from e
+  if not isinstance(saved, dict) or not saved:
+    raise InputError(f'--resume: {text(path)} records no settings (expected '
+                     f'a JSON object of flags and values); {START_ANEW}')
+  return saved
+
+
+def check_run_settings(out: Path, settings: dict, resume: bool):
+  """--resume: refuses settings ({flag: value}) that differ from those
+  recorded in OUT/run.json by the run being resumed, or that it does not
+  record, naming the first one: its finished images would be kept beside
+  images of other settings. (Outputs without a record: `check_outputs`.)"""
+  saved = read_run_record(out) if resume else None
+  if saved is None:
+    return
   for flag, value in settings.items():
-    if flag in saved and saved[flag] != value:
+    if flag not in saved:
+      raise InputError(
+          f'--resume: {text(out / RUN_FILE)} does not record {flag}, so the '
+          f'run in {text(out)}/ cannot be checked against this one; '
+          f'{START_ANEW}')
+    if saved[flag] != value:
       raise InputError(
           f'--resume: {flag} is {value!r} but the run in {text(out)}/ used '
           f'{saved[flag]!r} ({RUN_FILE}); resume with its settings, or start '

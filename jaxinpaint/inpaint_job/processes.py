@@ -30,6 +30,7 @@ import dataclasses
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -102,11 +103,20 @@ def join(coordinator_address=None, num_processes=None, process_id=None,
 
 def check_address(address: str) -> str | None:
   """What is wrong with a --coordinator_address (None: nothing): it must be
-  HOST:PORT, the port a number from 1 to 65535 (an IPv6 host in [])."""
+  HOST:PORT, the port a number from 1 to 65535 (an IPv6 host in []), and
+  the host must resolve (jax.distributed would retry an unknown host for
+  its whole timeout, then fail in C++)."""
   host, sep, port = address.rpartition(':')
   if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
     return (f'--coordinator_address {address!r}: expected HOST:PORT of '
             'process 0, e.g. 10.0.0.1:1234')
+  host = host[1:-1] if host.startswith('[') and host.endswith(']') else host
+  try:
+    socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+  except (OSError, UnicodeError) as e:  # socket.gaierror is an OSError
+    return (f'--coordinator_address {address!r}: cannot resolve the host '
+            f'{host!r} ({getattr(e, "strerror", None) or e}); expected '
+            'HOST:PORT of process 0, e.g. 10.0.0.1:1234')
   return None
 
 

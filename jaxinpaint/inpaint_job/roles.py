@@ -16,7 +16,7 @@ import dataclasses
 import numpy as np
 
 from jaxinpaint import errors
-from jaxinpaint.inpaint_job import outputs, processes
+from jaxinpaint.inpaint_job import identity_columns, outputs, processes
 from jaxinpaint.inpaint_job.writer import BatchWriter
 
 # Images read at a time when metrics are computed from written PNGs.
@@ -47,7 +47,8 @@ class OnlyProcess:
     (--resume --evaluate) read back from their PNGs."""
     plan = self.plan
     writer = BatchWriter(plan.out, plan.names, _grid_inputs(plan),
-                         plan.done, plan.grid_rows)
+                         plan.done, plan.grid_rows,
+                         identity=identity_columns.for_plan(plan))
     if plan.settings.evaluate and plan.done.any():
       _add_written_metrics(writer, plan, np.flatnonzero(plan.done))
     return writer
@@ -64,6 +65,9 @@ class OnlyProcess:
       from jaxinpaint.completion import batched
       per_image, _ = batched.evaluate(results['images'], results,
                                       results['masks'])
+      if writer.identity is not None:
+        per_image.update(writer.identity.per_image(
+            rows, results['blended'], results['images']))
     writer.batch(rows, results, per_image)
 
   def finish(self, writer: BatchWriter, resumed: int, final_losses):
@@ -144,7 +148,8 @@ class OneOfSeveral:
     # completed in this run (outputs.finished): each process left its rows.
     grid_done = plan.done[:plan.grid_rows].all()
     writer = BatchWriter(plan.out, plan.names, _grid_inputs(plan),
-                         np.full(n, grid_done), plan.grid_rows)
+                         np.full(n, grid_done), plan.grid_rows,
+                         identity=identity_columns.for_plan(plan))
     if not grid_done:
       self._add_grid_rows(writer)
     if plan.settings.evaluate:
@@ -205,7 +210,10 @@ def _add_written_metrics(writer: BatchWriter, plan, rows):
     chunk = rows[start:start + METRICS_CHUNK]
     written = outputs.read_finished(plan.out, plan.names, chunk,
                                     plan.resolution)
-    per_image, _ = batched.evaluate(
-        plan.images.read(chunk), written.astype(np.float32) / 127.5 - 1,
-        plan.read_masks(chunk))
+    originals = plan.images.read(chunk)
+    completed = written.astype(np.float32) / 127.5 - 1
+    per_image, _ = batched.evaluate(originals, completed,
+                                    plan.read_masks(chunk))
+    if writer.identity is not None:
+      per_image.update(writer.identity.per_image(chunk, completed, originals))
     writer.add_metrics(chunk, per_image)

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from jaxinpaint import atomic, errors
-from jaxinpaint.inpaint_job import inputs, outputs, processes, roles
+from jaxinpaint.inpaint_job import (identity_columns, inputs, outputs,
+                                    processes, roles)
 from jaxinpaint.models import loading
 
 PAPER_STEPS = 1000
@@ -100,6 +101,10 @@ def _execute(plan: Plan) -> Outcome:
                                 '--dtype': search.dtype})
   outputs.check_run_settings(out, record, s.resume)
   role = roles.for_plan(plan)
+  block = role.block(n)
+  todo = block[~plan.done[block]]
+  batch = _checked_batch(plan, search, len(todo)) if len(todo) else 0
+  # Every refusal is above: nothing in OUT has changed yet.
   if role.is_chief:
     try:
       atomic.write_json(out / outputs.RUN_FILE, record)
@@ -107,13 +112,11 @@ def _execute(plan: Plan) -> Outcome:
       raise errors.RunError(f'cannot write {outputs.text(out)}/'
                             f'{outputs.RUN_FILE}: {e.strerror or e}') from e
 
-  block = role.block(n)
-  todo = block[~plan.done[block]]
   writer = role.open_writer()
   try:
     role.start(todo=len(todo), resumed=len(block) - len(todo))
     if len(todo) and not s.evaluate and role.is_chief:
-      stale = outputs.remove_stale_metrics(out)
+      stale = _remove_stale_metrics(out)
       if stale:
         inputs.note(f'note: removed {" and ".join(stale)} of an earlier '
                     'run with --evaluate: they would not describe the '
@@ -123,8 +126,8 @@ def _execute(plan: Plan) -> Outcome:
       inputs.note(f'--resume: {len(block) - len(todo)} of {len(block)} '
                   f'images are finished in {outputs.text(out)}/; skipping '
                   'them')
-    final_losses = (_complete(plan, search, role, writer, todo) if len(todo)
-                    else np.zeros(0, np.float32))
+    final_losses = (_complete(plan, search, role, writer, todo, batch)
+                    if len(todo) else np.zeros(0, np.float32))
     # Process 0 of several: the writer, counts and losses of all processes.
     writer, resumed, final_losses = role.finish(
         writer, len(block) - len(todo), final_losses)
@@ -137,7 +140,7 @@ def _execute(plan: Plan) -> Outcome:
             else 'interrupted')
     raise errors.Interrupted(
         f'{what}: {writer.complete} of {n} images are complete in '
-        f'{outputs.text(out)}/; rerun with --resume to do the rest') from e
+        f'{outputs.text(out)}/; {writer.resume_hint()}') from e
   finally:
     writer.close()
     role.close()
@@ -174,19 +177,40 @@ def _set_up_search(plan: Plan) -> _Search:
   return _Search(model, devices, loss_name, spec, steps, dtype)
 
 
-def _complete(plan: Plan, search: _Search, role: roles.Role, writer,
-              todo) -> np.ndarray:
-  """Completes the images `todo` (indices, at least one) batch by batch,
-  each written by `role` as it is done; returns their final losses (K,)."""
+def _checked_batch(plan: Plan, search: _Search, count: int) -> int:
+  """The batch that completes `count` images (>= 1) on the devices; an
+  InputError naming the flag if its search cannot fit in their memory
+  (before anything is written or compiled)."""
   # pylint: disable=g-import-not-at-top
-  from jaxinpaint import completion, sharding
+  from jaxinpaint import sharding
+  from jaxinpaint.completion import batched
+  # pylint: enable=g-import-not-at-top
+  s, devices = plan.settings, search.devices
+  batch = sharding.round_batch_size(s.batch_size, count, len(devices))
+  with errors.naming_flags(restarts='--restarts', batch_size='--batch-size'):
+    batched.check_search_memory(search.model, batch, s.restarts, devices)
+  return batch
+
+
+def _remove_stale_metrics(out: Path) -> list:
+  """`outputs.remove_stale_metrics`, a failure a RunError."""
+  try:
+    return outputs.remove_stale_metrics(out)
+  except OSError as e:
+    raise errors.RunError(f'cannot remove the metrics of an earlier run in '
+                          f'{outputs.text(out)}/: {e.strerror or e}') from e
+
+
+def _complete(plan: Plan, search: _Search, role: roles.Role, writer,
+              todo, batch: int) -> np.ndarray:
+  """Completes the images `todo` (indices, at least one) batch by batch
+  (`batch` of them at a time, `_checked_batch`), each written by `role` as
+  it is done; returns their final losses (K,)."""
+  # pylint: disable=g-import-not-at-top
+  from jaxinpaint import completion
   from jaxinpaint.completion import batched
   # pylint: enable=g-import-not-at-top
   s, model, devices = plan.settings, search.model, search.devices
-  batch = sharding.round_batch_size(s.batch_size, len(todo), len(devices))
-  # Before compiling a search that cannot fit.
-  with errors.naming_flags(restarts='--restarts', batch_size='--batch-size'):
-    batched.check_search_memory(model, batch, s.restarts, devices)
   _announce(role.who, len(todo), model.step, search.steps, s, devices, batch)
 
   def on_batch(start, stop, results):
@@ -216,6 +240,8 @@ def _summary(plan: Plan, search: _Search, record: dict, writer, resumed: int,
   if s.evaluate:
     summary = metrics.summarize(*(writer.per_image[k]
                                   for k in outputs.METRIC_KEYS))
+    summary.update(identity_columns.summary(writer.identity,
+                                            writer.per_image))
   summary.update(
       method='conditional' if plan.reference is not None else 'inpainting',
       loss=search.loss_name or 'conditional',

@@ -30,14 +30,18 @@ class BatchWriter:
     done: (N,) bool, images finished by an earlier run.
     grid_rows: images shown in grid.png (the first ones).
     finished_metrics: {metric: (K,)} of the done images, or None.
+    identity: `identity_columns.Columns` (its columns follow the
+      metrics'), or None.
   """
 
   def __init__(self, out: Path, names, grid_columns, done, grid_rows: int,
-               finished_metrics=None):
+               finished_metrics=None, identity=None):
     self.out, self.names, n = out, names, len(names)
+    self.identity = identity
+    self.metric_keys = METRIC_KEYS + (identity.keys if identity else ())
     self.masked, self.reference, self.truth = grid_columns
     self.complete = int(done.sum())  # images with both PNGs
-    self.per_image = {k: np.zeros(n) for k in METRIC_KEYS}
+    self.per_image = {k: np.zeros(n) for k in self.metric_keys}
     self._csv = None  # metrics.csv, opened at the first rows to write
     self._csv_rows = []
     if finished_metrics is not None:
@@ -47,18 +51,31 @@ class BatchWriter:
     rows = min(n, grid_rows)
     self.grid = None if done[:rows].all() else {}
     self.grid_rows = rows
+    self.grid_complete = 0  # complete images of the grid's rows (unwritten)
+
+  def resume_hint(self) -> str:
+    """What to do after a run that stopped: --resume, and which complete
+    images it does again (the grid's, while grid.png is not written)."""
+    hint = 'rerun with --resume to do the rest'
+    if self.grid is not None and self.grid_complete:
+      hint += (f'; it completes those {self.grid_complete} again: '
+               f'{GRID_FILE}, not written yet, needs their G(z), which no '
+               'file keeps')
+    return hint
 
   def _fail(self, path, error: OSError):
     raise RunError(
         f'cannot write {text(path)}: {error.strerror or error}; '
         f'{self.complete} of {len(self.names)} images are complete in '
-        f'{text(self.out)}/ (rerun with --resume to do the rest)') from error
+        f'{text(self.out)}/ ({self.resume_hint()})') from error
 
   def _add_metrics(self, i, values):
-    for k in METRIC_KEYS:
+    for k in self.metric_keys:
       self.per_image[k][i] = values[k]
+    # NaN (an identity without other photos): an empty cell.
     self._csv_rows.append([text(self.names[i])]
-                          + [f'{values[k]:.6f}' for k in METRIC_KEYS])
+                          + ['' if np.isnan(values[k]) else f'{values[k]:.6f}'
+                             for k in self.metric_keys])
 
   def _flush_metrics(self):
     """Appends the pending rows to metrics.csv (made at the first call)."""
@@ -68,7 +85,7 @@ class BatchWriter:
         # Not `atomic`: appended batch by batch, so that an interrupted run
         # keeps the rows of its finished images, as it keeps their PNGs.
         self._csv = open(path, 'w', newline='', encoding='utf-8')
-        self._csv_rows.insert(0, ('name',) + METRIC_KEYS)
+        self._csv_rows.insert(0, ('name',) + self.metric_keys)
       csv.writer(self._csv).writerows(self._csv_rows)
       self._csv.flush()
     except OSError as e:
@@ -96,6 +113,7 @@ class BatchWriter:
         except OSError as e:
           self._fail(path, e)
       self.complete += 1
+      self.grid_complete += int(i < self.grid_rows)
     self.add_grid_rows(rows, results['generated'], results['blended'])
     if per_image is not None:
       self.add_metrics(rows, per_image)
@@ -114,7 +132,7 @@ class BatchWriter:
   def add_metrics(self, rows, per_image):
     """Appends the metrics.csv rows of the images `rows` ({metric: (K,)})."""
     for j, i in enumerate(rows):
-      self._add_metrics(i, {k: per_image[k][j] for k in METRIC_KEYS})
+      self._add_metrics(i, {k: per_image[k][j] for k in self.metric_keys})
     self._flush_metrics()
 
   def _write_grid(self):

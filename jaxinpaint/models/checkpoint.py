@@ -20,6 +20,7 @@ what is not finalized.
 import contextlib
 import gc
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -161,6 +162,7 @@ def restore_step(workdir, step, args, mgr=None):
         # filter object: adding it again is a no-op, so failures do not pile
         # filters onto the process's logger.
         logging.getLogger('asyncio').addFilter(_abandoned_read_filter)
+        _drop_abandoned_reads()
         held.drain()
         raise
     held.replay()
@@ -187,6 +189,47 @@ def restore_step(workdir, step, args, mgr=None):
 def _abandoned_read_filter(record) -> bool:
   """asyncio's 'exception was never retrieved' of a failed restore: dropped."""
   return 'exception was never retrieved' not in record.getMessage()
+
+
+# orbax's own code: the coroutines of its reads live there.
+_ORBAX_DIR = Path(ocp.__file__).resolve().parent
+
+
+def _is_abandoned_read(unraisable) -> bool:
+  """Whether a `sys.unraisablehook` report comes from a read that a failed
+  restore abandoned: tensorstore ending it calls the closed event loop's
+  call_soon_threadsafe from C++ (no Python frame above that one), or
+  orbax's read coroutine, closed when it is collected, turns the
+  GeneratorExit into an Exception."""
+  obj, error, tb = (unraisable.object, unraisable.exc_value,
+                    unraisable.exc_traceback)
+  if inspect.iscoroutine(obj):
+    return _ORBAX_DIR in Path(obj.cr_code.co_filename).resolve().parents
+  return (isinstance(error, RuntimeError) and tb is not None
+          and tb.tb_frame.f_code.co_name == 'call_soon_threadsafe'
+          and 'Event loop is closed' in str(error))
+
+
+def _drop_abandoned_reads():
+  """Makes `sys.unraisablehook` drop the reports of abandoned reads
+  (`_is_abandoned_read`) and pass every other one to the hook it replaces.
+
+  Holding stderr back (`_StderrHeldBack`) is not enough: a read ends, or
+  its coroutine is collected, when it will: after the restore gave stderr
+  back, during restore_raw's wait before it reads again, at exit. Once per
+  process, as the asyncio filter above; installed again if something
+  replaced it since.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, 'drops_abandoned_reads', False):
+    return
+
+  def hook(unraisable):
+    if not _is_abandoned_read(unraisable):
+      previous(unraisable)
+
+  hook.drops_abandoned_reads = True
+  sys.unraisablehook = hook
 
 
 class _StderrHeldBack(contextlib.AbstractContextManager):

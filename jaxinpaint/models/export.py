@@ -23,11 +23,20 @@ def export(workdir, out, dtype='bfloat16', recalibration_batches=None):
                                f'must be >= 1, got {recalibration_batches}')
   checkpoint.check_new_model_dir(out, f'out {out}')
   config = checkpoint.load_config(workdir)
+  if checkpoint.is_exported_model(workdir):
+    raise errors.InputError(
+        f'{workdir}: already an exported model, not a training work dir: '
+        'nothing to export; copy the folder to use it elsewhere')
   if checkpoint.latest_step(workdir) == 0:
     raise errors.InputError(
         f'{workdir}: its checkpoint is from step 0, a model that never '
         'trained (its completions would be noise); train it first')
   raw, step = checkpoint.restore_raw(workdir)
+  if 'g_stats' not in raw:  # no training state: an export without checksums
+    raise errors.InputError(
+        f'{workdir}: an exported model whose export did not finish (no '
+        f'{checkpoint.CHECKSUM_FILE}), not a training work dir: nothing to '
+        'export; export its training work dir again')
   nets = networks.build_models(config.model)
   g_stats = model.recalibrated_stats(
       nets['generator'], raw['g_params'], raw['g_stats'], config,

@@ -69,6 +69,10 @@ def base_config() -> ml_collections.ConfigDict:
   # (workdir_files.RUN_KEYS_FREE lists those that do not) is refused unless
   # True.
   c.train.allow_config_change = False
+  # Resuming a work dir whose data changed since the run was saved (other
+  # image files or another count: the work dir's data_listing.json) is
+  # refused unless True.
+  c.train.allow_data_change = False
   return c
 
 

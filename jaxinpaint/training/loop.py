@@ -162,11 +162,11 @@ def train_and_evaluate(config, workdir, clock=None):
   a fake one, so where the limit stops a run does not depend on the
   machine's speed; the limit then counts from the call.
   """
-  time_limit, source = _check_run(config, workdir, clock)
+  time_limit, source, listing = _check_run(config, workdir, clock)
   nets = models.build_models(config.model)
   functions = step_lib.build_train_functions(
       config, nets, sharding.training_mesh(), config.data.on_device)
-  files = workdir_files.RunFiles(workdir, config)
+  files = workdir_files.RunFiles(workdir, config, listing)
   state = _start_state(config, workdir, nets, functions, files)
   start = int(jax.device_get(state.step))
   next_input, batch_iter = _real_inputs(config, source, functions, start)
@@ -196,10 +196,12 @@ def train_and_evaluate(config, workdir, clock=None):
 
 def _check_run(config, workdir, clock):
   """Checks all that can be checked before anything is written, and opens
-  the data; returns (the run's time limit, the data source)."""
+  the data; returns (the run's time limit, the data source, its listing:
+  `data.listing_record`)."""
   # Bad input fails here, before anything is written.
   config_schema.validate(config)
   time_limit = progress_lib.TimeLimit(config, clock)
+  workdir_files.check_outside_data(workdir, config)
   # Opened once: the batches read this source (an npz source holds every
   # image in memory).
   source = data.open_source(config.data)
@@ -207,8 +209,10 @@ def _check_run(config, workdir, clock):
   sharding.check_batch_size(config.train.batch_size)
   workdir_files.check_workdir(workdir)
   workdir_files.check_resumable(workdir, config)
+  listing = data.listing_record(source)
+  workdir_files.check_same_data(workdir, config, listing)
   _check_export_to(config.train.export_to, workdir)
-  return time_limit, source
+  return time_limit, source, listing
 
 
 def _start_state(config, workdir, nets, functions, files):

@@ -24,6 +24,8 @@ from jaxinpaint.training import config_schema
 
 METRICS_FILE = 'metrics.jsonl'
 SAMPLES_DIR = 'samples'
+# What the run reads (`data.listing_record`), compared when it resumes.
+DATA_LISTING_FILE = 'data_listing.json'
 
 
 def check_workdir(workdir):
@@ -33,6 +35,29 @@ def check_workdir(workdir):
   if path.exists() and not path.is_dir():
     raise ValueError(f'workdir {workdir}: exists and is not a directory')
   checkpoint.check_creatable_dir(path, f'workdir {workdir}')
+
+
+def check_outside_data(workdir, config):
+  """Refuses a work dir, or config.train.export_to, that is
+  config.data.folder or inside it: the sample grids would become training
+  images (a resumed run reading them too), the export would land among
+  them."""
+  folder = config.data.folder
+  if not folder:
+    return
+  data_dir = Path(folder).resolve()
+  export_to = config.train.export_to
+  for label, path, why in (
+      (f'workdir {workdir}', workdir,
+       'its sample grids (samples/*.png) would become training images; use '
+       'a workdir outside the data folder'),
+      (f'config.train.export_to={export_to}', export_to,
+       'the exported model would be written among the training images; '
+       'export to a folder outside the data folder')):
+    where = Path(path).resolve() if path else None
+    if where is not None and (where == data_dir or data_dir in where.parents):
+      raise ValueError(f'{label}: {"is" if where == data_dir else "is inside"}'
+                       f' config.data.folder={folder}: {why}')
 
 
 # Keys that may change when a work dir is resumed: when to stop (steps,
@@ -49,7 +74,8 @@ RUN_KEYS_FREE = frozenset((
     'train.sample_every', 'train.checkpoint_every', 'train.keep_checkpoints',
     'train.export_to', 'train.export_dtype', 'train.critic_loop',
     'train.multiprocess', 'train.init_from', 'train.allow_config_change',
-    'data.num_threads', 'data.prefetch_batches', 'data.cache'))
+    'train.allow_data_change', 'data.num_threads', 'data.prefetch_batches',
+    'data.cache'))
 
 
 def check_resumable(workdir, config):
@@ -78,6 +104,39 @@ def check_resumable(workdir, config):
         f'{", ".join(changed)}; resume with its values, use a new workdir, '
         'or set config.train.allow_config_change=True to continue with '
         'these (the old config is kept as config.<step>.json)')
+
+
+def check_same_data(workdir, config, listing):
+  """A work dir may resume only on the data its run was saved with (the
+  same image count and files, `data.listing_record`: `listing` is this
+  run's), unless `config.train.allow_data_change`. A work dir without a
+  saved listing (an older version's) is not checked."""
+  path = Path(workdir, DATA_LISTING_FILE)
+  if (config.train.allow_data_change or checkpoint.latest_step(workdir) is None
+      or not path.is_file()):
+    return
+  try:
+    saved = json.loads(path.read_text(encoding='utf-8'))
+  except ValueError as e:  # bad JSON or UTF-8
+    raise ValueError(f'{path}: not a valid data listing '
+                     f'({str(e).splitlines()[0]}); delete it to resume '
+                     'without comparing the data') from e
+  saved = saved if isinstance(saved, dict) else {}
+  then, now = saved.get('count'), listing['count']
+  if then != now:
+    change = f'has {now} images now, {then} then'
+  elif saved.get('files_sha256') != listing['files_sha256']:
+    # Only a digest is kept: which file changed cannot be told.
+    change = (f'has other files than then (as many images, {now}, but other '
+              'names or sizes)')
+  else:
+    return
+  key = next(k for k in ('folder', 'npz', 'tfds_name') if config.data[k])
+  raise ValueError(
+      f'workdir {workdir}: the data changed since its run was saved: '
+      f'config.data.{key}={config.data[key]} {change}; resume with the same '
+      'data, use a new workdir, or set config.train.allow_data_change=True '
+      'to continue with this data')
 
 
 def _write_error(what, workdir, last_saved,
@@ -130,10 +189,12 @@ class RunFiles:
 
   Nothing is created until the first write, so a run that fails on bad
   input leaves no trace; only process 0 writes metrics and samples.
+  `listing`: what the run reads (`data.listing_record`), saved with each
+  checkpoint for `check_same_data` (None: not saved).
   """
 
-  def __init__(self, workdir, config):
-    self.workdir, self.config = Path(workdir), config
+  def __init__(self, workdir, config, listing=None):
+    self.workdir, self.config, self.listing = Path(workdir), config, listing
     self.is_chief = jax.process_index() == 0
     self._metrics = None
     self._events = None  # tensorboardX.SummaryWriter, made on first use
@@ -161,6 +222,8 @@ class RunFiles:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._keep_old_config()
         checkpoint.save_config(self.workdir, self.config)
+        if self.listing is not None:
+          atomic.write_json(self.workdir / DATA_LISTING_FILE, self.listing)
       self.manager().save(
           step, args=ocp.args.StandardSave(state), force=True,
           custom_metadata=checkpoint.step_metadata(finalized))
