@@ -205,8 +205,11 @@ def _is_abandoned_read(unraisable) -> bool:
                     unraisable.exc_traceback)
   if inspect.iscoroutine(obj):
     return _ORBAX_DIR in Path(obj.cr_code.co_filename).resolve().parents
+  # uvloop's Cython frames are named 'uvloop.loop.Loop.call_soon_threadsafe'
+  # (its policy is in force wherever uvicorn ran, e.g. beside the demo).
   return (isinstance(error, RuntimeError) and tb is not None
-          and tb.tb_frame.f_code.co_name == 'call_soon_threadsafe'
+          and tb.tb_frame.f_code.co_name.rsplit('.', 1)[-1]
+          == 'call_soon_threadsafe'
           and 'Event loop is closed' in str(error))
 
 
